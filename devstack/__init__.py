@@ -1,0 +1,1 @@
+"""Local real services for tests, benchmarks and the demo: Kafka (KRaft), redis, Prometheus."""

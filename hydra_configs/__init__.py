@@ -1,0 +1,1 @@
+"""Hydra config groups (YAML) for every movierec entry point; schemas live in the packages."""
