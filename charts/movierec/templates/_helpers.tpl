@@ -1,0 +1,176 @@
+{{/* Names ------------------------------------------------------------------------- */}}
+{{- define "movierec.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "movierec.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* "<fullname>-<component>": call with (dict "root" $ "component" "router") */}}
+{{- define "movierec.componentName" -}}
+{{- printf "%s-%s" (include "movierec.fullname" .root) .component | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "movierec.version" -}}
+{{- default .Chart.AppVersion .Values.image.tag -}}
+{{- end -}}
+
+{{/* Labels: (dict "root" $ "component" "router") ---------------------------------------- */}}
+{{- define "movierec.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "movierec.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "movierec.labels" -}}
+{{ include "movierec.selectorLabels" . }}
+app.kubernetes.io/version: {{ include "movierec.version" .root | quote }}
+app.kubernetes.io/part-of: movierec
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace "+" "_" }}
+{{- end -}}
+
+{{/* Images: (dict "root" $ "component" "ingestor") -------------------------------------- */}}
+{{- define "movierec.image" -}}
+{{- $tag := include "movierec.version" .root -}}
+{{- if eq $tag "latest" -}}{{- fail "image.tag must be a pinned version, not latest" -}}{{- end -}}
+{{- printf "%s/%s-%s:%s" .root.Values.image.registry .root.Values.image.repository .component $tag -}}
+{{- end -}}
+
+{{- define "movierec.imagePullSecrets" -}}
+{{- with .Values.image.pullSecrets }}
+imagePullSecrets:
+{{- range . }}
+  - name: {{ . }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* Security ------------------------------------------------------------------------ */}}
+{{- define "movierec.podSecurityContext" -}}
+{{- toYaml .Values.podSecurityContext }}
+{{- end -}}
+
+{{- define "movierec.containerSecurityContext" -}}
+{{- toYaml .Values.containerSecurityContext }}
+{{- end -}}
+
+{{/* Shared data volume ---------------------------------------------------------------- */}}
+{{- define "movierec.dataClaim" -}}
+{{- if .Values.platform.data.existingClaim -}}
+{{- .Values.platform.data.existingClaim -}}
+{{- else -}}
+{{- include "movierec.componentName" (dict "root" . "component" "data") -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Hydra overrides shared by every entry point (one per line, YAML list items) -------- */}}
+{{- define "movierec.platformArgs" -}}
+{{- include "movierec.platformArgsWith" (dict "root" . "registryRoot" .Values.platform.data.registryRoot) -}}
+{{- end -}}
+
+{{/* (dict "root" $ "registryRoot" "/mnt/models"): the model server sees the registry where KServe mounts it */}}
+{{- define "movierec.platformArgsWith" -}}
+{{- $p := .root.Values.platform -}}
+- kafka.bootstrap={{ $p.kafka.bootstrap }}
+- kafka.topic={{ $p.kafka.topic }}
+- data.lake_root={{ $p.data.lakeRoot }}
+- data.registry_root={{ .registryRoot }}
+- data.online_store_backend={{ $p.onlineStore.backend }}
+- data.redis_url={{ $p.onlineStore.redisUrl }}
+{{- range $p.extraArgs }}
+- {{ . | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* Services and URLs ------------------------------------------------------------------ */}}
+{{- define "movierec.isvcName" -}}
+{{- include "movierec.componentName" (dict "root" . "component" "model") -}}
+{{- end -}}
+
+{{- define "movierec.storageUri" -}}
+{{- if .Values.modelServer.storageUri -}}
+{{- .Values.modelServer.storageUri -}}
+{{- else -}}
+{{- $rel := trimPrefix .Values.platform.data.mountPath .Values.platform.data.registryRoot | trimPrefix "/" -}}
+{{- printf "pvc://%s/%s" (include "movierec.dataClaim" .) $rel -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "movierec.modelUrl" -}}
+{{- if .Values.router.modelUrl -}}
+{{- .Values.router.modelUrl -}}
+{{- else -}}
+{{- printf "http://%s.%s.svc.cluster.local" (include "movierec.isvcName" .) .Release.Namespace -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "movierec.driftOnlineUrl" -}}
+{{- if .Values.modelServer.logger.url -}}
+{{- .Values.modelServer.logger.url -}}
+{{- else -}}
+{{- printf "http://%s.%s.svc.cluster.local:%d/" (include "movierec.componentName" (dict "root" . "component" "drift-online")) .Release.Namespace (int .Values.driftOnline.port) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Variants actually deployed: all of them in an A/B test, else the first with 100% ---- */}}
+{{- define "movierec.variants" -}}
+{{- $variants := .Values.experiment.variants -}}
+{{- if .Values.experiment.abTest -}}
+{{- $total := 0 -}}
+{{- range $variants }}{{ $total = add $total .weight }}{{ end -}}
+{{- if ne (int $total) 100 -}}
+{{- fail (printf "experiment.variants weights must sum to 100, got %d" (int $total)) -}}
+{{- end -}}
+{{- if lt (len $variants) 2 -}}
+{{- fail "experiment.abTest needs at least two variants" -}}
+{{- end -}}
+{{- toYaml (dict "items" $variants) -}}
+{{- else -}}
+{{- $first := first $variants -}}
+{{- toYaml (dict "items" (list (dict "name" $first.name "weight" 100 "args" ($first.args | default list)))) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Common pod volumes: a writable /tmp (read-only root filesystem) ------------------- */}}
+{{- define "movierec.tmpVolume" -}}
+- name: tmp
+  emptyDir:
+    sizeLimit: 256Mi
+{{- end -}}
+
+{{- define "movierec.tmpMount" -}}
+- name: tmp
+  mountPath: /tmp
+{{- end -}}
+
+{{- define "movierec.dataVolume" -}}
+- name: data
+  persistentVolumeClaim:
+    claimName: {{ include "movierec.dataClaim" . }}
+{{- end -}}
+
+{{- define "movierec.dataMount" -}}
+- name: data
+  mountPath: {{ .Values.platform.data.mountPath }}
+{{- end -}}
+
+{{/* Environment shared by the Python containers ----------------------------------------- */}}
+{{- define "movierec.pythonEnv" -}}
+- name: HOME
+  value: /tmp
+- name: PYTHONDONTWRITEBYTECODE
+  value: "1"
+- name: PYTHONUNBUFFERED
+  value: "1"
+{{- end -}}
