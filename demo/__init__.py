@@ -1,0 +1,1 @@
+"""`make demo`: the movierec platform end to end on embedded defaults."""
