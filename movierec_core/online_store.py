@@ -1,0 +1,347 @@
+"""The online store: per-user recent interactions and account creation times.
+
+Written by the ingestor (``apply``), read by the model server per request (``interactions``,
+``account_created_at``) within about a millisecond. Two backends behind one interface:
+
+* ``sqlite`` (default, embedded): one file in WAL mode, so readers never block the writer.
+* ``redis``: a ``redis-server``; per user a hash of interactions and a sorted set by recency.
+
+``apply`` is idempotent per line: every update is a set union (distinct watch minutes), a
+maximum (highest minute, last time) or a latest-wins by event time (ratings, with the earliest
+account creation kept), so redelivered lines and replayed batches leave the store unchanged.
+Times are naive UTC ``datetime`` values (as the parser returns them), stored as microseconds
+since the epoch.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from movierec_core.events import AccountCreation, Event, Rating, WatchMinute
+
+__all__ = [
+    "OnlineStore",
+    "RedisOnlineStore",
+    "SqliteOnlineStore",
+    "UserInteraction",
+    "open_store",
+]
+
+_EPOCH = datetime(1970, 1, 1)
+_US = timedelta(microseconds=1)
+
+
+def _to_us(time: datetime) -> int:
+    return (time.replace(tzinfo=None) - _EPOCH) // _US
+
+
+def _from_us(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=int(us))
+
+
+@dataclass(frozen=True)
+class UserInteraction:
+    movie_id: str
+    minutes: int  # distinct watch minutes seen
+    max_minute: int  # highest minute seen (-1: none)
+    stars: int | None  # latest rating
+    last_time: datetime
+
+
+@runtime_checkable
+class OnlineStore(Protocol):
+    def apply(self, events: Iterable[Event]) -> None:
+        """Fold events into the store; idempotent per line."""
+
+    def interactions(self, user_id: int, limit: int = 500) -> list[UserInteraction]:
+        """The user's interactions, newest first."""
+
+    def account_created_at(self, user_id: int) -> datetime | None:
+        """When the user's account was created, if the store has seen it."""
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class _Batch:
+    """A batch of events aggregated per (user, movie): few store round trips per batch."""
+
+    watches: dict[tuple[int, str], list]  # -> [set(minutes), max_minute, last_us]
+    ratings: dict[tuple[int, str], tuple[int, int]]  # -> (stars, time_us), latest wins
+    accounts: dict[int, int]  # -> earliest created_us
+
+    @classmethod
+    def of(cls, events: Iterable[Event]) -> _Batch:
+        watches: dict[tuple[int, str], list] = {}
+        ratings: dict[tuple[int, str], tuple[int, int]] = {}
+        accounts: dict[int, int] = {}
+        for event in events:
+            if isinstance(event, WatchMinute):
+                key = (event.user_id, event.movie_id)
+                t = _to_us(event.time)
+                agg = watches.get(key)
+                if agg is None:
+                    watches[key] = [{event.minute}, event.minute, t]
+                else:
+                    agg[0].add(event.minute)
+                    if event.minute > agg[1]:
+                        agg[1] = event.minute
+                    if t > agg[2]:
+                        agg[2] = t
+            elif isinstance(event, Rating):
+                key = (event.user_id, event.movie_id)
+                t = _to_us(event.time)
+                old = ratings.get(key)
+                if old is None or t >= old[1]:
+                    ratings[key] = (event.stars, t)
+            elif isinstance(event, AccountCreation):
+                t = _to_us(event.time)
+                old_t = accounts.get(event.user_id)
+                if old_t is None or t < old_t:
+                    accounts[event.user_id] = t
+        return cls(watches, ratings, accounts)
+
+
+# --------------------------------------------------------------------------------------------
+# SQLite (WAL)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS seen_minutes (
+    user_id INTEGER NOT NULL, movie_id TEXT NOT NULL, minute INTEGER NOT NULL,
+    PRIMARY KEY (user_id, movie_id, minute)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS interactions (
+    user_id INTEGER NOT NULL, movie_id TEXT NOT NULL,
+    minutes INTEGER NOT NULL DEFAULT 0, max_minute INTEGER NOT NULL DEFAULT -1,
+    stars INTEGER, stars_time INTEGER, last_time INTEGER NOT NULL,
+    PRIMARY KEY (user_id, movie_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS accounts (
+    user_id INTEGER PRIMARY KEY, created_at INTEGER NOT NULL);
+"""
+
+_UPSERT_WATCH = """
+INSERT INTO interactions (user_id, movie_id, minutes, max_minute, stars, stars_time, last_time)
+VALUES (?1, ?2, (SELECT count(*) FROM seen_minutes WHERE user_id = ?1 AND movie_id = ?2),
+        ?3, NULL, NULL, ?4)
+ON CONFLICT (user_id, movie_id) DO UPDATE SET
+    minutes = excluded.minutes,
+    max_minute = max(max_minute, excluded.max_minute),
+    last_time = max(last_time, excluded.last_time)
+"""
+
+_UPSERT_RATING = """
+INSERT INTO interactions (user_id, movie_id, minutes, max_minute, stars, stars_time, last_time)
+VALUES (?1, ?2, 0, -1, ?3, ?4, ?4)
+ON CONFLICT (user_id, movie_id) DO UPDATE SET
+    stars = CASE WHEN stars_time IS NULL OR excluded.stars_time >= stars_time
+                 THEN excluded.stars ELSE stars END,
+    stars_time = max(coalesce(stars_time, excluded.stars_time), excluded.stars_time),
+    last_time = max(last_time, excluded.last_time)
+"""
+
+_UPSERT_ACCOUNT = """
+INSERT INTO accounts (user_id, created_at) VALUES (?1, ?2)
+ON CONFLICT (user_id) DO UPDATE SET created_at = min(created_at, excluded.created_at)
+"""
+
+_SELECT_INTERACTIONS = """
+SELECT movie_id, minutes, max_minute, stars, last_time FROM interactions
+WHERE user_id = ? ORDER BY last_time DESC, movie_id LIMIT ?
+"""
+
+
+class SqliteOnlineStore:
+    """One SQLite file in WAL mode; a connection per thread (readers never block the writer)."""
+
+    def __init__(self, path: str | Path, busy_timeout_s: float = 30.0) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._busy_timeout_s = busy_timeout_s
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        conn = self._conn()
+        conn.executescript(_SCHEMA)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=self._busy_timeout_s,
+                                   isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    def apply(self, events: Iterable[Event]) -> None:
+        batch = _Batch.of(events)
+        if not (batch.watches or batch.ratings or batch.accounts):
+            return
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if batch.watches:
+                conn.executemany(
+                    "INSERT OR IGNORE INTO seen_minutes VALUES (?, ?, ?)",
+                    ((u, m, minute) for (u, m), agg in batch.watches.items() for minute in agg[0]))
+                conn.executemany(
+                    _UPSERT_WATCH,
+                    ((u, m, agg[1], agg[2]) for (u, m), agg in batch.watches.items()))
+            if batch.ratings:
+                conn.executemany(
+                    _UPSERT_RATING,
+                    ((u, m, stars, t) for (u, m), (stars, t) in batch.ratings.items()))
+            if batch.accounts:
+                conn.executemany(_UPSERT_ACCOUNT, batch.accounts.items())
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def interactions(self, user_id: int, limit: int = 500) -> list[UserInteraction]:
+        rows = self._conn().execute(_SELECT_INTERACTIONS, (int(user_id), int(limit))).fetchall()
+        return [UserInteraction(m, n, mx, stars, _from_us(t)) for m, n, mx, stars, t in rows]
+
+    def account_created_at(self, user_id: int) -> datetime | None:
+        row = self._conn().execute(
+            "SELECT created_at FROM accounts WHERE user_id = ?", (int(user_id),)).fetchone()
+        return None if row is None else _from_us(row[0])
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._connections:
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
+            self._connections.clear()
+        self._local = threading.local()
+
+
+# --------------------------------------------------------------------------------------------
+# Redis
+#
+# Keys (prefix configurable, default "mr:"):
+#   <p>ia:<user>          hash  movie -> "minutes,max_minute,stars,stars_time,last_time"
+#   <p>rc:<user>          zset  movie scored by last_time (us), for newest-first reads
+#   <p>mn:<user>:<movie>  set   distinct watch minutes
+#   <p>ac:<user>          string earliest account creation time (us)
+
+_WATCH_LUA = """
+local n = 0
+for i = 4, #ARGV, 1000 do
+  redis.call('SADD', KEYS[2], unpack(ARGV, i, math.min(i + 999, #ARGV)))
+end
+n = redis.call('SCARD', KEYS[2])
+local movie, max_minute, last = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local stars, stars_time = '', ''
+local old = redis.call('HGET', KEYS[1], movie)
+if old then
+  local f = {}
+  for v in string.gmatch(old .. ',', '([^,]*),') do f[#f + 1] = v end
+  if tonumber(f[2]) > max_minute then max_minute = tonumber(f[2]) end
+  stars, stars_time = f[3], f[4]
+  if tonumber(f[5]) > last then last = tonumber(f[5]) end
+end
+redis.call('HSET', KEYS[1], movie,
+  n .. ',' .. max_minute .. ',' .. stars .. ',' .. stars_time .. ',' .. string.format('%d', last))
+redis.call('ZADD', KEYS[3], 'GT', last, movie)
+return n
+"""
+
+_RATING_LUA = """
+local movie, stars, t = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local minutes, max_minute, last, stars_time = '0', '-1', t, t
+local old = redis.call('HGET', KEYS[1], movie)
+if old then
+  local f = {}
+  for v in string.gmatch(old .. ',', '([^,]*),') do f[#f + 1] = v end
+  minutes, max_minute = f[1], f[2]
+  if f[4] ~= '' and tonumber(f[4]) > t then stars, stars_time = f[3], tonumber(f[4]) end
+  if tonumber(f[5]) > last then last = tonumber(f[5]) end
+end
+redis.call('HSET', KEYS[1], movie, minutes .. ',' .. max_minute .. ',' .. stars .. ','
+  .. string.format('%d', stars_time) .. ',' .. string.format('%d', last))
+redis.call('ZADD', KEYS[2], 'GT', last, movie)
+return 1
+"""
+
+_ACCOUNT_LUA = """
+local cur = redis.call('GET', KEYS[1])
+if (not cur) or tonumber(ARGV[1]) < tonumber(cur) then redis.call('SET', KEYS[1], ARGV[1]) end
+return 1
+"""
+
+
+class RedisOnlineStore:
+    """The same store on a redis-server (redis-py); updates are Lua scripts, so atomic."""
+
+    def __init__(self, url: str, prefix: str = "mr:", client: Any = None) -> None:
+        import redis  # only this backend needs it
+
+        self.prefix = prefix
+        self._redis = client or redis.Redis.from_url(url, socket_timeout=5.0)
+        self._watch = self._redis.register_script(_WATCH_LUA)
+        self._rating = self._redis.register_script(_RATING_LUA)
+        self._account = self._redis.register_script(_ACCOUNT_LUA)
+
+    def apply(self, events: Iterable[Event]) -> None:
+        batch = _Batch.of(events)
+        p = self.prefix
+        pipe = self._redis.pipeline(transaction=False)
+        pending = 0
+        for (u, m), (minutes, max_minute, last) in batch.watches.items():
+            self._watch(keys=[f"{p}ia:{u}", f"{p}mn:{u}:{m}", f"{p}rc:{u}"],
+                        args=[m, max_minute, last, *sorted(minutes)], client=pipe)
+            pending += 1
+            if pending >= 1000:
+                pipe.execute()
+                pending = 0
+        for (u, m), (stars, t) in batch.ratings.items():
+            self._rating(keys=[f"{p}ia:{u}", f"{p}rc:{u}"], args=[m, stars, t], client=pipe)
+            pending += 1
+        for u, t in batch.accounts.items():
+            self._account(keys=[f"{p}ac:{u}"], args=[t], client=pipe)
+            pending += 1
+        if pending:
+            pipe.execute()
+
+    def interactions(self, user_id: int, limit: int = 500) -> list[UserInteraction]:
+        u = int(user_id)
+        movies = self._redis.zrevrange(f"{self.prefix}rc:{u}", 0, int(limit) - 1)
+        if not movies:
+            return []
+        values = self._redis.hmget(f"{self.prefix}ia:{u}", movies)
+        out = []
+        for movie, value in zip(movies, values, strict=True):
+            if value is None:
+                continue
+            minutes, max_minute, stars, _stars_time, last = value.decode().split(",")
+            out.append(UserInteraction(movie.decode(), int(minutes), int(max_minute),
+                                       int(stars) if stars else None, _from_us(int(last))))
+        out.sort(key=lambda i: (-_to_us(i.last_time), i.movie_id))
+        return out
+
+    def account_created_at(self, user_id: int) -> datetime | None:
+        value = self._redis.get(f"{self.prefix}ac:{int(user_id)}")
+        return None if value is None else _from_us(int(value))
+
+    def close(self) -> None:
+        self._redis.close()
+
+
+def open_store(data_cfg: Any) -> OnlineStore:
+    """The store ``data_cfg`` names (``data.online_store_backend``: sqlite | redis)."""
+    backend = str(getattr(data_cfg, "online_store_backend", "sqlite")).lower()
+    if backend == "sqlite":
+        return SqliteOnlineStore(data_cfg.online_store_path)
+    if backend == "redis":
+        return RedisOnlineStore(data_cfg.redis_url)
+    raise ValueError(f"unknown online_store_backend {backend!r} (expected sqlite or redis)")

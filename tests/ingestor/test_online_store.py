@@ -1,0 +1,126 @@
+"""The online store contract, run against both backends (SQLite WAL and a real redis-server)."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from datetime import datetime, timedelta
+
+import pytest
+
+from movierec_core.config import DataConfig
+from movierec_core.events import AccountCreation, Rating, RecommendationRequest, WatchMinute
+from movierec_core.online_store import (
+    OnlineStore,
+    RedisOnlineStore,
+    SqliteOnlineStore,
+    UserInteraction,
+    open_store,
+)
+
+T0 = datetime(2025, 3, 2, 14, 0, 0)
+_prefixes = itertools.count()
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+class OnlineStoreContract:
+    """Every backend passes these; subclasses provide the ``store`` fixture."""
+
+    def test_given_empty_store_then_nothing_is_known(self, store: OnlineStore) -> None:
+        assert store.interactions(1) == []
+        assert store.account_created_at(1) is None
+
+    def test_watch_minutes_count_distinct_minutes_and_highest(self, store: OnlineStore) -> None:
+        store.apply([WatchMinute(at(0), 7, "heat+1995", 0), WatchMinute(at(60), 7, "heat+1995", 1),
+                     WatchMinute(at(120), 7, "heat+1995", 1)])
+        store.apply([WatchMinute(at(180), 7, "heat+1995", 5)])
+        assert store.interactions(7) == [UserInteraction("heat+1995", 3, 5, None, at(180))]
+
+    def test_apply_is_idempotent_per_line(self, store: OnlineStore) -> None:
+        events = [WatchMinute(at(0), 8, "a+1", 3), WatchMinute(at(60), 8, "a+1", 4),
+                  Rating(at(90), 8, "a+1", 4), AccountCreation(at(-100), 8),
+                  WatchMinute(at(30), 8, "b+2", 10)]
+        store.apply(events)
+        first = store.interactions(8)
+        store.apply(events)
+        store.apply(events[::-1])
+        assert store.interactions(8) == first == [
+            UserInteraction("a+1", 2, 4, 4, at(90)),
+            UserInteraction("b+2", 1, 10, None, at(30)),
+        ]
+        assert store.account_created_at(8) == at(-100)
+
+    def test_latest_rating_wins_by_event_time_not_arrival(self, store: OnlineStore) -> None:
+        store.apply([Rating(at(100), 9, "x", 5)])
+        store.apply([Rating(at(50), 9, "x", 1)])  # late arrival of an older rating
+        assert store.interactions(9) == [UserInteraction("x", 0, -1, 5, at(100))]
+        store.apply([Rating(at(200), 9, "x", 2), WatchMinute(at(150), 9, "x", 0)])
+        assert store.interactions(9) == [UserInteraction("x", 1, 0, 2, at(200))]
+
+    def test_newest_first_and_limit(self, store: OnlineStore) -> None:
+        store.apply([WatchMinute(at(i), 10, f"m{i}", 0) for i in range(20)])
+        got = store.interactions(10, limit=5)
+        assert [i.movie_id for i in got] == ["m19", "m18", "m17", "m16", "m15"]
+        assert len(store.interactions(10)) == 20
+
+    def test_earliest_account_creation_is_kept(self, store: OnlineStore) -> None:
+        store.apply([AccountCreation(at(10), 11)])
+        store.apply([AccountCreation(at(20), 11), AccountCreation(at(5.5), 11)])
+        assert store.account_created_at(11) == at(5.5)
+
+    def test_microseconds_and_other_users_are_kept_apart(self, store: OnlineStore) -> None:
+        t = datetime(2025, 3, 2, 14, 7, 33, 123456)
+        store.apply([WatchMinute(t, 12, "m", 1), WatchMinute(t, 13, "m", 2),
+                     RecommendationRequest(t, 12, "s", 200, ("m",), "", 5)])
+        assert store.interactions(12) == [UserInteraction("m", 1, 1, None, t)]
+        assert store.interactions(13) == [UserInteraction("m", 1, 2, None, t)]
+
+    def test_reads_take_about_a_millisecond(self, store: OnlineStore) -> None:
+        store.apply([WatchMinute(at(i), 14, f"m{i % 200}", i % 90) for i in range(5000)])
+        start = time.perf_counter()
+        for _ in range(200):
+            store.interactions(14)
+        per_read = (time.perf_counter() - start) / 200
+        # informative, not a timed assertion: the figure shows up with -rA
+        print(f"{type(store).__name__}: {per_read * 1e3:.3f} ms per read of 200 interactions")
+        assert len(store.interactions(14)) == 200
+
+
+class TestSqliteOnlineStore(OnlineStoreContract):
+    @pytest.fixture
+    def store(self, tmp_path):
+        s = SqliteOnlineStore(tmp_path / "online.sqlite")
+        yield s
+        s.close()
+
+    def test_open_store_defaults_to_sqlite_in_wal_mode(self, tmp_path) -> None:
+        s = open_store(DataConfig(online_store_path=str(tmp_path / "o.sqlite")))
+        assert isinstance(s, SqliteOnlineStore)
+        mode = s._conn().execute("PRAGMA journal_mode").fetchone()[0]
+        assert mode == "wal"
+        s.close()
+
+    def test_a_second_connection_sees_writes(self, tmp_path) -> None:
+        writer = SqliteOnlineStore(tmp_path / "o.sqlite")
+        reader = SqliteOnlineStore(tmp_path / "o.sqlite")
+        writer.apply([WatchMinute(at(0), 1, "m", 0)])
+        assert reader.interactions(1) == [UserInteraction("m", 1, 0, None, at(0))]
+        writer.close()
+        reader.close()
+
+
+@pytest.mark.integration
+class TestRedisOnlineStore(OnlineStoreContract):
+    @pytest.fixture
+    def store(self, redis_url):
+        s = RedisOnlineStore(redis_url, prefix=f"t{next(_prefixes)}:")
+        yield s
+        s.close()
+
+    def test_open_store_redis(self, redis_url) -> None:
+        s = open_store(DataConfig(online_store_backend="redis", redis_url=redis_url))
+        assert isinstance(s, RedisOnlineStore)
+        s.close()
