@@ -147,6 +147,16 @@ def convert_crds(out_dir: Path, crd_files: list[Path]) -> int:
     return written
 
 
+def alias_schema(source: Path, target: Path, kind: str) -> int:
+    """Copy a CRD schema for another kind sharing its spec (Argo's Workflow and WorkflowTemplate)."""
+    schema = json.loads(source.read_text())
+    props = schema.setdefault("properties", {})
+    props["kind"] = {"type": "string", "enum": [kind]}
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(schema, indent=1, sort_keys=True))
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -156,9 +166,16 @@ def main(argv: list[str] | None = None) -> int:
     crd = sub.add_parser("crd", help="CRD YAML files -> <group>/<kind>_<version>.json")
     crd.add_argument("out_dir", type=Path)
     crd.add_argument("crd_files", type=Path, nargs="+")
+    alias = sub.add_parser("alias", help="copy a schema for a kind with the same spec")
+    alias.add_argument("source", type=Path)
+    alias.add_argument("target", type=Path)
+    alias.add_argument("kind")
     args = parser.parse_args(argv)
     if args.command == "swagger":
         count = convert_swagger(args.swagger, args.out_dir)
+    elif args.command == "alias":
+        count = alias_schema(args.source, args.target, args.kind)
+        args.out_dir = args.target
     else:
         count = convert_crds(args.out_dir, args.crd_files)
     if count == 0:

@@ -21,6 +21,7 @@ logger:
   url: {{ include "movierec.driftOnlineUrl" $root }}
 {{- end }}
 model:
+  name: kserve-container
   modelFormat:
     name: {{ $m.modelFormat }}
   runtime: {{ include "movierec.componentName" (dict "root" $root "component" "runtime") }}
