@@ -1,0 +1,1 @@
+"""movierec ingestor: Kafka telemetry -> dead-letter topic, Parquet lake, online store."""
