@@ -1,0 +1,169 @@
+"""Bundles: one directory (KServe ``storageUri`` → ``/mnt/models``) with everything the model
+server ranks with. Layout (all arrays ``.npy``, loadable with ``np.load(mmap_mode="r")``)::
+
+    manifest.json            model type, version, snapshot id + hash, code version, config,
+                             metrics, timings, created_at, counts (see save_bundle)
+    model/model.json         model type + hyper-parameters; model/*.npy its arrays
+    item_ids.npy             (n_items,) unicode: item index → movie id
+    user_ids.npy             (n_users,) int64, sorted ascending: user row = searchsorted position
+    seen_indptr.npy          (n_users+1,) int64  ┐ CSR of the training interactions
+    seen_indices.npy         (nnz,) int32        │ (rows = user rows, cols = item indices),
+    seen_confidence.npy      (nnz,) float32      ┘ for exclude-seen and fold-in
+    popularity.npy           (n_items,) float32 in 0..1
+    costs.npy                (n_items,) float32 in 0..1 (license cost / max cost; 0 unknown)
+    cold_start.json          {"lists": {segment key: [item indices, best first]}}
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from movierec_core.models.base import Recommender
+from movierec_core.models.popularity import ALL_USERS, ColdStartModel, _normalised_counts
+from movierec_core.models.registry_of_models import load_model
+
+MANIFEST = "manifest.json"
+BUNDLE_FORMAT = 1
+
+
+@dataclass
+class Bundle:
+    """A loaded bundle: the model plus the id maps and side lists the server ranks with."""
+
+    path: Path
+    manifest: dict[str, Any]
+    model: Recommender
+    item_ids: np.ndarray
+    user_ids: np.ndarray
+    seen: sp.csr_matrix
+    popularity: np.ndarray
+    costs: np.ndarray
+    cold_start: ColdStartModel
+    _item_index: dict[str, int] | None = field(default=None, repr=False)
+
+    @property
+    def n_items(self) -> int:
+        return int(self.item_ids.shape[0])
+
+    @property
+    def version(self) -> str:
+        return str(self.manifest.get("version", ""))
+
+    def user_row(self, user_id: int) -> int | None:
+        """Row of a user seen in training, ``None`` for a user the model has never seen."""
+        pos = int(np.searchsorted(self.user_ids, user_id))
+        if pos < self.user_ids.shape[0] and int(self.user_ids[pos]) == int(user_id):
+            return pos
+        return None
+
+    def item_index(self, movie_id: str) -> int | None:
+        if self._item_index is None:
+            self._item_index = {str(m): i for i, m in enumerate(self.item_ids)}
+        return self._item_index.get(movie_id)
+
+    def movie_ids(self, indices: Any) -> list[str]:
+        return [str(self.item_ids[int(i)]) for i in indices]
+
+    def seen_items(self, row: int) -> np.ndarray:
+        """Item indices the user interacted with in training."""
+        return np.asarray(self.seen.indices[self.seen.indptr[row]:self.seen.indptr[row + 1]])
+
+    def cold_start_items(self, age: Any = None, gender: Any = None, occupation: Any = None,
+                         k: int = 20, exclude: Any = ()) -> list[int]:
+        """Item indices for a user with no history, by demographic segment (fallback chain)."""
+        return self.cold_start.items_for(age, gender, occupation, k, exclude)
+
+
+def save_bundle(directory: Path | str, model: Recommender, item_ids: Any, user_ids: Any,
+                seen: sp.csr_matrix | None = None, *, popularity: np.ndarray | None = None,
+                costs: np.ndarray | None = None, cold_start: ColdStartModel | None = None,
+                manifest: dict[str, Any] | None = None) -> Path:
+    """Write a bundle. ``user_ids`` must be sorted ascending and match the model's user rows;
+    ``seen`` defaults to the model's training matrix. Missing popularity/cold-start lists are
+    derived from ``seen``; missing costs are zeros. Returns the directory."""
+    t0 = time.perf_counter()
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    seen = sp.csr_matrix(seen if seen is not None else model.user_items, dtype=np.float32)
+    user_ids = np.asarray(user_ids, dtype=np.int64)
+    item_ids = np.asarray([str(i) for i in item_ids])
+    if user_ids.size and np.any(np.diff(user_ids) <= 0):
+        raise ValueError("user_ids must be strictly increasing (user row = searchsorted position)")
+    if seen.shape != (user_ids.size, item_ids.size):
+        raise ValueError(f"seen matrix {seen.shape} != (users {user_ids.size}, items {item_ids.size})")
+    if popularity is None:
+        popularity = _normalised_counts(seen)
+    if costs is None:
+        costs = np.zeros(item_ids.size, dtype=np.float32)
+    costs = np.asarray(costs, dtype=np.float32)
+    if costs.shape != (item_ids.size,) or np.any((costs < 0) | (costs > 1)):
+        raise ValueError("costs must be one value in 0..1 per item")
+    if cold_start is None:
+        cold_start = ColdStartModel().fit(seen)
+    model.save(d / "model")
+    np.save(d / "item_ids.npy", item_ids)
+    np.save(d / "user_ids.npy", user_ids)
+    np.save(d / "seen_indptr.npy", seen.indptr.astype(np.int64))
+    np.save(d / "seen_indices.npy", seen.indices.astype(np.int32))
+    np.save(d / "seen_confidence.npy", seen.data.astype(np.float32))
+    np.save(d / "popularity.npy", np.asarray(popularity, dtype=np.float32))
+    np.save(d / "costs.npy", costs)
+    (d / "cold_start.json").write_text(json.dumps({"lists": cold_start.lists}, sort_keys=True))
+    info = dict(manifest or {})
+    info.setdefault("format", BUNDLE_FORMAT)
+    info.setdefault("model_type", model.model_type)
+    info.setdefault("version", "")
+    info.setdefault("snapshot", {"id": None, "hash": None})
+    info.setdefault("code_version", None)
+    info.setdefault("config", {})
+    info.setdefault("metrics", {})
+    info.setdefault("timings", {})
+    info.setdefault("created_at", datetime.now(UTC).isoformat(timespec="seconds"))
+    info["counts"] = {"users": int(user_ids.size), "items": int(item_ids.size),
+                      "interactions": int(seen.nnz)}
+    info["timings"] = {**info["timings"], "bundle_write_s": round(time.perf_counter() - t0, 4)}
+    write_manifest(d, info)
+    return d
+
+
+def write_manifest(directory: Path | str, manifest: dict[str, Any]) -> None:
+    Path(directory, MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
+
+
+def read_manifest(directory: Path | str) -> dict[str, Any]:
+    return json.loads(Path(directory, MANIFEST).read_text())
+
+
+def load_bundle(directory: Path | str, mmap: bool = True) -> Bundle:
+    """Load a bundle (arrays memory-mapped by default; the model gets the seen matrix)."""
+    d = Path(directory)
+    if not (d / MANIFEST).is_file():
+        raise FileNotFoundError(f"not a bundle (no {MANIFEST}): {d}")
+    manifest = read_manifest(d)
+    mode = "r" if mmap else None
+
+    def arr(name: str) -> np.ndarray:
+        return np.load(d / name, mmap_mode=mode, allow_pickle=False)
+
+    item_ids = np.load(d / "item_ids.npy", allow_pickle=False)
+    user_ids = arr("user_ids.npy")
+    seen = sp.csr_matrix((arr("seen_confidence.npy"), arr("seen_indices.npy"), arr("seen_indptr.npy")),
+                         shape=(user_ids.shape[0], item_ids.shape[0]))
+    model = load_model(d / "model", mmap=mmap)
+    model.user_items = seen
+    popularity = arr("popularity.npy")
+    cold = ColdStartModel()
+    cold.n_items = int(item_ids.shape[0])
+    cold.popularity = popularity
+    cold.lists = json.loads((d / "cold_start.json").read_text())["lists"]
+    cold.lists.setdefault(ALL_USERS, [])
+    return Bundle(path=d, manifest=manifest, model=model, item_ids=item_ids, user_ids=user_ids,
+                  seen=seen, popularity=popularity, costs=arr("costs.npy"), cold_start=cold)

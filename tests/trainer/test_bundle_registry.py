@@ -1,0 +1,82 @@
+"""Bundles (what the server loads) and the file registry (versions + atomic aliases)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from movierec_core.models import confidence, load_bundle, segment_chain, segment_of
+from movierec_core.models.confidence import ConfidenceWeights
+from movierec_core.models.testing import tiny_bundle
+from movierec_core.registry import CHALLENGER, CHAMPION, FileRegistry, RegistryError, open_registry
+
+
+def test_tiny_bundle_loads_memory_mapped_with_everything_the_server_needs(tmp_path):
+    b = load_bundle(tiny_bundle(tmp_path / "b"))
+    assert b.manifest["model_type"] == "als"
+    assert b.manifest["counts"] == {"users": 60, "items": 40, "interactions": 60 * 6}
+    assert isinstance(b.user_ids, np.memmap) and b.user_ids.dtype == np.int64
+    assert isinstance(b.model.item_factors, np.memmap) and b.model.item_factors.dtype == np.float32
+    assert b.user_row(1000) == 0 and b.user_row(1590) == 59 and b.user_row(1001) is None
+    assert b.user_row(5) is None and b.user_row(10**9) is None
+    assert b.item_index("movie+7+2000") == 7 and b.movie_ids([0, 39]) == ["movie+0+2000", "movie+39+2000"]
+    assert b.costs[0] == 0.0 and b.costs[-1] == pytest.approx(1.0)
+    seen = set(b.seen_items(3).tolist())
+    items, _ = b.model.recommend(3, k=10)
+    assert len(items) == 10 and not seen & set(items.tolist())
+    cold = b.cold_start_items(25, "F", "writer", k=5)
+    assert len(cold) == 5 and len(set(cold)) == 5
+    # fold-in works on the read-only (mmap) factors
+    row = np.zeros(40, np.float32)
+    row[[1, 4, 7]] = 1.0
+    assert b.model.scores_for_items(row).shape == (40,)
+
+
+def test_segments_fall_back_from_specific_to_everyone():
+    assert segment_of(34, "f", "Scientist") == "25-34|F|scientist"
+    assert segment_chain(None, "", None) == ["?|?|?", "?|?", "?", "*"]
+    assert segment_chain(70, "M", "retired")[1:] == ["55+|M", "55+", "*"]
+
+
+def test_confidence_rule():
+    assert confidence(50, 100, None) == pytest.approx(0.5)
+    assert confidence(500, 100, 5) == pytest.approx(2.0)  # watch capped at 1, +5/5
+    assert confidence(0, 100, 4) == pytest.approx(0.8)
+    assert confidence(50, 0, None) == pytest.approx(0.5)  # unknown runtime → 100 min
+    assert confidence(np.nan, 90, 9) == 0.0  # no watch, out-of-range stars ignored
+    w = ConfidenceWeights(watch=2.0, rating=0.0, dislike_below=3)
+    np.testing.assert_allclose(confidence(np.array([45, 45]), np.array([90, 90]), np.array([2, 4]), w),
+                               [0.0, 1.0])
+
+
+def test_register_versions_aliases_promote_rollback(tmp_path):
+    reg = FileRegistry(tmp_path / "registry")
+    b1 = tiny_bundle(tmp_path / "b1", seed=1)
+    b2 = tiny_bundle(tmp_path / "b2", seed=2)
+    v1 = reg.register("movierec", b1, aliases=(CHALLENGER, CHAMPION))
+    v2 = reg.register("movierec", b2, aliases=(CHALLENGER,))
+    assert (v1, v2) == ("v0001", "v0002")
+    assert reg.resolve("movierec", CHAMPION) == tmp_path / "registry/movierec/versions/v0001"
+    assert reg.resolve("movierec", "v0002") == tmp_path / "registry/movierec/versions/v0002"
+    assert load_bundle(reg.resolve("movierec", CHALLENGER)).version == "v0002"
+    assert [v.aliases for v in reg.versions("movierec")] == [(CHAMPION,), (CHALLENGER,)]
+    assert reg.promote("movierec") == "v0002"
+    assert reg.get_alias("movierec", CHAMPION) == "v0002"
+    assert reg.rollback("movierec") == "v0001"
+    assert reg.get_alias("movierec", CHAMPION) == "v0001"
+    with pytest.raises(RegistryError, match="no previous version"):
+        reg.rollback("movierec")
+    with pytest.raises(RegistryError, match="no version"):
+        reg.resolve("movierec", "v0009")
+    alias = json.loads((tmp_path / "registry/movierec/aliases/champion.json").read_text())
+    assert alias["version"] == "v0001" and alias["rolled_back_from"] == "v0002"
+    assert not list((tmp_path / "registry/movierec/aliases").glob(".*.tmp"))
+    assert reg.show("movierec", "v0001").manifest["version"] == "v0001"
+
+
+def test_open_registry_rejects_unknown_backends(tmp_path):
+    assert isinstance(open_registry(f"file://{tmp_path}"), FileRegistry)
+    with pytest.raises(RegistryError, match="not implemented"):
+        open_registry("s3://bucket/registry")
