@@ -1,0 +1,2 @@
+"""movierec model server: a ``kserve.Model`` served by ``kserve.ModelServer`` (see
+docs/model_server.md)."""

@@ -1,0 +1,119 @@
+"""Routes added to the ModelServer's own FastAPI app (``kserve.model_server.app``):
+``GET /recommend/{user_id}`` (EVENTS.md) and the admin endpoints. Same process, port and
+middleware as KServe's V1/V2, probes and ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+
+from model_server.metrics import FALLBACKS, REQUEST_DURATION, REQUESTS
+from model_server.model import MovierecModel, _request_id, parse_user_id
+from movierec_core.registry import RegistryError
+
+log = logging.getLogger(__name__)
+
+TEXT = "text/plain; charset=utf-8"
+
+
+def mount(app: FastAPI, model: MovierecModel, *, k: int, admin: bool = True) -> None:
+    """Add movierec's routes to ``app`` (call before ``ModelServer.start``)."""
+    duration = REQUEST_DURATION.labels(endpoint="recommend")
+
+    async def recommend(user_id: str, request: Request) -> Response:
+        started = time.perf_counter()
+        request_id = _request_id(request.headers)
+        try:
+            uid = parse_user_id(user_id)
+        except ValueError:
+            REQUESTS.labels(endpoint="recommend", status="400", model_version="").inc()
+            return Response(f"invalid user id {user_id[:40]!r}: must be a non-negative integer",
+                            status_code=400, media_type=TEXT,
+                            headers={"x-request-id": request_id})
+        try:
+            answer = await model.service.recommend(uid, k)
+            items = answer.items
+            version = answer.engine.version if answer.engine is not None else ""
+            model.log(request_id, uid, answer, "recommend")
+        except Exception:  # /recommend never fails: the service already falls back; belt and braces
+            log.exception("unexpected error answering /recommend/%s", uid)
+            FALLBACKS.labels(reason="error").inc()
+            engine = model.holder.current
+            items = engine.fallback(k).items if engine is not None else []
+            version = engine.version if engine is not None else ""
+        REQUESTS.labels(endpoint="recommend", status="200", model_version=version).inc()
+        duration.observe(time.perf_counter() - started)
+        return Response(",".join(items), media_type=TEXT,
+                        headers={"x-request-id": request_id, "x-model-version": version})
+
+    async def recommend_missing_id() -> Response:
+        REQUESTS.labels(endpoint="recommend", status="400", model_version="").inc()
+        return Response("missing user id: use /recommend/<userid>", status_code=400,
+                        media_type=TEXT)
+
+    app.add_api_route("/recommend/{user_id}", recommend, methods=["GET"])
+    app.add_api_route("/recommend/", recommend_missing_id, methods=["GET"])
+    app.add_api_route("/recommend", recommend_missing_id, methods=["GET"])
+
+    async def current_model() -> JSONResponse:
+        engine = model.holder.current
+        return JSONResponse({"ready": engine is not None,
+                             **(engine.provenance if engine is not None else {}),
+                             "path": str(engine.path) if engine is not None else None})
+
+    async def reload(request: Request) -> JSONResponse:
+        started = time.perf_counter()
+        body = await request.body()
+        version = None
+        if body.strip():
+            try:
+                payload = orjson.loads(body)
+            except orjson.JSONDecodeError as exc:
+                return _admin(400, {"error": f"request body is not JSON: {exc}"}, started)
+            if not isinstance(payload, dict) or not isinstance(payload.get("version", ""), str):
+                return _admin(400, {"error": 'expected {"version": "<version or alias>"} or '
+                                    "an empty body"}, started)
+            version = payload.get("version") or None
+        previous = model.holder.current
+        try:
+            new = await asyncio.to_thread(model.holder.reload, version)
+        except (FileNotFoundError, RegistryError) as exc:
+            return _admin(404, {"error": f"no such model version: {exc}"}, started)
+        except Exception as exc:  # the old version keeps serving
+            log.exception("admin reload failed")
+            return _admin(500, {"error": f"loading failed, still serving "
+                                         f"{getattr(previous, 'version', None)}: {exc}"}, started)
+        return _admin(200, {"version": new.version,
+                            "previous": previous.version if previous is not None else None,
+                            "swapped": new is not previous}, started)
+
+    if admin:
+        app.add_api_route("/admin/model", current_model, methods=["GET"])
+        app.add_api_route("/admin/reload", reload, methods=["POST"])
+
+
+def _admin(status: int, content: dict, started: float) -> JSONResponse:
+    REQUESTS.labels(endpoint="admin", status=str(status), model_version=content.get(
+        "version") or "").inc()
+    REQUEST_DURATION.labels(endpoint="admin").observe(time.perf_counter() - started)
+    return JSONResponse(content, status_code=status)
+
+
+def install_validation_handler(app: FastAPI) -> None:
+    """Malformed V2 bodies fail FastAPI's schema validation: answer 400 with the reason
+    (FastAPI's default is 422), like KServe's own ``InvalidInput``."""
+
+    async def handler(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}"
+            for e in exc.errors()[:5])
+        return JSONResponse({"error": f"invalid request body: {problems}"}, status_code=400)
+
+    app.add_exception_handler(RequestValidationError, handler)

@@ -1,0 +1,38 @@
+"""The model server's own config group (``model_server``), next to the shared ``serving`` group.
+
+``serving`` (shared, :class:`movierec_core.config.ServingConfig`) says *what* is served: model
+name, port, bundle/alias, k, deadline, cost lambda, fold-in, alias polling, provenance file.
+This group holds knobs that only this process has: workers, timeouts for the metadata API,
+cache sizes, provenance to Kafka.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hydra.core.config_store import ConfigStore
+
+
+@dataclass
+class ModelServerConfig:
+    """Process-level settings of ``python -m model_server``."""
+
+    workers: int = 1  # uvicorn workers; scale out with replicas, not workers
+    grpc_port: int = 0  # 0: gRPC off (replicas on one host would fight over 8081)
+    max_k: int = 100  # largest k accepted on V1/V2
+    online_store: bool = True  # read recent events (exclusion + fold-in) from data.online_store_*
+    history_limit: int = 500  # online-store interactions read per request
+    metadata_timeout_ms: float = 60.0  # budget for one /user/<id> lookup (cold start)
+    metadata_cache_size: int = 100_000
+    metadata_backoff_s: float = 5.0  # after a metadata API failure, skip lookups this long
+    provenance_topic: str = ""  # Kafka topic for provenance records; empty: file only
+    provenance_queue_size: int = 100_000
+    admin_enabled: bool = True  # POST /admin/reload
+    log_requests: bool = False  # KServe's per-request latency log lines (off: hot path)
+    access_log: bool = False  # uvicorn access log (off: the provenance log has every request)
+    rank_threads: int = 4  # threads ranking off the event loop (the deadline can cut them off)
+
+
+def register_configs() -> None:
+    """Register the ``model_server`` schema (idempotent)."""
+    ConfigStore.instance().store(group="model_server", name="schema", node=ModelServerConfig)

@@ -1,0 +1,218 @@
+"""One model version in service: a loaded bundle plus everything precomputed to rank fast.
+
+An :class:`Engine` is immutable once built; :mod:`model_server.swap` replaces it whole. Its
+methods are pure CPU (no I/O): the online-store read and the metadata lookup happen in
+:mod:`model_server.service`, which passes their results in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from model_server.ranking import cost_adjusted, first_unseen, top_k
+from movierec_core.models.bundle import Bundle, load_bundle
+from movierec_core.models.confidence import ConfidenceWeights, confidence
+from movierec_core.models.popularity import ALL_USERS, segment_chain
+
+FALLBACK_SIZE = 100  # popularity entries kept precomputed for fallbacks and cold starts
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A ranked list and where it came from.
+
+    ``source``: ``model`` (stored user factors), ``fold_in`` (factors recomputed from the online
+    store), ``segment`` / ``popularity`` (cold start), ``fallback`` (error or deadline).
+    """
+
+    items: list[str]
+    source: str
+    engine: Engine | None
+    cold_start: bool = False
+
+
+@dataclass(frozen=True)
+class ColdStart:
+    """The user is unknown to the model and has no usable recent events: a segment is needed."""
+
+    seen: frozenset[int] = field(default_factory=frozenset)
+
+
+class Engine:
+    """Ranks for one bundle: exclusion of seen items, fold-in, cost-aware re-ranking."""
+
+    def __init__(self, bundle: Bundle, *, rating_scale_max: int = 5) -> None:
+        self.bundle = bundle
+        self.path = Path(bundle.path).resolve()
+        manifest = bundle.manifest
+        self.version = str(manifest.get("version") or self.path.name)
+        self.model_type = str(manifest.get("model_type", ""))
+        snapshot = manifest.get("snapshot") or {}
+        self.provenance = {
+            "model_version": self.version,
+            "model_type": self.model_type,
+            "code_version": str(manifest.get("code_version") or ""),
+            "snapshot_id": str(snapshot.get("id") or ""),
+            "snapshot_hash": str(snapshot.get("hash") or ""),
+        }
+        self.model = bundle.model
+        self.n_items = bundle.n_items
+        self.item_ids: list[str] = [str(m) for m in bundle.item_ids]
+        self._item_index = {m: i for i, m in enumerate(self.item_ids)}
+        self.user_ids = bundle.user_ids
+        self.seen = bundle.seen
+        self.costs = np.ascontiguousarray(bundle.costs, dtype=np.float32)
+        popularity = np.asarray(bundle.popularity, dtype=np.float32)
+        self.popular = top_k(popularity.copy(), min(FALLBACK_SIZE, self.n_items))
+        self._cold_lists: dict[str, list[int]] = bundle.cold_start.lists
+        runtimes_path = self.path / "runtimes.npy"
+        self._runtimes = np.load(runtimes_path) if runtimes_path.is_file() else None
+        weights = (manifest.get("config") or {}).get("confidence") or {}
+        self._weights = ConfidenceWeights(
+            **{k: v for k, v in weights.items() if k in ConfidenceWeights.__dataclass_fields__})
+        if "scale_max" not in weights:
+            self._weights = ConfidenceWeights(**{**self._weights.__dict__,
+                                                 "scale_max": rating_scale_max})
+        self._fallback = {k: self.answer(self.popular[:k], "fallback") for k in (20,)}
+        # touch the scorer once so the first request does not pay for lazy setup
+        if self.n_items and self.user_ids.shape[0]:
+            self.model.scores_for_user(0)
+        if self.n_items:
+            one = sp.csr_matrix((np.ones(1, np.float32), np.zeros(1, np.int32), np.array([0, 1])),
+                                shape=(1, self.n_items))
+            self.model.scores_for_items(one)
+
+    @classmethod
+    def load(cls, path: Path | str, *, rating_scale_max: int = 5) -> Engine:
+        return cls(load_bundle(path, mmap=True), rating_scale_max=rating_scale_max)
+
+    # --- lookups -------------------------------------------------------------------------
+    def user_row(self, user_id: int) -> int:
+        """Training row of a user, -1 for a user the model has never seen."""
+        ids = self.user_ids
+        pos = int(np.searchsorted(ids, user_id))
+        if pos < ids.shape[0] and int(ids[pos]) == user_id:
+            return pos
+        return -1
+
+    def answer(self, indices: Sequence[int] | np.ndarray, source: str,
+               cold_start: bool = False) -> Answer:
+        ids = self.item_ids
+        return Answer([ids[int(i)] for i in indices], source, self, cold_start)
+
+    def fallback(self, k: int) -> Answer:
+        """Global popularity, no personalisation: what is served when anything goes wrong."""
+        cached = self._fallback.get(k)
+        return cached if cached is not None else self.answer(self.popular[:k], "fallback")
+
+    # --- ranking -------------------------------------------------------------------------
+    def rank(self, user_id: int, interactions: Sequence[Any], k: int, *,
+             cost_lambda: float = 0.0, fold_in: bool = True) -> Answer | ColdStart:
+        """Top-``k`` for a user, excluding everything seen in training and in ``interactions``
+        (the online store's recent events, newest first)."""
+        row = self.user_row(user_id)
+        if row >= 0:
+            start, end = int(self.seen.indptr[row]), int(self.seen.indptr[row + 1])
+            hist_items = np.asarray(self.seen.indices[start:end], dtype=np.int64)
+            hist_conf = np.asarray(self.seen.data[start:end], dtype=np.float32)
+        else:
+            hist_items = np.empty(0, dtype=np.int64)
+            hist_conf = np.empty(0, dtype=np.float32)
+        online_items, online_conf = self._online(interactions)
+        if online_items.size:
+            seen = np.union1d(hist_items, online_items)
+        else:
+            seen = hist_items
+        fresh = online_items.size and self._has_news(hist_items, hist_conf, online_items,
+                                                     online_conf)
+        if fold_in and fresh:
+            user_items = self._merged_row(hist_items, hist_conf, online_items, online_conf)
+            scores = np.asarray(self.model.scores_for_items(user_items), dtype=np.float32)
+            source = "fold_in"
+        elif row >= 0:
+            scores = np.asarray(self.model.scores_for_user(row), dtype=np.float32)
+            source = "model"
+        else:
+            return ColdStart(frozenset(int(i) for i in seen))
+        ranked = top_k(cost_adjusted(scores, self.costs, cost_lambda), k, seen)
+        return self.answer(ranked, source, cold_start=row < 0)
+
+    def cold_start(self, segment: str | None, k: int, unknown: ColdStart) -> Answer:
+        """The segment's list (falling back along the segment chain), else global popularity."""
+        if segment is not None:
+            age, gender, occupation = (segment.split("|") + ["?", "?", "?"])[:3]
+            chain = [key for key in segment_chain(age, gender, occupation) if key != ALL_USERS]
+            chain = [segment] + [c for c in chain if c != segment]
+            picked: list[int] = []
+            taken = set(unknown.seen)
+            for key in chain:
+                picked += first_unseen(self._cold_lists.get(key, ()), k - len(picked), taken)
+                taken.update(picked)
+                if len(picked) >= k:
+                    break
+            if picked:
+                if len(picked) < k:
+                    picked += first_unseen(self.popular, k - len(picked), taken)
+                return self.answer(picked, "segment", cold_start=True)
+        return self.answer(first_unseen(self.popular, k, unknown.seen), "popularity",
+                           cold_start=True)
+
+    # --- fold-in helpers -----------------------------------------------------------------
+    def _online(self, interactions: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
+        """Item indices and confidences of the online store's interactions (unknown movies
+        skipped: the model cannot score them)."""
+        if not interactions:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
+        index = self._item_index
+        items, minutes, stars = [], [], []
+        for it in interactions:
+            i = index.get(it.movie_id)
+            if i is not None:
+                items.append(i)
+                minutes.append(it.minutes)
+                stars.append(np.nan if it.stars is None else it.stars)
+        if not items:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
+        items_arr = np.asarray(items, dtype=np.int64)
+        runtime = self._runtimes[items_arr] if self._runtimes is not None else np.nan
+        conf = np.asarray(confidence(np.asarray(minutes, dtype=np.float64), runtime,
+                                     np.asarray(stars, dtype=np.float64), self._weights),
+                          dtype=np.float32).reshape(-1)
+        # a watched-but-zero-confidence movie (e.g. a dislike) is still excluded, not folded in
+        return items_arr, conf
+
+    @staticmethod
+    def _has_news(hist_items: np.ndarray, hist_conf: np.ndarray, online_items: np.ndarray,
+                  online_conf: np.ndarray) -> bool:
+        """True when the online store knows something the training row does not."""
+        if hist_items.size == 0:
+            return bool(np.any(online_conf > 0))
+        order = np.argsort(hist_items, kind="stable")
+        hist_items, hist_conf = hist_items[order], hist_conf[order]
+        pos = np.searchsorted(hist_items, online_items)
+        pos = np.minimum(pos, hist_items.size - 1)
+        known = hist_items[pos] == online_items
+        return bool(np.any(~known & (online_conf > 0))
+                    or np.any(known & (online_conf > hist_conf[pos] + 1e-6)))
+
+    def _merged_row(self, hist_items: np.ndarray, hist_conf: np.ndarray,
+                    online_items: np.ndarray, online_conf: np.ndarray) -> sp.csr_matrix:
+        """1 × n_items confidences: training row and online events, the larger value per item
+        (the store may hold events the snapshot already had)."""
+        items = np.concatenate([hist_items, online_items])
+        conf = np.concatenate([hist_conf, online_conf])
+        order = np.lexsort((-conf, items))
+        items, conf = items[order], conf[order]
+        first = np.ones(items.size, dtype=bool)
+        first[1:] = items[1:] != items[:-1]
+        items, conf = items[first], conf[first]
+        keep = conf > 0
+        items, conf = items[keep], conf[keep]
+        return sp.csr_matrix((conf, items.astype(np.int32), np.array([0, items.size])),
+                             shape=(1, self.n_items), dtype=np.float32)

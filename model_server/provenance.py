@@ -1,0 +1,112 @@
+"""Provenance: one record per answered request, written off the hot path.
+
+A request handler only puts a small tuple on a bounded queue (``log``); a daemon thread turns
+the tuples into JSON lines and appends them to the local file (``serving.provenance_log``) and,
+optionally, sends them to a Kafka topic. A full queue drops the record and counts it rather
+than slowing requests down.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from model_server.metrics import PROVENANCE_DROPPED
+
+log = logging.getLogger(__name__)
+
+Sink = Callable[[list[bytes]], None]
+
+
+class ProvenanceLog:
+    """Bounded queue + background writer of provenance records (JSON lines)."""
+
+    def __init__(self, path: str | Path | None, *, kafka_sink: Sink | None = None,
+                 max_queue: int = 100_000, flush_interval_s: float = 0.2) -> None:
+        self._path = Path(path) if path else None
+        self._kafka_sink = kafka_sink
+        self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
+        self._flush_interval_s = flush_interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="provenance-writer", daemon=True)
+        self._file = None
+        if self._path is not None:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self._path, "ab")  # noqa: SIM115 - closed in close()
+        self._thread.start()
+
+    def log(self, request_id: str, user_id: int, items: Sequence[str], model: dict[str, str],
+            endpoint: str, source: str) -> None:
+        """Queue a record; never blocks. ``model`` is the serving model's provenance dict."""
+        try:
+            self._queue.put_nowait((time.time(), request_id, user_id, items, model, endpoint,
+                                    source))
+        except queue.Full:
+            PROVENANCE_DROPPED.inc()
+
+    def _run(self) -> None:
+        while not self._stop.is_set() or not self._queue.empty():
+            batch = []
+            try:
+                batch.append(self._queue.get(timeout=self._flush_interval_s))
+                while len(batch) < 5000:
+                    batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                pass
+            if batch:
+                self._write([_encode(*record) for record in batch])
+
+    def _write(self, lines: list[bytes]) -> None:
+        if self._file is not None:
+            try:
+                self._file.write(b"".join(lines))
+                self._file.flush()
+            except OSError:
+                log.exception("provenance file write failed")
+                PROVENANCE_DROPPED.inc(len(lines))
+        if self._kafka_sink is not None:
+            try:
+                self._kafka_sink(lines)
+            except Exception:  # a broker outage must not stop serving
+                log.exception("provenance Kafka send failed")
+                PROVENANCE_DROPPED.inc(len(lines))
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Drain the queue and close the file."""
+        self._stop.set()
+        self._thread.join(timeout_s)
+        if self._file is not None:
+            self._file.close()
+
+
+def _encode(at: float, request_id: str, user_id: int, items: Sequence[str], model: dict[str, str],
+            endpoint: str, source: str) -> bytes:
+    record = {
+        "time": round(at, 6),
+        "request_id": request_id,
+        "user_id": user_id,
+        "items": list(items),
+        "endpoint": endpoint,
+        "source": source,
+        **model,
+    }
+    return json.dumps(record, separators=(",", ":")).encode() + b"\n"
+
+
+def kafka_sink(bootstrap: str, topic: str, client_id: str = "movierec-model-server") -> Sink:
+    """A sink sending each JSON line as one message to ``topic`` (kafka-python producer)."""
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap, client_id=client_id, linger_ms=50,
+                             acks=1)
+
+    def send(lines: list[bytes]) -> None:
+        for line in lines:
+            producer.send(topic, line.rstrip(b"\n"))
+
+    return send

@@ -1,0 +1,126 @@
+"""Assemble and run the model server from a composed config (the edge: all I/O wiring here)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from model_server.cold_start import UserSegments
+from model_server.config import register_configs
+from model_server.engine import Engine
+from model_server.model import MovierecModel
+from model_server.provenance import ProvenanceLog, kafka_sink
+from model_server.service import Recommendations
+from model_server.swap import ModelHolder
+from movierec_core.config import compose, write_resolved
+from movierec_core.models.bundle import MANIFEST
+
+log = logging.getLogger(__name__)
+
+
+def load_config(overrides: list[str] | None = None) -> DictConfig:
+    """Compose ``hydra_configs/model_server.yaml`` with ``key=value`` overrides."""
+    register_configs()
+    return compose("model_server", overrides)
+
+
+def make_resolver(cfg: DictConfig):
+    """``resolve(ref)`` → bundle dir. ``ref`` None: what the config serves (``serving.model_dir``
+    if set, else ``serving.alias`` in the registry); else a registry version/alias, or (with
+    ``model_dir`` set) a bundle directory path."""
+    serving = cfg.serving
+    model_dir = str(serving.model_dir or "")
+
+    def registry():
+        from movierec_core.registry import open_registry
+
+        return open_registry(cfg.data.registry_root)
+
+    def resolve(ref: str | None) -> Path:
+        if ref is None:
+            if model_dir:
+                return Path(model_dir)
+            return registry().resolve(serving.model_name, serving.alias)
+        if model_dir and (Path(ref) / MANIFEST).is_file():
+            return Path(ref)
+        return registry().resolve(serving.model_name, ref)
+
+    return resolve
+
+
+def build(cfg: DictConfig) -> MovierecModel:
+    """The KServe model with its holder, service and provenance log (not loaded yet)."""
+    serving, ms = cfg.serving, cfg.model_server
+    scale = int(cfg.data.rating_scale_max)
+    holder: ModelHolder[Engine] = ModelHolder(
+        load=lambda path: Engine.load(path, rating_scale_max=scale),
+        resolve=make_resolver(cfg))
+    store_factory = None
+    if ms.online_store:
+        def store_factory() -> Any:
+            from movierec_core.online_store import open_store
+
+            return open_store(cfg.data)
+    segments = None
+    if cfg.metadata_api.url:
+        from movierec_core.models.popularity import segment_of
+
+        segments = UserSegments(cfg.metadata_api.url, segment_of,
+                                timeout_s=ms.metadata_timeout_ms / 1000.0,
+                                cache_size=ms.metadata_cache_size, backoff_s=ms.metadata_backoff_s)
+    service = Recommendations(holder, store_factory=store_factory, segments=segments,
+                              deadline_ms=serving.deadline_ms, cost_lambda=serving.cost_lambda,
+                              fold_in=serving.fold_in, history_limit=ms.history_limit,
+                              threads=ms.rank_threads)
+    sink = kafka_sink(cfg.kafka.bootstrap, ms.provenance_topic) if ms.provenance_topic else None
+    provenance = ProvenanceLog(serving.provenance_log or None, kafka_sink=sink,
+                               max_queue=ms.provenance_queue_size)
+    return MovierecModel(serving.model_name, holder, service, provenance, default_k=serving.k,
+                         max_k=ms.max_k)
+
+
+def quiet_request_logs(access_log: bool, timings: bool) -> None:
+    """Per-request log lines (uvicorn access log, KServe's timing middleware) cost more than
+    ranking does; the provenance log already records every request."""
+    if not access_log:
+        logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    if not timings:
+        logging.getLogger("kserve.trace").setLevel(logging.WARNING)
+
+
+def run(cfg: DictConfig) -> None:
+    """Load the model, mount the routes, serve until SIGTERM/SIGINT."""
+    import kserve
+    from kserve import model_server as kserve_model_server
+    from threadpoolctl import threadpool_limits
+
+    from model_server import app as routes
+
+    serving, ms = cfg.serving, cfg.model_server
+    # One BLAS thread: a 20K x 64 mat-vec gains nothing from more, and the spare core serves
+    # other requests (and the implicit fold-in warns about multi-threaded BLAS).
+    threadpool_limits(1)
+    model = build(cfg)
+    model.load()
+    if not serving.model_dir:
+        model.holder.start_polling(serving.poll_alias_s)
+    if serving.provenance_log:
+        write_resolved(cfg, Path(serving.provenance_log).parent,
+                       f"model_server-{serving.http_port}.config.yaml")
+    app = kserve_model_server.app
+    routes.install_validation_handler(app)
+    routes.mount(app, model, k=serving.k, admin=ms.admin_enabled)
+    server = kserve.ModelServer(http_port=serving.http_port, workers=ms.workers,
+                                enable_grpc=ms.grpc_port > 0, grpc_port=ms.grpc_port or 8081,
+                                enable_latency_logging=ms.log_requests)
+    quiet_request_logs(access_log=ms.access_log, timings=ms.log_requests)
+    try:
+        server.start([model])
+    finally:
+        model.holder.stop()
+        model.service.close()
+        if model.provenance is not None:
+            model.provenance.close()

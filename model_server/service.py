@@ -1,0 +1,100 @@
+"""The request path shared by ``/recommend`` and V1/V2: deadline, fallback, cold start, metrics.
+
+Ranking (online-store read, fold-in, scoring) runs on a small dedicated thread pool so that a
+slow store or an unlucky request can be cut off at the deadline: the caller then gets the
+fallback list (global popularity) and the fallback is counted. Nothing on this path raises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from model_server.cold_start import UserSegments
+from model_server.engine import Answer, ColdStart, Engine
+from model_server.metrics import COLD_STARTS, FALLBACKS, FOLD_INS
+from model_server.swap import ModelHolder
+
+log = logging.getLogger(__name__)
+
+
+class Recommendations:
+    """``await recommend(user_id, k)`` → an :class:`Answer`, always."""
+
+    def __init__(self, holder: ModelHolder[Engine], *, store_factory: Callable[[], Any] | None,
+                 segments: UserSegments | None, deadline_ms: float, cost_lambda: float,
+                 fold_in: bool, history_limit: int, threads: int = 4) -> None:
+        self.holder = holder
+        self._store_factory = store_factory
+        self._segments = segments
+        self._deadline_s = deadline_ms / 1000.0
+        self.cost_lambda = cost_lambda
+        self.fold_in = fold_in
+        self._history_limit = history_limit
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rank")
+        self._local = threading.local()
+        self._store_warned = 0.0
+
+    async def recommend(self, user_id: int, k: int, engine: Engine | None = None) -> Answer:
+        engine = engine or self.holder.current
+        if engine is None:  # not loaded yet: KServe does not route here before load()
+            FALLBACKS.labels(reason="not_ready").inc()
+            return Answer([], "fallback", None)
+        started = time.monotonic()
+        try:
+            answer = await asyncio.wait_for(self._rank(engine, user_id, k, started),
+                                            self._deadline_s)
+        except TimeoutError:
+            FALLBACKS.labels(reason="deadline").inc()
+            return engine.fallback(k)
+        except Exception:
+            log.exception("ranking failed for user %s; answering the fallback list", user_id)
+            FALLBACKS.labels(reason="error").inc()
+            return engine.fallback(k)
+        if answer.source == "fold_in":
+            FOLD_INS.inc()
+        if answer.cold_start:
+            COLD_STARTS.labels(source=answer.source).inc()
+        return answer
+
+    async def _rank(self, engine: Engine, user_id: int, k: int, started: float) -> Answer:
+        loop = asyncio.get_running_loop()
+        result = await loop.run_in_executor(self._executor, self._rank_sync, engine, user_id, k)
+        if isinstance(result, Answer):
+            return result
+        segment = None
+        if self._segments is not None:
+            budget = self._deadline_s - (time.monotonic() - started) - 0.005
+            if budget > 0:
+                segment = await self._segments.segment(user_id, budget)
+        return engine.cold_start(segment, k, result)
+
+    def _rank_sync(self, engine: Engine, user_id: int, k: int) -> Answer | ColdStart:
+        interactions = []
+        if self._store_factory is not None:
+            try:
+                interactions = self._store().interactions(user_id, self._history_limit)
+            except Exception:  # an online-store outage degrades freshness, not the answer
+                self._local.store = None
+                now = time.monotonic()
+                if now - self._store_warned > 10.0:
+                    self._store_warned = now
+                    log.warning("online store read failed; ranking without recent events",
+                                exc_info=True)
+        return engine.rank(user_id, interactions, k, cost_lambda=self.cost_lambda,
+                           fold_in=self.fold_in)
+
+    def _store(self) -> Any:
+        """One online-store handle per ranking thread (SQLite connections are per thread)."""
+        store = getattr(self._local, "store", None)
+        if store is None:
+            store = self._local.store = self._store_factory()
+        return store
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
