@@ -1,0 +1,150 @@
+"""Per-detector feature tables: one row per independent unit, pure functions of a window.
+
+Statistical tests assume independent samples, and telemetry is anything but: one session is
+dozens of watch-minute lines, one user watches many movies of the genres they like. So each
+detector first chooses its *unit* (an active user, a watched (user, movie) pair, a rating, a
+recommendation list) and, for pair-level units, keeps at most ``max_per_user`` per user
+(seeded). Without that, a stationary stream raises false alarms at several times the nominal
+rate.
+
+Popularity-based features use a popularity computed on a *separate* slice (the first half of
+the reference window), never on the sample they describe: in-sample popularity would make
+reference movies look more popular than current ones even with no drift at all.
+
+Recommendation score: the recommendation lines carry only the ordered ids (no model scores),
+so the score of a list is the position-weighted (DCG weights ``1/log2(position + 2)``) mean of
+each item's popularity score ``1 - percentile`` (1 = most popular, 0 = never watched in the
+popularity slice). It moves when the model starts recommending a different part of the
+catalogue (staler or more niche lists), which is what a recommendation-score drift means here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from drift.window import Catalog, Window
+
+UNKNOWN = "unknown"
+
+# detector -> [(feature, categorical)]
+FEATURES: dict[str, list[tuple[str, bool]]] = {
+    "demographics": [("age", False), ("gender", True), ("occupation", True)],
+    "signups": [("age", False), ("gender", True), ("occupation", True)],
+    "genre_mix": [("primary_genre", True)],
+    "watch_minutes": [("minutes_watched", False)],
+    "ratings": [("stars", True)],
+    "item_popularity": [("popularity_percentile", False)],
+    "recommendation_scores": [("score", False), ("list_length", False)],
+}
+
+
+@dataclass
+class FeatureContext:
+    """What features are computed against: enrichment and a popularity ranking."""
+
+    catalog: Catalog
+    popularity: dict[str, float]  # movie_id -> percentile in [0, 1), 0 = most watched
+    max_per_user: int = 1
+    seed: int = 0
+
+
+def popularity_percentiles(window: Window) -> dict[str, float]:
+    """Movie -> percentile of its distinct-viewer count in ``window`` (0 = most popular)."""
+    pairs = window.watch_minutes[["user_id", "movie_id"]].drop_duplicates()
+    if not len(pairs):
+        return {}
+    counts = pairs.groupby("movie_id").size().sort_values(ascending=False, kind="stable")
+    ranks = counts.rank(method="average", ascending=False) - 1
+    return (ranks / len(counts)).to_dict()
+
+
+def _limit_per_user(frame: pd.DataFrame, k: int, seed: int) -> pd.DataFrame:
+    if k <= 0 or not len(frame):
+        return frame
+    shuffled = frame.sample(frac=1.0, random_state=seed)
+    return shuffled.groupby("user_id", sort=False).head(k).reset_index(drop=True)
+
+
+def _demographics(user_ids: pd.Series, catalog: Catalog) -> pd.DataFrame:
+    users = pd.DataFrame({"user_id": pd.unique(user_ids)})
+    joined = users.merge(catalog.users, on="user_id", how="inner")
+    return pd.DataFrame({
+        "user_id": joined["user_id"],
+        "age": pd.to_numeric(joined["age"], errors="coerce").astype(float),
+        "gender": joined["gender"].fillna(UNKNOWN).astype(str),
+        "occupation": joined["occupation"].fillna(UNKNOWN).astype(str),
+    }).dropna(subset=["age"])
+
+
+def _active_users(window: Window) -> pd.Series:
+    return pd.concat([
+        window.watch_minutes["user_id"], window.ratings["user_id"],
+        window.recommendation_requests["user_id"],
+    ], ignore_index=True)
+
+
+def _watch_pairs(window: Window) -> pd.DataFrame:
+    """Distinct (user, movie) pairs with the distinct minutes watched in the window."""
+    wm = window.watch_minutes
+    if not len(wm):
+        return pd.DataFrame(columns=["user_id", "movie_id", "minutes_watched"])
+    pairs = wm.groupby(["user_id", "movie_id"], sort=True)["minute"].nunique()
+    return pairs.rename("minutes_watched").reset_index()
+
+
+def _primary_genres(catalog: Catalog) -> dict[str, str]:
+    out = {}
+    for movie_id, genres in zip(catalog.movies["movie_id"], catalog.movies["genres"], strict=True):
+        genres = list(genres) if genres is not None else []
+        out[movie_id] = str(genres[0]) if len(genres) else UNKNOWN
+    return out
+
+
+def _list_score(movie_ids, popularity: dict[str, float]) -> float:
+    ids = list(movie_ids) if movie_ids is not None else []
+    if not ids:
+        return float("nan")
+    weights = 1.0 / np.log2(np.arange(len(ids)) + 2.0)
+    scores = np.array([1.0 - popularity.get(m, 1.0) for m in ids])
+    return float((weights * scores).sum() / weights.sum())
+
+
+def extract(detector: str, window: Window, ctx: FeatureContext) -> pd.DataFrame:
+    """The unit table of ``detector`` over ``window``: columns = ``FEATURES[detector]``."""
+    names = [name for name, _ in FEATURES[detector]]
+    k, seed = ctx.max_per_user, ctx.seed
+    if detector == "demographics":
+        frame = _demographics(_active_users(window), ctx.catalog)
+    elif detector == "signups":
+        frame = _demographics(window.account_creations["user_id"], ctx.catalog)
+    elif detector in ("genre_mix", "watch_minutes", "item_popularity"):
+        frame = _limit_per_user(_watch_pairs(window), k, seed)
+        if detector == "genre_mix":
+            genres = _primary_genres(ctx.catalog)
+            frame = frame.assign(primary_genre=frame["movie_id"].map(genres))
+            frame = frame.dropna(subset=["primary_genre"])
+        elif detector == "watch_minutes":
+            frame = frame.assign(minutes_watched=frame["minutes_watched"].astype(float))
+        else:
+            pop = frame["movie_id"].map(ctx.popularity).fillna(1.0).astype(float)
+            frame = frame.assign(popularity_percentile=pop)
+    elif detector == "ratings":
+        frame = _limit_per_user(window.ratings, k, seed)
+        frame = frame.assign(stars=frame["stars"].astype("Int64").astype(str))
+    elif detector == "recommendation_scores":
+        reqs = window.recommendation_requests
+        reqs = reqs[pd.to_numeric(reqs["status"], errors="coerce") == 200]
+        frame = _limit_per_user(reqs, k, seed)
+        frame = frame.assign(
+            score=[_list_score(ids, ctx.popularity) for ids in frame["movie_ids"]],
+            list_length=[float(len(ids)) if ids is not None else 0.0
+                         for ids in frame["movie_ids"]],
+        ).dropna(subset=["score"])
+    else:
+        raise ValueError(f"unknown detector {detector!r}")
+    if not len(frame):
+        return pd.DataFrame(columns=names)
+    return frame[names].reset_index(drop=True)
