@@ -1,0 +1,150 @@
+"""Who the simulated service asks for lists: built-in recommenders (oracle, popularity, random)
+called in-process, or any ``/recommend`` URL over HTTP (what the real service does).
+
+Every recommender answers a batch of user ids with one :class:`Response` each, exactly what the
+``recommendation request`` line logs: status 200 with parsed ids, or status 0 / 500 with an
+error text, and the response time in ms.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import urlsplit
+
+import httpx
+import numpy as np
+
+from movierec_core.events import is_valid_movie_id
+from simulator.world import World
+
+TIMEOUT_ERROR = "java.net.SocketTimeoutException: Read timed out"
+REFUSED_ERROR = "java.net.ConnectException: Connection refused"
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    status: int
+    movie_ids: tuple[str, ...]
+    error: str
+    response_ms: int
+
+
+class Recommender(Protocol):
+    server: str
+
+    def recommend(self, user_ids: Sequence[int]) -> list[Response]: ...
+
+
+class Seen(Protocol):
+    """What each user has watched (the simulator's state); lets the oracle skip it."""
+
+    def get(self, user_id: int, default=None): ...
+
+
+class OracleRecommender:
+    """The true top-k by hidden affinity, skipping movies the user already watched."""
+
+    def __init__(self, world: World, k: int = 20, seen: Seen | None = None,
+                 server: str = "oracle") -> None:
+        self.world, self.k, self.seen, self.server = world, k, seen, server
+
+    def top_ids(self, user_id: int) -> list[str]:
+        if not 0 <= user_id < self.world.n_users:
+            return [self.world.movie_ids[i] for i in self.world.popular_top_k(self.k)]
+        exclude = self.seen.get(user_id, ()) if self.seen is not None else ()
+        ids = self.world.movie_ids
+        return [ids[i] for i in self.world.true_top_k(user_id, self.k, exclude)]
+
+    def recommend(self, user_ids: Sequence[int]) -> list[Response]:
+        return [Response(200, tuple(self.top_ids(int(u))), "", 4 + int(u) % 7) for u in user_ids]
+
+
+class PopularityRecommender:
+    """Global popularity, the same list for everyone."""
+
+    def __init__(self, world: World, k: int = 20, server: str = "popularity") -> None:
+        self.world, self.k, self.server = world, k, server
+
+    def top_ids(self, user_id: int) -> list[str]:
+        return [self.world.movie_ids[i] for i in self.world.popular_top_k(self.k)]
+
+    def recommend(self, user_ids: Sequence[int]) -> list[Response]:
+        ids = tuple(self.top_ids(0))
+        return [Response(200, ids, "", 2 + int(u) % 5) for u in user_ids]
+
+
+class RandomRecommender:
+    """Uniformly random movies (deterministic per seed and call order)."""
+
+    def __init__(self, world: World, k: int = 20, seed: int = 0, server: str = "random") -> None:
+        self.world, self.k, self.server = world, k, server
+        self.rng = np.random.default_rng(seed)
+
+    def top_ids(self, user_id: int) -> list[str]:
+        picks = self.rng.choice(self.world.n_movies, self.k, replace=False)
+        return [self.world.movie_ids[i] for i in picks]
+
+    def recommend(self, user_ids: Sequence[int]) -> list[Response]:
+        return [Response(200, tuple(self.top_ids(int(u))), "", 2 + int(u) % 5) for u in user_ids]
+
+
+def builtin(kind: str, world: World, k: int = 20, seen: Seen | None = None,
+            seed: int = 0) -> OracleRecommender | PopularityRecommender | RandomRecommender:
+    match kind:
+        case "oracle":
+            return OracleRecommender(world, k, seen)
+        case "popularity":
+            return PopularityRecommender(world, k)
+        case "random":
+            return RandomRecommender(world, k, seed)
+    raise ValueError(f"unknown recommender kind {kind!r} (oracle | popularity | random)")
+
+
+def parse_list(body: str) -> tuple[str, ...]:
+    """Ids from a /recommend body as the caller parses them: split on ',', keep valid ids."""
+    return tuple(part for part in (p.strip() for p in body.strip().split(","))
+                 if part and is_valid_movie_id(part))
+
+
+class HttpRecommender:
+    """``GET <url>/recommend/<uid>`` with the caller's deadline, concurrently for a batch."""
+
+    def __init__(self, url: str, timeout_ms: int = 600, concurrency: int = 8,
+                 server: str = "") -> None:
+        self.base = url.rstrip("/")
+        parts = urlsplit(self.base)
+        self.server = server or parts.netloc
+        self.timeout_ms = timeout_ms
+        self.client = httpx.Client(timeout=timeout_ms / 1000,
+                                   limits=httpx.Limits(max_connections=concurrency))
+        self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="recommend")
+
+    def _one(self, user_id: int) -> Response:
+        started = time.perf_counter()
+        try:
+            reply = self.client.get(f"{self.base}/recommend/{user_id}")
+        except httpx.TimeoutException:
+            return Response(0, (), TIMEOUT_ERROR, self.timeout_ms)
+        except httpx.HTTPError:
+            ms = int((time.perf_counter() - started) * 1000)
+            return Response(0, (), REFUSED_ERROR, ms)
+        ms = int((time.perf_counter() - started) * 1000)
+        if ms > self.timeout_ms:  # a late answer counts as a failure
+            return Response(0, (), TIMEOUT_ERROR, self.timeout_ms)
+        if reply.status_code != 200:
+            return Response(reply.status_code, (), f"java.io.IOException: Server returned HTTP "
+                            f"response code: {reply.status_code}", ms)
+        return Response(200, parse_list(reply.text), "", ms)
+
+    def recommend(self, user_ids: Sequence[int]) -> list[Response]:
+        if len(user_ids) <= 1:
+            return [self._one(int(u)) for u in user_ids]
+        return list(self.pool.map(self._one, [int(u) for u in user_ids]))
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False)
+        self.client.close()
