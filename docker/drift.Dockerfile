@@ -1,0 +1,35 @@
+# syntax=docker/dockerfile:1
+# Drift: batch job (`python -m drift`) and online service (`python -m drift online`, :8095).
+# Build from the repository root:  docker build -f docker/drift.Dockerfile -t ghcr.io/movierec/movierec-drift:0.1.0 .
+# (Not built on the project's build machine: it has no Docker daemon.)
+ARG PYTHON_IMAGE=python:3.11.7-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+COPY pyproject.toml ./
+# the project's pinned dependencies only; the source is copied as-is into the runtime stage so
+# hydra_configs/ stays next to the packages (movierec_core.config finds it there)
+RUN python -c "import tomllib; print('\\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
+ && python -m venv /opt/venv \
+ && /opt/venv/bin/pip install --upgrade pip==25.3 \
+ && /opt/venv/bin/pip install -r requirements.txt
+
+FROM ${PYTHON_IMAGE} AS runtime
+LABEL org.opencontainers.image.source="https://github.com/movierec/movierec" \
+      org.opencontainers.image.title="movierec-drift"
+RUN groupadd --system --gid 10001 movierec \
+ && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /tmp movierec
+COPY --from=build /opt/venv /opt/venv
+WORKDIR /app
+COPY movierec_core/ movierec_core/
+COPY hydra_configs/ hydra_configs/
+COPY drift/ drift/
+EXPOSE 8095
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONPATH=/app \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    HOME=/tmp
+USER 10001:10001
+ENTRYPOINT ["python", "-m", "drift"]
