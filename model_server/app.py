@@ -32,16 +32,21 @@ def mount(app: FastAPI, model: MovierecModel, *, k: int, admin: bool = True) -> 
         request_id = _request_id(request.headers)
         try:
             uid = parse_user_id(user_id)
+        except OverflowError:  # digits, but no user can have it: still a list (EVENTS.md)
+            uid = None
         except ValueError:
             REQUESTS.labels(endpoint="recommend", status="400", model_version="").inc()
             return Response(f"invalid user id {user_id[:40]!r}: must be a non-negative integer",
                             status_code=400, media_type=TEXT,
                             headers={"x-request-id": request_id})
         try:
-            answer = await model.service.recommend(uid, k)
+            if uid is None:
+                answer = model.holder.current.popular_answer(k)
+            else:
+                answer = await model.service.recommend(uid, k)
             items = answer.items
             version = answer.engine.version if answer.engine is not None else ""
-            model.log(request_id, uid, answer, "recommend")
+            model.log(request_id, uid if uid is not None else -1, answer, "recommend")
         except Exception:  # /recommend never fails: the service already falls back; belt and braces
             log.exception("unexpected error answering /recommend/%s", uid)
             FALLBACKS.labels(reason="error").inc()

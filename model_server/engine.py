@@ -18,7 +18,6 @@ import scipy.sparse as sp
 from model_server.ranking import cost_adjusted, first_unseen, top_k
 from movierec_core.models.bundle import Bundle, load_bundle
 from movierec_core.models.confidence import ConfidenceWeights, confidence
-from movierec_core.models.popularity import ALL_USERS, segment_chain
 
 FALLBACK_SIZE = 100  # popularity entries kept precomputed for fallbacks and cold starts
 
@@ -70,7 +69,6 @@ class Engine:
         self.costs = np.ascontiguousarray(bundle.costs, dtype=np.float32)
         popularity = np.asarray(bundle.popularity, dtype=np.float32)
         self.popular = top_k(popularity.copy(), min(FALLBACK_SIZE, self.n_items))
-        self._cold_lists: dict[str, list[int]] = bundle.cold_start.lists
         runtimes_path = self.path / "runtimes.npy"
         self._runtimes = np.load(runtimes_path) if runtimes_path.is_file() else None
         weights = (manifest.get("config") or {}).get("confidence") or {}
@@ -105,6 +103,10 @@ class Engine:
                cold_start: bool = False) -> Answer:
         ids = self.item_ids
         return Answer([ids[int(i)] for i in indices], source, self, cold_start)
+
+    def popular_answer(self, k: int) -> Answer:
+        """Global popularity as a cold start (a user nobody can know)."""
+        return self.answer(self.popular[:k], "popularity", cold_start=True)
 
     def fallback(self, k: int) -> Answer:
         """Global popularity, no personalisation: what is served when anything goes wrong."""
@@ -143,23 +145,17 @@ class Engine:
         ranked = top_k(cost_adjusted(scores, self.costs, cost_lambda), k, seen)
         return self.answer(ranked, source, cold_start=row < 0)
 
-    def cold_start(self, segment: str | None, k: int, unknown: ColdStart) -> Answer:
-        """The segment's list (falling back along the segment chain), else global popularity."""
-        if segment is not None:
-            age, gender, occupation = (segment.split("|") + ["?", "?", "?"])[:3]
-            chain = [key for key in segment_chain(age, gender, occupation) if key != ALL_USERS]
-            chain = [segment] + [c for c in chain if c != segment]
-            picked: list[int] = []
-            taken = set(unknown.seen)
-            for key in chain:
-                picked += first_unseen(self._cold_lists.get(key, ()), k - len(picked), taken)
-                taken.update(picked)
-                if len(picked) >= k:
-                    break
-            if picked:
-                if len(picked) < k:
-                    picked += first_unseen(self.popular, k - len(picked), taken)
-                return self.answer(picked, "segment", cold_start=True)
+    def cold_start(self, demographics: tuple[Any, Any, Any] | None, k: int,
+                   unknown: ColdStart) -> Answer:
+        """The bundle's list for the user's demographic segment (its fallback chain ends in
+        everyone's list), topped up from global popularity; without demographics, popularity."""
+        if demographics is not None:
+            picked = list(self.bundle.cold_start_items(*demographics, k=k,
+                                                       exclude=sorted(unknown.seen)))
+            if len(picked) < k:
+                picked += first_unseen(self.popular, k - len(picked),
+                                       set(unknown.seen) | set(picked))
+            return self.answer(picked, "segment", cold_start=True)
         return self.answer(first_unseen(self.popular, k, unknown.seen), "popularity",
                            cold_start=True)
 

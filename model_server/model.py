@@ -46,17 +46,22 @@ class Query:
 
 
 def parse_user_id(value: Any) -> int:
-    """A non-negative 64-bit user id from an int or a string of digits; ValueError otherwise."""
+    """A non-negative 64-bit user id from an int or a string of ASCII digits; ValueError
+    otherwise (:class:`OverflowError` for digits beyond 64 bits)."""
     if isinstance(value, bool):
         raise ValueError("user id must be an integer, not a boolean")
     if isinstance(value, (int, np.integer)):
         user_id = int(value)
-    elif isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
+    elif isinstance(value, str) and value.isascii() and value.isdigit():
+        if len(value) > 30:
+            raise OverflowError("user id beyond 64 bits")
         user_id = int(value)
     else:
         raise ValueError(f"user id must be a non-negative integer, got {value!r}"[:200])
-    if not 0 <= user_id <= MAX_USER_ID:
-        raise ValueError(f"user id must be a non-negative 64-bit integer, got {user_id}")
+    if user_id < 0:
+        raise ValueError(f"user id must be a non-negative integer, got {user_id}")
+    if user_id > MAX_USER_ID:
+        raise OverflowError(f"user id beyond 64 bits: {user_id}")
     return user_id
 
 
@@ -164,7 +169,7 @@ class MovierecModel(Model):
                 user, k = instance, self.default_k
             try:
                 users.append(parse_user_id(user))
-            except ValueError as exc:
+            except (ValueError, OverflowError) as exc:
                 raise InvalidInput(f"instance {n}: {exc}") from None
             ks.append(self._k(k, f"instance {n}"))
         return users, ks
@@ -181,7 +186,7 @@ class MovierecModel(Model):
             raise InvalidInput('input "user_id" is empty')
         if users.size > MAX_INSTANCES:
             raise InvalidInput(f"at most {MAX_INSTANCES} user ids per request")
-        if np.any(users < 0):
+        if np.any(users < 0):  # (values beyond int64 already failed in as_numpy)
             raise InvalidInput('input "user_id": user ids must be non-negative integers')
         if "k" in by_name:
             ks = self._int_tensor(by_name["k"])

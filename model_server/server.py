@@ -8,7 +8,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from model_server.cold_start import UserSegments
+from model_server.cold_start import UserDemographics
 from model_server.config import register_configs
 from model_server.engine import Engine
 from model_server.model import MovierecModel
@@ -64,14 +64,13 @@ def build(cfg: DictConfig) -> MovierecModel:
             from movierec_core.online_store import open_store
 
             return open_store(cfg.data)
-    segments = None
+    demographics = None
     if cfg.metadata_api.url:
-        from movierec_core.models.popularity import segment_of
-
-        segments = UserSegments(cfg.metadata_api.url, segment_of,
-                                timeout_s=ms.metadata_timeout_ms / 1000.0,
-                                cache_size=ms.metadata_cache_size, backoff_s=ms.metadata_backoff_s)
-    service = Recommendations(holder, store_factory=store_factory, segments=segments,
+        demographics = UserDemographics(cfg.metadata_api.url,
+                                        timeout_s=ms.metadata_timeout_ms / 1000.0,
+                                        cache_size=ms.metadata_cache_size,
+                                        backoff_s=ms.metadata_backoff_s)
+    service = Recommendations(holder, store_factory=store_factory, demographics=demographics,
                               deadline_ms=serving.deadline_ms, cost_lambda=serving.cost_lambda,
                               fold_in=serving.fold_in, history_limit=ms.history_limit,
                               threads=ms.rank_threads)

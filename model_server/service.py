@@ -15,7 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from model_server.cold_start import UserSegments
+from model_server.cold_start import UserDemographics
 from model_server.engine import Answer, ColdStart, Engine
 from model_server.metrics import COLD_STARTS, FALLBACKS, FOLD_INS
 from model_server.swap import ModelHolder
@@ -27,11 +27,11 @@ class Recommendations:
     """``await recommend(user_id, k)`` → an :class:`Answer`, always."""
 
     def __init__(self, holder: ModelHolder[Engine], *, store_factory: Callable[[], Any] | None,
-                 segments: UserSegments | None, deadline_ms: float, cost_lambda: float,
+                 demographics: UserDemographics | None, deadline_ms: float, cost_lambda: float,
                  fold_in: bool, history_limit: int, threads: int = 4) -> None:
         self.holder = holder
         self._store_factory = store_factory
-        self._segments = segments
+        self._demographics = demographics
         self._deadline_s = deadline_ms / 1000.0
         self.cost_lambda = cost_lambda
         self.fold_in = fold_in
@@ -67,12 +67,12 @@ class Recommendations:
         result = await loop.run_in_executor(self._executor, self._rank_sync, engine, user_id, k)
         if isinstance(result, Answer):
             return result
-        segment = None
-        if self._segments is not None:
+        demographics = None
+        if self._demographics is not None:
             budget = self._deadline_s - (time.monotonic() - started) - 0.005
             if budget > 0:
-                segment = await self._segments.segment(user_id, budget)
-        return engine.cold_start(segment, k, result)
+                demographics = await self._demographics.lookup(user_id, budget)
+        return engine.cold_start(demographics, k, result)
 
     def _rank_sync(self, engine: Engine, user_id: int, k: int) -> Answer | ColdStart:
         interactions = []

@@ -40,9 +40,10 @@ class ModelHolder(Generic[S]):
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
         self.current: S | None = None
-        self._failed: Path | None = None  # a version that failed to load (not retried by polls)
+        self._alias_seen: Path | None = None  # where the alias pointed at the last poll
 
     def load_initial(self) -> S:
+        self._alias_seen = Path(self._resolve(None)).resolve()
         return self.reload(None)
 
     def reload(self, version: str | None = None, *, force: bool = False) -> S:
@@ -67,7 +68,11 @@ class ModelHolder(Generic[S]):
             return new
 
     def start_polling(self, interval_s: float) -> None:
-        """Check every ``interval_s`` whether the alias moved; load and swap if so."""
+        """Check every ``interval_s`` whether the alias moved; load and swap if so.
+
+        Only a *move* triggers a load: a version pinned by an admin reload stays in service
+        until the alias points somewhere new. A version that fails to load is not retried
+        until the alias moves again."""
         if interval_s <= 0 or self._poller is not None:
             return
         self._poller = threading.Thread(target=self._poll, args=(interval_s,),
@@ -76,15 +81,13 @@ class ModelHolder(Generic[S]):
 
     def _poll(self, interval_s: float) -> None:
         while not self._stop.wait(interval_s):
-            path = None
             try:
                 path = Path(self._resolve(None)).resolve()
-                if path == self._failed or (self.current is not None
-                                            and self.current.path == path):
+                if path == self._alias_seen:
                     continue
+                self._alias_seen = path
                 self.reload(None)
             except Exception:  # a broken new version must not take the old one down
-                self._failed = path
                 log.exception("loading the new model version failed; keeping %s",
                               getattr(self.current, "version", None))
 
