@@ -52,14 +52,14 @@ def _encode(
             vocab = {v: j for j, v in enumerate(sorted(set(ref[name]) | set(cur[name])))}
             ref_cols.append(ref[name].map(vocab).to_numpy(dtype=float))
             cur_cols.append(cur[name].map(vocab).to_numpy(dtype=float))
-            categories[i] = max(len(vocab), 2)
+            categories[i] = len(vocab)
         else:
             ref_cols.append(ref[name].to_numpy(dtype=float))
             cur_cols.append(cur[name].to_numpy(dtype=float))
     return np.column_stack(ref_cols), np.column_stack(cur_cols), categories
 
 
-def test_tables(
+def compare_tables(
     detector: str,
     ref: pd.DataFrame,
     cur: pd.DataFrame,
@@ -80,21 +80,30 @@ def test_tables(
         ref = ref.sample(max_samples, random_state=seed)
     if len(cur) > max_samples:
         cur = cur.sample(max_samples, random_state=seed + 1)
-    x_ref, x_cur, categories = _encode(ref, cur, spec)
-    from alibi_detect.cd import TabularDrift  # heavy import (transformers): only when used
+    # A feature with a single value in both windows cannot drift (and breaks chi-square).
+    live = [(n, c) for n, c in spec if pd.concat([ref[n], cur[n]]).nunique(dropna=False) > 1]
+    p_values = np.ones(len(spec))
+    distances = np.zeros(len(spec))
+    if live:
+        x_ref, x_cur, categories = _encode(ref, cur, live)
+        from alibi_detect.cd import TabularDrift  # heavy import (transformers): only when used
 
-    cd = TabularDrift(
-        x_ref, p_val=p_val, categories_per_feature=categories, correction=correction
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # scipy warns on degenerate (constant) features
-        pred = cd.predict(x_cur, drift_type="batch", return_p_val=True, return_distance=True)
-    data = pred["data"]
-    p_values = np.nan_to_num(np.asarray(data["p_val"], dtype=float), nan=1.0)
-    distances = np.nan_to_num(np.asarray(data["distance"], dtype=float), nan=0.0)
+        cd = TabularDrift(
+            x_ref, p_val=p_val, categories_per_feature=categories, correction=correction
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pred = cd.predict(x_cur, drift_type="batch", return_p_val=True,
+                              return_distance=True)
+        data = pred["data"]
+        live_p = np.nan_to_num(np.asarray(data["p_val"], dtype=float), nan=1.0)
+        live_d = np.nan_to_num(np.asarray(data["distance"], dtype=float), nan=0.0)
+        index = {n: i for i, (n, _) in enumerate(spec)}
+        for j, (n, _) in enumerate(live):
+            p_values[index[n]], distances[index[n]] = live_p[j], live_d[j]
     for i, (name, categorical) in enumerate(spec):
         result.features[name] = FeatureResult(float(p_values[i]), float(distances[i]), categorical)
-    # alibi's decision, recomputed on the nan-cleaned p-values (a constant feature is no drift)
+    # alibi's decision rule over all the detector's features (constant ones count, at p = 1)
     result.is_drift = bool(_decide(p_values, p_val, correction))
     result.n_reference, result.n_current = len(ref), len(cur)
     return result
@@ -158,7 +167,7 @@ def run_detectors(
         ref_window = pop_sample if name in POPULARITY_DETECTORS else reference
         ref = extract(name, ref_window, ctx)
         cur = extract(name, current, ctx)
-        results[name] = test_tables(
+        results[name] = compare_tables(
             name, ref, cur, budget, correction, min_samples, max_samples, seed
         )
     return DriftRun(results, p_val, correction)

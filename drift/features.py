@@ -38,6 +38,10 @@ FEATURES: dict[str, list[tuple[str, bool]]] = {
     "ratings": [("stars", True)],
     "item_popularity": [("popularity_percentile", False)],
     "recommendation_scores": [("score", False), ("list_length", False)],
+    # online (KServe payloads): requested users, and the lists the model server returned
+    "online_requests": [("age", False), ("gender", True), ("occupation", True),
+                        ("known_user", True)],
+    "online_responses": [("score", False), ("list_length", False)],
 }
 
 
@@ -103,7 +107,7 @@ def _primary_genres(catalog: Catalog) -> dict[str, str]:
     return out
 
 
-def _list_score(movie_ids, popularity: dict[str, float]) -> float:
+def list_score(movie_ids, popularity: dict[str, float]) -> float:
     ids = list(movie_ids) if movie_ids is not None else []
     if not ids:
         return float("nan")
@@ -139,7 +143,7 @@ def extract(detector: str, window: Window, ctx: FeatureContext) -> pd.DataFrame:
         reqs = reqs[pd.to_numeric(reqs["status"], errors="coerce") == 200]
         frame = _limit_per_user(reqs, k, seed)
         frame = frame.assign(
-            score=[_list_score(ids, ctx.popularity) for ids in frame["movie_ids"]],
+            score=[list_score(ids, ctx.popularity) for ids in frame["movie_ids"]],
             list_length=[float(len(ids)) if ids is not None else 0.0
                          for ids in frame["movie_ids"]],
         ).dropna(subset=["score"])

@@ -60,8 +60,9 @@ ONLINE_PAYLOADS = Counter(
 )
 
 
-def record_run(run, finished_at: float) -> None:
-    """Set the gauges from a :class:`drift.detectors.DriftRun` (or online run)."""
+def record_run(run, finished_at: float | None) -> None:
+    """Set the gauges from a :class:`drift.detectors.DriftRun`; ``finished_at`` None (the
+    online service) leaves the batch job's last-run timestamp alone."""
     for name, result in run.detectors.items():
         DRIFT_DETECTED.labels(detector=name).set(1 if result.is_drift else 0)
         SAMPLES.labels(detector=name, window="reference").set(result.n_reference)
@@ -69,4 +70,5 @@ def record_run(run, finished_at: float) -> None:
         for feature, fr in result.features.items():
             P_VALUE.labels(detector=name, feature=feature).set(fr.p_value)
             DISTANCE.labels(detector=name, feature=feature).set(fr.distance)
-    LAST_RUN.set(finished_at)
+    if finished_at is not None:
+        LAST_RUN.set(finished_at)
