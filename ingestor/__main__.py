@@ -1,0 +1,62 @@
+"""``python -m ingestor [run|snapshot|compact] [flags] [key=value overrides]``.
+
+* ``run`` (default): consume the topic until SIGTERM (exit 0).
+* ``snapshot [--start YYYY-MM-DD] [--end YYYY-MM-DD]``: finish lake maintenance (compaction,
+  watch sessions), freeze an immutable snapshot, print its manifest as JSON.
+* ``compact``: compact small files and rebuild stale watch sessions, then exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from ingestor.config import register_configs
+from movierec_core.config import compose, split_overrides, write_resolved
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, overrides = split_overrides(list(sys.argv[1:] if argv is None else argv))
+    parser = argparse.ArgumentParser(prog="python -m ingestor", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", nargs="?", default="run", choices=["run", "snapshot", "compact"])
+    parser.add_argument("--start", help="snapshot: first event date (inclusive)")
+    parser.add_argument("--end", help="snapshot: last event date (inclusive)")
+    opts = parser.parse_args(args)
+
+    register_configs()
+    cfg = compose("ingestor", overrides)
+    logging.basicConfig(level=str(cfg.ingestor.log_level).upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kafka").setLevel(logging.ERROR)
+    lake_root = cfg.data.lake_root
+
+    if opts.command == "run":
+        from ingestor import metrics
+        from ingestor.app import Ingestor, install_signal_handlers
+
+        write_resolved(cfg, f"{lake_root}/_ingestor")
+        metrics.serve(int(cfg.ingestor.metrics_port))
+        ingestor = Ingestor(cfg)
+        install_signal_handlers(ingestor)
+        return ingestor.run()
+
+    from ingestor.lake import maintain, recover
+
+    recover(lake_root)
+    result = maintain(lake_root, float(cfg.ingestor.session_gap_s),
+                      int(cfg.ingestor.compact_min_files))
+    if opts.command == "compact":
+        print(json.dumps(result))
+        return 0
+    from movierec_core.snapshot import create_snapshot
+
+    manifest = create_snapshot(lake_root, opts.start, opts.end)
+    print(json.dumps(manifest, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,362 @@
+"""The consumer loop: Kafka -> (dead letters, lake, online store, enrichment) -> commit.
+
+One batch at a time, in this order, so that a crash anywhere loses nothing and duplicates
+nothing visible:
+
+1. poll until ``batch_max_records`` or ``batch_max_wait_s``;
+2. parse (:func:`ingestor.pipeline.parse_batch`);
+3. dead-letter the rejected lines and wait for the broker's acknowledgement;
+4. write the lake (deduplicated on ``event_id``, fsynced), then the online store (idempotent);
+5. commit the batch's offsets.
+
+A replay after a crash between 3 and 5 is absorbed by the DLQ's held-offsets set and the lake's
+key dedupe. On a rebalance the uncommitted buffer is dropped (its partitions restart from the
+committed offsets, here or on another instance). SIGTERM/SIGINT: finish the batch, commit, exit 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections import defaultdict
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
+from kafka.structs import OffsetAndMetadata
+
+from ingestor import metrics
+from ingestor.dlq import DeadLetters
+from ingestor.enrich import Enricher
+from ingestor.lake import LakeWriter, maintain, recover
+from ingestor.pipeline import KIND_OF_TABLE, parse_batch
+from movierec_core.events import ParserSettings
+from movierec_core.lake import WATCH_MINUTES
+from movierec_core.online_store import OnlineStore, open_store
+
+log = logging.getLogger("ingestor")
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, ingestor: Ingestor) -> None:
+        self.ingestor = ingestor
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        self.ingestor._on_revoked(revoked)
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        self.ingestor._on_assigned(assigned)
+
+
+class Ingestor:
+    """``run()`` consumes until :meth:`stop` (or SIGTERM via :func:`main`)."""
+
+    def __init__(self, cfg: Any) -> None:
+        self.cfg = cfg
+        self.icfg = cfg.ingestor
+        self.topic = cfg.kafka.topic
+        self.dlq_topic = cfg.kafka.dlq_topic or f"{cfg.kafka.topic}.dlq"
+        self.instance = f"{socket.gethostname()}-{os.getpid()}"
+        self.settings = ParserSettings(rating_max=int(cfg.data.rating_scale_max))
+        self.lake = LakeWriter(cfg.data.lake_root)
+        self.store: OnlineStore | None = None
+        self.enricher: Enricher | None = None
+        self.consumer: KafkaConsumer | None = None
+        self.dead_letters: DeadLetters | None = None
+        self._stop = threading.Event()
+        self._buffer: dict[TopicPartition, list] = defaultdict(list)
+        self._buffered = 0
+        self._next_offsets: dict[TopicPartition, int] = {}
+        self._dirty_days: set = set()
+        self._last_maintenance = time.monotonic()
+        self.batches = 0
+
+    # ----------------------------------------------------------------------------- lifecycle
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _backoff_sleep(self, attempt: int) -> None:
+        delay = min(self.icfg.retry_backoff_s * (2 ** attempt), self.icfg.retry_backoff_max_s)
+        self._stop.wait(delay)
+
+    def _connect(self) -> None:
+        """Create the clients, retrying with backoff while the broker is unavailable."""
+        bootstrap = self.cfg.kafka.bootstrap
+        attempt = 0
+        while not self._stop.is_set():
+            try:
+                self._ensure_dlq_topic(bootstrap)
+                producer = KafkaProducer(
+                    bootstrap_servers=bootstrap, acks="all", linger_ms=5,
+                    max_request_size=int(self.icfg.dlq_max_request_bytes),
+                    client_id=f"{self.cfg.kafka.client_id}-ingestor-dlq")
+                reader = KafkaConsumer(
+                    bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+                    client_id=f"{self.cfg.kafka.client_id}-ingestor-dlq-reader")
+                self.dead_letters = DeadLetters(producer, reader, self.topic, self.dlq_topic,
+                                                self.instance)
+                self.dead_letters.refresh()
+                consumer = KafkaConsumer(
+                    bootstrap_servers=bootstrap, group_id=self.cfg.kafka.group_id,
+                    client_id=f"{self.cfg.kafka.client_id}-ingestor",
+                    enable_auto_commit=False, auto_offset_reset=self.icfg.auto_offset_reset,
+                    fetch_max_bytes=int(self.icfg.fetch_max_bytes),
+                    max_partition_fetch_bytes=int(self.icfg.max_partition_fetch_bytes),
+                    max_poll_records=int(self.icfg.batch_max_records),
+                    session_timeout_ms=int(self.icfg.session_timeout_ms),
+                    heartbeat_interval_ms=max(1000, int(self.icfg.session_timeout_ms) // 4),
+                    max_poll_interval_ms=600_000)
+                consumer.subscribe([self.topic], listener=_Rebalance(self))
+                self.consumer = consumer
+                log.info("connected to Kafka at %s: topic %s, group %s, dead letters to %s",
+                         bootstrap, self.topic, self.cfg.kafka.group_id, self.dlq_topic)
+                return
+            except KafkaError as exc:
+                delay = min(self.icfg.retry_backoff_s * (2 ** attempt), self.icfg.retry_backoff_max_s)
+                log.warning("Kafka broker at %s unavailable (%s); retrying in %.1fs",
+                            bootstrap, exc, delay)
+                self._close_clients()
+                self._backoff_sleep(attempt)
+                attempt += 1
+
+    def _ensure_dlq_topic(self, bootstrap: str) -> None:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap,
+                                 client_id=f"{self.cfg.kafka.client_id}-ingestor-admin")
+        try:
+            if self.dlq_topic not in set(admin.list_topics()):
+                admin.create_topics([NewTopic(self.dlq_topic, int(self.cfg.kafka.partitions), 1)])
+        except TopicAlreadyExistsError:
+            pass
+        finally:
+            admin.close()
+
+    def _close_clients(self) -> None:
+        for client in (self.consumer,
+                       self.dead_letters and self.dead_letters.reader,
+                       self.dead_letters and self.dead_letters.producer):
+            if client is not None:
+                try:
+                    client.close()
+                except Exception:  # noqa: BLE001 - closing after a failure
+                    pass
+        self.consumer = None
+        self.dead_letters = None
+
+    def run(self) -> int:
+        recovered = recover(self.cfg.data.lake_root)
+        if recovered:
+            log.warning("finished %d interrupted lake file replacements", recovered)
+        if self.icfg.online_store:
+            self.store = open_store(self.cfg.data)
+        if self.icfg.enrichment:
+            self.enricher = Enricher(
+                self.cfg.data.lake_root, self.cfg.metadata_api.url,
+                bulk_size=int(self.cfg.metadata_api.bulk_size),
+                timeout_s=float(self.cfg.metadata_api.timeout_s),
+                interval_s=float(self.icfg.enrichment_interval_s),
+                max_backoff_s=float(self.icfg.enrichment_max_backoff_s)).start()
+        self._connect()
+        idle_since = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                got = self._fill_buffer()
+                if self._buffered:
+                    self._process_buffer()
+                if got:
+                    idle_since = time.monotonic()
+                self._maybe_maintain()
+                if (self.icfg.exit_when_idle_s and self._drained()
+                        and time.monotonic() - idle_since >= self.icfg.exit_when_idle_s):
+                    log.info("all assigned partitions drained; exiting (exit_when_idle_s)")
+                    break
+            if self._buffered:
+                self._process_buffer(shutting_down=True)
+        finally:
+            self._shutdown()
+        return 0
+
+    def _shutdown(self) -> None:
+        try:
+            maintain(self.cfg.data.lake_root, float(self.icfg.session_gap_s),
+                     int(self.icfg.compact_min_files), days=self._dirty_days or set())
+        except Exception:  # noqa: BLE001 - maintenance can run again later (`compact`)
+            log.exception("lake maintenance at shutdown failed")
+        if self.enricher is not None:
+            self.enricher.stop()
+        self._close_clients()
+        if self.store is not None:
+            self.store.close()
+        log.info("ingestor stopped after %d batches", self.batches)
+
+    # ------------------------------------------------------------------------------- batches
+    def _fill_buffer(self) -> int:
+        """Poll until a batch is full or its time is up; returns records received."""
+        assert self.consumer is not None
+        deadline = time.monotonic() + float(self.icfg.batch_max_wait_s)
+        limit = int(self.icfg.batch_max_records)
+        received = 0
+        while self._buffered < limit and not self._stop.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                polled = self.consumer.poll(
+                    timeout_ms=int(min(remaining * 1000, self.icfg.poll_timeout_ms)) or 1,
+                    max_records=limit - self._buffered)
+            except KafkaError as exc:
+                log.warning("poll failed (%s); the consumer reconnects by itself", exc)
+                self._stop.wait(min(1.0, self.icfg.retry_backoff_max_s))
+                continue
+            for tp, records in polled.items():
+                self._buffer[tp].extend(records)
+                self._buffered += len(records)
+                received += len(records)
+            if not polled and self._buffered:
+                break  # nothing more right now: write what we have
+        return received
+
+    def _process_buffer(self, shutting_down: bool = False) -> None:
+        start = time.perf_counter()
+        values, partitions, offsets, timestamps = [], [], [], []
+        commit: dict[TopicPartition, int] = {}
+        for tp, records in self._buffer.items():
+            for rec in records:
+                values.append(rec.value)
+                partitions.append(tp.partition)
+                offsets.append(rec.offset)
+                timestamps.append(rec.timestamp)
+            commit[tp] = max(rec.offset for rec in records) + 1
+        self._buffer.clear()
+        self._buffered = 0
+        parsed = parse_batch(values, partitions, offsets, timestamps, self.settings)
+
+        give_up = time.monotonic() + self.icfg.shutdown_commit_timeout_s if shutting_down else None
+        if parsed.rejected and self.dead_letters is not None:
+            self.dead_letters.send(parsed.rejected, self.icfg.retry_backoff_s,
+                                   self.icfg.retry_backoff_max_s, give_up)
+            for item in parsed.rejected:
+                metrics.DLQ.labels(str(item.rejection.reason)).inc()
+            metrics.EVENTS.labels("unknown", "invalid").inc(len(parsed.rejected))
+
+        written = 0
+        for table_name, table in parsed.tables.items():
+            result = self.lake.write_dated(table_name, table)
+            kind = str(KIND_OF_TABLE[table_name])
+            metrics.EVENTS.labels(kind, "accepted").inc(result.rows)
+            metrics.EVENTS.labels(kind, "duplicate").inc(result.duplicates)
+            metrics.LAKE_BYTES.inc(result.bytes)
+            written += result.bytes
+            if table_name == WATCH_MINUTES and result.rows:
+                days = table.column("time").cast("date32").unique().to_pylist()
+                self._dirty_days.update(days)
+        if self.store is not None and parsed.events:
+            self.store.apply(parsed.events)
+        if self.enricher is not None:
+            self.enricher.offer(parsed.user_ids, parsed.movie_ids)
+
+        self._commit(commit, give_up)
+        self.batches += 1
+        metrics.BATCH_DURATION.observe(time.perf_counter() - start)
+        self._update_lag()
+
+    def _commit(self, offsets: dict[TopicPartition, int], give_up_at: float | None) -> None:
+        assert self.consumer is not None
+        attempt = 0
+        while True:
+            try:
+                self.consumer.commit({tp: OffsetAndMetadata(o, "", -1)
+                                      for tp, o in offsets.items()})
+                self._next_offsets.update(offsets)
+                if self.dead_letters is not None:
+                    self.dead_letters.forget_below({tp.partition: o for tp, o in offsets.items()})
+                return
+            except CommitFailedError as exc:
+                log.warning("offset commit rejected (%s): the group rebalanced; the batch is "
+                            "replayed by the partition's new owner and deduplicated", exc)
+                return
+            except KafkaError as exc:
+                if give_up_at is not None and time.monotonic() > give_up_at:
+                    log.warning("giving up committing at shutdown (%s); the batch is in the "
+                                "lake and will be deduplicated when replayed", exc)
+                    return
+                delay = min(self.icfg.retry_backoff_s * (2 ** attempt), self.icfg.retry_backoff_max_s)
+                log.warning("Kafka broker unavailable: offset commit failed (%s); retrying in "
+                            "%.1fs", exc, delay)
+                time.sleep(delay)
+                attempt += 1
+
+    # ------------------------------------------------------------------------------ rebalance
+    # kafka-python 3 runs these on its I/O thread: they only note the change. Nothing needs
+    # dropping: a batch commits only offsets of records it wrote itself (max offset + 1 per
+    # partition), records fetched twice across a rebalance are deduplicated (lake: event_id,
+    # DLQ: source partition/offset), and a commit after losing a partition claims no more than
+    # what this instance wrote.
+    def _on_revoked(self, revoked: Any) -> None:
+        log.info("partitions revoked: %s", sorted(tp.partition for tp in revoked or ()))
+        for tp in revoked or ():
+            self._next_offsets.pop(tp, None)
+
+    def _on_assigned(self, assigned: Any) -> None:
+        log.info("assigned partitions %s", sorted(tp.partition for tp in assigned or ()))
+        if self.dead_letters is not None:
+            self.dead_letters.stale = True  # re-read the DLQ tail before the next dead letter
+
+    # ------------------------------------------------------------------------------- upkeep
+    def _update_lag(self) -> None:
+        if self.consumer is None:
+            return
+        for tp in self.consumer.assignment():
+            high = self.consumer.highwater(tp)
+            pos = self._next_offsets.get(tp)
+            if high is not None and pos is not None:
+                metrics.CONSUMER_LAG.labels(str(tp.partition)).set(max(0, high - pos))
+
+    def _drained(self) -> bool:
+        if self.consumer is None or self._buffered:
+            return False
+        assignment = self.consumer.assignment()
+        if not assignment:
+            return False
+        for tp in assignment:
+            high = self.consumer.highwater(tp)
+            if high is None:
+                return False
+            pos = self._next_offsets.get(tp)
+            if pos is None:
+                try:
+                    pos = self.consumer.position(tp, timeout_ms=1000)
+                except Exception:  # noqa: BLE001
+                    return False
+            if pos is None or pos < high:
+                return False
+        return True
+
+    def _maybe_maintain(self) -> None:
+        interval = float(self.icfg.maintenance_interval_s)
+        if not interval or time.monotonic() - self._last_maintenance < interval:
+            return
+        self._last_maintenance = time.monotonic()
+        days, self._dirty_days = self._dirty_days, set()
+        try:
+            result = maintain(self.cfg.data.lake_root, float(self.icfg.session_gap_s),
+                              int(self.icfg.compact_min_files), days=days)
+            log.info("lake maintenance: %s", result)
+        except Exception:  # noqa: BLE001 - retried next interval
+            self._dirty_days |= days
+            log.exception("lake maintenance failed")
+
+
+def install_signal_handlers(ingestor: Ingestor) -> None:
+    def handler(signum: int, _frame: Any) -> None:
+        log.info("received %s: finishing the batch, committing, exiting",
+                 signal.Signals(signum).name)
+        ingestor.stop()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)

@@ -1,0 +1,44 @@
+"""The ingestor's config schema (Hydra group ``ingestor``, registered as ``ingestor/schema``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hydra.core.config_store import ConfigStore
+
+
+@dataclass
+class IngestorConfig:
+    """How the ingestor consumes, batches, writes and enriches."""
+
+    # consumer and batches
+    batch_max_records: int = 50_000  # a batch is written and committed at this many records...
+    batch_max_wait_s: float = 1.0  # ...or after this long, whichever comes first
+    poll_timeout_ms: int = 200
+    fetch_max_bytes: int = 64 * 1024 * 1024
+    max_partition_fetch_bytes: int = 8 * 1024 * 1024
+    auto_offset_reset: str = "earliest"
+    session_timeout_ms: int = 10_000
+    # dead letters: the producer must carry the largest line the broker accepts
+    dlq_max_request_bytes: int = 4 * 1024 * 1024
+    # retries while the broker is unavailable (start or mid-run)
+    retry_backoff_s: float = 0.5
+    retry_backoff_max_s: float = 10.0
+    shutdown_commit_timeout_s: float = 30.0
+    # lake maintenance: compaction and watch sessions
+    session_gap_s: float = 1800.0  # a watch session ends after a gap longer than this
+    compact_min_files: int = 16  # a partition with this many files is merged into one
+    maintenance_interval_s: float = 60.0  # 0: only at shutdown and via `compact`
+    # outputs
+    online_store: bool = True
+    enrichment: bool = True
+    enrichment_interval_s: float = 1.0
+    enrichment_max_backoff_s: float = 30.0
+    metrics_port: int = 9101  # 0: no /metrics server
+    # stop by itself once every assigned partition is drained (bench, demo batch runs); 0: never
+    exit_when_idle_s: float = 0.0
+    log_level: str = "INFO"
+
+
+def register_configs() -> None:
+    ConfigStore.instance().store(group="ingestor", name="schema", node=IngestorConfig)

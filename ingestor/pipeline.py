@@ -1,0 +1,139 @@
+"""Raw lines -> columnar tables per lake table, plus the rejected lines. Pure: no I/O.
+
+One pass over the lines with the contract parser; events go straight into per-table column lists
+(no intermediate rows), then one Arrow array per column.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from movierec_core.events import (
+    AccountCreation,
+    Event,
+    EventKind,
+    ParserSettings,
+    Rating,
+    RecommendationRequest,
+    Rejection,
+    WatchMinute,
+    parse,
+)
+from movierec_core.lake import (
+    ACCOUNT_CREATIONS,
+    RATINGS,
+    RECOMMENDATION_REQUESTS,
+    SCHEMAS,
+    WATCH_MINUTES,
+    line_id,
+)
+
+TABLE_OF_KIND = {
+    EventKind.WATCH: WATCH_MINUTES,
+    EventKind.RATE: RATINGS,
+    EventKind.ACCOUNT: ACCOUNT_CREATIONS,
+    EventKind.RECOMMEND: RECOMMENDATION_REQUESTS,
+}
+KIND_OF_TABLE = {table: kind for kind, table in TABLE_OF_KIND.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A line for the dead-letter topic, with where it came from."""
+
+    partition: int
+    offset: int
+    timestamp_ms: int
+    rejection: Rejection
+
+
+@dataclass
+class ParsedBatch:
+    tables: dict[str, pa.Table]
+    events: list[Event]  # every valid event (online store input; redeliveries are harmless)
+    rejected: list[Rejected]
+    user_ids: set[int] = field(default_factory=set)
+    movie_ids: set[str] = field(default_factory=set)
+
+
+def parse_batch(values: Sequence[bytes], partitions: Sequence[int], offsets: Sequence[int],
+                timestamps_ms: Sequence[int], settings: ParserSettings) -> ParsedBatch:
+    """Parse raw Kafka values; ``partitions``/``offsets``/``timestamps_ms`` locate each line."""
+    watches: list[WatchMinute] = []
+    watch_ids: list[int] = []
+    ratings: list[Rating] = []
+    rating_ids: list[int] = []
+    accounts: list[AccountCreation] = []
+    account_ids: list[int] = []
+    recos: list[RecommendationRequest] = []
+    reco_ids: list[int] = []
+    reco_lines: list[str] = []
+    rejected: list[Rejected] = []
+    for i, value in enumerate(values):
+        event = parse(value, settings)
+        if type(event) is WatchMinute:
+            watches.append(event)
+            watch_ids.append(line_id(value))
+        elif type(event) is Rejection:
+            rejected.append(Rejected(partitions[i], offsets[i], timestamps_ms[i], event))
+        elif type(event) is RecommendationRequest:
+            recos.append(event)
+            reco_ids.append(line_id(value))
+            reco_lines.append(value.decode("utf-8").rstrip("\r\n"))
+        elif type(event) is Rating:
+            ratings.append(event)
+            rating_ids.append(line_id(value))
+        else:
+            accounts.append(event)
+            account_ids.append(line_id(value))
+
+    tables: dict[str, pa.Table] = {}
+    if watches:
+        tables[WATCH_MINUTES] = pa.table([
+            pa.array(watch_ids, pa.int64()),
+            pa.array([e.time for e in watches], pa.timestamp("us")),
+            pa.array([e.user_id for e in watches], pa.int64()),
+            pa.array([e.movie_id for e in watches], pa.string()),
+            pa.array([e.minute for e in watches], pa.int32()),
+        ], schema=SCHEMAS[WATCH_MINUTES])
+    if ratings:
+        tables[RATINGS] = pa.table([
+            pa.array(rating_ids, pa.int64()),
+            pa.array([e.time for e in ratings], pa.timestamp("us")),
+            pa.array([e.user_id for e in ratings], pa.int64()),
+            pa.array([e.movie_id for e in ratings], pa.string()),
+            pa.array([e.stars for e in ratings], pa.int16()),
+        ], schema=SCHEMAS[RATINGS])
+    if accounts:
+        tables[ACCOUNT_CREATIONS] = pa.table([
+            pa.array(account_ids, pa.int64()),
+            pa.array([e.time for e in accounts], pa.timestamp("us")),
+            pa.array([e.user_id for e in accounts], pa.int64()),
+        ], schema=SCHEMAS[ACCOUNT_CREATIONS])
+    if recos:
+        tables[RECOMMENDATION_REQUESTS] = pa.table([
+            pa.array(reco_ids, pa.int64()),
+            pa.array([e.time for e in recos], pa.timestamp("us")),
+            pa.array([e.user_id for e in recos], pa.int64()),
+            pa.array([e.server for e in recos], pa.string()),
+            pa.array([e.status for e in recos], pa.int16()),
+            pa.array([list(e.movie_ids) for e in recos], pa.list_(pa.string())),
+            pa.array([e.error for e in recos], pa.string()),
+            pa.array([e.response_ms for e in recos], pa.int32()),
+            pa.array(reco_lines, pa.string()),
+        ], schema=SCHEMAS[RECOMMENDATION_REQUESTS])
+
+    events: list[Event] = [*watches, *ratings, *accounts]
+    user_ids: set[int] = set()
+    movie_ids: set[str] = set()
+    for table_name in (WATCH_MINUTES, RATINGS, ACCOUNT_CREATIONS, RECOMMENDATION_REQUESTS):
+        table = tables.get(table_name)
+        if table is not None:
+            user_ids.update(pc.unique(table.column("user_id")).to_pylist())
+            if "movie_id" in table.column_names:
+                movie_ids.update(pc.unique(table.column("movie_id")).to_pylist())
+    return ParsedBatch(tables, events, rejected, user_ids, movie_ids)
