@@ -1,0 +1,2 @@
+"""The trainer: lake snapshot → interactions → candidates → leakage-safe evaluation → report →
+registry (``python -m trainer``)."""

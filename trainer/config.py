@@ -1,0 +1,74 @@
+"""The trainer's config schema (group ``trainer``, name ``schema``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+
+
+@dataclass
+class ConfidenceConfig:
+    """Weights of :func:`movierec_core.models.confidence` (see docs/trainer.md)."""
+
+    watch: float = 1.0
+    rating: float = 1.0
+    dislike_below: float = 0.0
+    default_runtime: float = 100.0
+
+
+@dataclass
+class TuneConfig:
+    """Optuna search on a validation split carved from the training events (never test)."""
+
+    enabled: bool = False
+    models: list[str] = field(default_factory=lambda: ["als", "ease"])
+    n_trials: int = 6
+    validation_fraction: float = 0.15
+    metric: str = "ndcg@10"
+    seed: int = 42
+
+
+@dataclass
+class BatchConfig:
+    """``batch-recommend``: the production configuration for MovieLens-format CSVs."""
+
+    model: dict[str, Any] = field(default_factory=lambda: {"name": "ease", "l2": 250.0,
+                                                           "max_items": 12000, "binary": True})
+    rating_min: float = 0.5
+    rating_max: float = 5.0
+
+
+@dataclass
+class TrainerConfig:
+    snapshot: str = "latest"  # a snapshot id under data.lake_root/_snapshots, or "latest"
+    model_name: str = "movierec"  # registry model name (the server's serving.model_name)
+    candidates: list[str] = field(default_factory=lambda: ["als", "bpr", "ease", "itemknn", "popularity"])
+    select_metric: str = "ndcg@10"  # the candidate with the best warm value is registered
+    test_fraction: float = 0.2  # of events at/after the split time T (when split_time empty)
+    split_time: str = ""  # ISO time T; empty: the quantile given by test_fraction
+    evaluate: bool = True  # false: no split, fit the selected candidate on everything
+    refit_full: bool = True  # register a model refitted on all events (train + test)
+    ks: list[int] = field(default_factory=lambda: [10, 20])
+    light_max_interactions: int = 10  # warm users with ≤ this many training items are "light"
+    eval_max_users: int = 20000  # evaluate a seeded sample of at most this many warm users
+    min_user_interactions: int = 1
+    min_item_interactions: int = 1
+    rating_scale_max: int = 0  # 0: data.rating_scale_max
+    confidence: ConfidenceConfig = field(default_factory=ConfidenceConfig)
+    cold_start_min_users: int = 5
+    cold_start_list_size: int = 100
+    tune: TuneConfig = field(default_factory=TuneConfig)
+    batch: BatchConfig = field(default_factory=BatchConfig)
+    num_threads: int = 0  # implicit's threads (0 = all cores)
+    seed: int = 42
+    output_dir: str = "data/trainer_runs"  # run directories (report, resolved config)
+    report_plots: bool = True
+    promote: bool = False  # also move champion to the new version
+    pushgateway: str = ""  # host:port of a Prometheus Pushgateway; empty: don't push
+    code_version: str = ""  # empty: `git rev-parse HEAD` of the repo
+
+
+def register_trainer_config() -> None:
+    ConfigStore.instance().store(group="trainer", name="schema", node=TrainerConfig)
