@@ -1,0 +1,121 @@
+"""``python -m experiments <command> [key=value ...]``
+
+* ``router``: serve ``/recommend/<uid>`` for the configured experiment (``experiments.*``).
+* ``canary``: run a canary rollout of ``experiments.canary.challenger`` against the champion.
+* ``report <experiment>``: markdown + HTML report of a finished (or running) canary.
+* ``render-istio``: print the VirtualService and DestinationRule (validated) as YAML.
+* ``assign <user_id>...``: print each user's bucket and variant under the configured weights.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+from experiments.config import register_configs
+from movierec_core.config import compose, split_overrides, write_resolved
+
+
+def _canary(cfg) -> int:
+    from experiments.canary import (
+        CanaryController,
+        KafkaTelemetry,
+        KServePatchDriver,
+        LinesFileTelemetry,
+        Policy,
+        RouterDriver,
+    )
+    from experiments.report import write_report
+
+    e, c = cfg.experiments, cfg.experiments.canary
+    out_dir = Path(e.report_dir) / e.name
+    write_resolved(cfg, out_dir, "canary-config.yaml")
+    if c.target == "router":
+        driver = RouterDriver(c.router_url, c.champion, c.challenger, list(c.challenger_urls))
+    elif c.target == "kserve":
+        predictor = {"model": {"name": "kserve-container", "modelFormat": {"name": "movierec"},
+                               "args": [f"serving.alias={c.challenger}"]}}
+        base = {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+                "metadata": {"name": c.model_name},
+                "spec": {"predictor": {"model": {"name": "kserve-container",
+                                                 "modelFormat": {"name": "movierec"}}}}}
+        driver = KServePatchDriver(base, c.kserve_mode, predictor, c.kserve_patch_dir)
+    else:
+        raise SystemExit(f"experiments.canary.target must be router or kserve, not {c.target}")
+    if c.telemetry == "file":
+        telemetry = LinesFileTelemetry(c.telemetry_file)
+    else:
+        telemetry = KafkaTelemetry(cfg.kafka.bootstrap, cfg.kafka.topic, f"movierec-canary-{e.name}")
+
+    promote = None
+    if c.promote_alias:
+        def promote() -> None:
+            from movierec_core.registry import open_registry
+
+            version = open_registry(cfg.data.registry_root).promote(c.model_name)
+            logging.getLogger("experiments.canary").info("registry: champion -> %s", version)
+
+    controller = CanaryController(
+        e.name, Policy.from_config(c), driver, telemetry, champion=c.champion,
+        challenger=c.challenger, join_window_s=c.join_window_s, promote=promote,
+        window_s=c.window_s, state_path=out_dir / "canary.json", max_windows=c.max_steps_total,
+    )
+    result = controller.run()
+    write_report(out_dir / "canary.json", out_dir)
+    print(json.dumps({"experiment": e.name, "outcome": result.outcome,
+                      "final_percent": result.final_percent, "windows": len(result.windows),
+                      "report": str(out_dir / "report.md")}))
+    return 0 if result.outcome in ("promoted", "rolled_back") else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    args, overrides = split_overrides(list(sys.argv[1:] if argv is None else argv))
+    if not args:
+        print(__doc__)
+        return 2
+    command, rest = args[0], args[1:]
+    register_configs()
+    if command == "report" and rest:
+        overrides = [f"experiments.name={rest[0]}", *overrides]
+    cfg = compose("experiments", overrides)
+    if command == "router":
+        from experiments.router import serve
+
+        serve(cfg.experiments)
+        return 0
+    if command == "canary":
+        return _canary(cfg)
+    if command == "report":
+        from experiments.report import write_report
+
+        out_dir = Path(cfg.experiments.report_dir) / cfg.experiments.name
+        paths = write_report(out_dir / "canary.json", out_dir)
+        print("\n".join(str(p) for p in paths))
+        return 0
+    if command == "render-istio":
+        from experiments import k8s
+
+        objs = k8s.render_istio(cfg.experiments)
+        for obj in objs:
+            k8s.validate_istio(obj)
+        print(k8s.dump_yaml(objs), end="")
+        return 0
+    if command == "assign":
+        from experiments.assignment import Allocation, bucket
+
+        e = cfg.experiments
+        alloc = Allocation.from_weights([(v.name, v.weight) for v in e.variants])
+        for uid in rest:
+            print(json.dumps({"experiment": e.name, "user_id": int(uid),
+                              "bucket": bucket(e.name, int(uid)),
+                              "variant": alloc.variant_of(e.name, int(uid))}))
+        return 0
+    print(__doc__)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,398 @@
+"""Canary rollout: a challenger takes a small share of traffic, and at each analysis window it
+is compared with the champion on errors, p99 latency and watch-through; the controller steps
+its weight up (5 → 25 → 50 → 100 by default), or rolls it back, and on promotion moves the
+registry alias.
+
+:func:`decide` is pure. :class:`CanaryController` owns the loop and talks to the world only
+through what it is given: a :class:`TrafficDriver` (the local router's admin API, or the KServe
+InferenceService patch), a telemetry source (new EVENTS.md lines), a clock and a sleep.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+
+from experiments import k8s
+from experiments.metrics import ExperimentMetrics
+from experiments.online import Join, Outcome, VariantMetrics, WeightsHistory, aggregate, outcomes
+from experiments.stats import ProportionDiff, srm_test, two_proportion_test
+from movierec_core.events import RecommendationRequest, WatchMinute, parse
+
+log = logging.getLogger("experiments.canary")
+
+HOLD, STEP, PROMOTE, ROLLBACK = "hold", "step", "promote", "rollback"
+
+
+@dataclass(frozen=True)
+class Policy:
+    steps: tuple[int, ...] = (5, 25, 50, 100)
+    min_requests: int = 50
+    max_error_rate_delta: float = 0.02
+    max_p99_ratio: float = 1.5
+    p99_slack_ms: float = 20.0
+    alpha: float = 0.05
+    require_significant_lift: bool = False
+    min_lift: float = 0.0
+    max_windows_per_step: int = 3
+
+    @classmethod
+    def from_config(cls, c: Any) -> Policy:
+        return cls(tuple(int(s) for s in c.steps), int(c.min_requests),
+                   float(c.max_error_rate_delta), float(c.max_p99_ratio), float(c.p99_slack_ms),
+                   float(c.alpha), bool(c.require_significant_lift), float(c.min_lift),
+                   int(c.max_windows_per_step))
+
+
+@dataclass
+class Decision:
+    action: str
+    reasons: list[str]
+    lift: ProportionDiff | None = None
+
+
+def decide(
+    policy: Policy, window: Mapping[str, VariantMetrics], cumulative: Mapping[str, VariantMetrics],
+    champion: str, challenger: str, step_index: int, windows_in_step: int,
+) -> Decision:
+    """What to do after one analysis window.
+
+    Guardrails on the window's own traffic (fast reaction): the challenger's error rate may
+    exceed the champion's by at most ``max_error_rate_delta``, its p99 latency by at most
+    ``max_p99_ratio`` (and ``p99_slack_ms``). Watch-through uses everything since the canary
+    started (sticky users: more power): significantly worse (upper CI bound < 0) rolls back.
+    The step to 100 % needs a significant lift when ``require_significant_lift``.
+    """
+    empty = VariantMetrics("")
+    wc, wn = window.get(champion, empty), window.get(challenger, empty)
+    cc, cn = cumulative.get(champion, empty), cumulative.get(challenger, empty)
+    reasons: list[str] = []
+
+    if wn.requests and wn.errors >= 3 and wn.error_rate - wc.error_rate > policy.max_error_rate_delta:
+        reasons.append(f"error rate {wn.error_rate:.3f} vs champion {wc.error_rate:.3f}")
+    if wn.requests >= policy.min_requests and wc.requests >= policy.min_requests:
+        limit = max(wc.p99_ms * policy.max_p99_ratio, wc.p99_ms + policy.p99_slack_ms)
+        if wn.p99_ms > limit:
+            reasons.append(f"p99 {wn.p99_ms:.0f} ms vs champion {wc.p99_ms:.0f} ms")
+
+    lift = None
+    if cn.matured >= policy.min_requests and cc.matured >= policy.min_requests:
+        lift = two_proportion_test(cc.watched, cc.matured, cn.watched, cn.matured,
+                                   confidence=1 - 2 * policy.alpha)
+        if lift.ci_high < 0:
+            reasons.append(
+                f"watch-through {cn.watch_through:.3f} vs champion {cc.watch_through:.3f} "
+                f"(diff CI [{lift.ci_low:+.3f}, {lift.ci_high:+.3f}])")
+    if reasons:
+        return Decision(ROLLBACK, reasons, lift)
+
+    if lift is None:
+        if windows_in_step + 1 >= policy.max_windows_per_step * 2:
+            return Decision(ROLLBACK, ["not enough traffic to judge the challenger"], lift)
+        return Decision(HOLD, [f"waiting for {policy.min_requests} matured requests per variant"
+                               f" (champion {cc.matured}, challenger {cn.matured})"], lift)
+
+    last_gate = step_index + 1 >= len(policy.steps) - 1
+    if last_gate and policy.require_significant_lift and not lift.ci_low > policy.min_lift:
+        if windows_in_step + 1 >= policy.max_windows_per_step:
+            return Decision(ROLLBACK, [f"no significant lift (diff CI [{lift.ci_low:+.3f}, "
+                                       f"{lift.ci_high:+.3f}])"], lift)
+        return Decision(HOLD, ["lift not yet significant"], lift)
+    verdict = f"watch-through diff {lift.diff:+.3f} CI [{lift.ci_low:+.3f}, {lift.ci_high:+.3f}]"
+    return Decision(PROMOTE if last_gate else STEP, [verdict], lift)
+
+
+# --- the world ------------------------------------------------------------------------------
+class TrafficDriver(Protocol):
+    def set_weight(self, challenger_percent: int) -> None: ...
+
+
+class RouterDriver:
+    """Locally: the router's ``POST /admin/weights``."""
+
+    def __init__(self, router_url: str, champion: str, challenger: str,
+                 challenger_urls: Sequence[str] = (), timeout_s: float = 5.0) -> None:
+        self.url = router_url.rstrip("/") + "/admin/weights"
+        self.champion, self.challenger = champion, challenger
+        self.challenger_urls = list(challenger_urls)
+        self.timeout_s = timeout_s
+
+    def set_weight(self, challenger_percent: int) -> None:
+        body: dict[str, Any] = {"weights": {self.champion: 100 - challenger_percent,
+                                            self.challenger: challenger_percent},
+                                "source": "canary"}
+        if self.challenger_urls:
+            body["urls"] = {self.challenger: self.challenger_urls}
+        resp = httpx.post(self.url, json=body, timeout=self.timeout_s)
+        resp.raise_for_status()
+
+
+class KServePatchDriver:
+    """On Kubernetes: the InferenceService merge patch for the canary's share, validated
+    against the KServe v0.20 CRD (merged into ``base``) and written as a file per step; a
+    ``kubectl patch --type merge -p @file`` (or the operator's client) applies it."""
+
+    def __init__(self, base_isvc: Mapping[str, Any], mode: str, canary_predictor: Mapping[str, Any],
+                 out_dir: Path | str) -> None:
+        self.base, self.mode = dict(base_isvc), mode
+        self.canary_predictor = dict(canary_predictor)
+        self.out_dir = Path(out_dir)
+        self.patches: list[Path] = []
+
+    def render(self, challenger_percent: int) -> dict[str, Any]:
+        patch = k8s.kserve_canary_patch(self.mode, challenger_percent, self.canary_predictor)
+        k8s.validate_isvc(k8s.merge_patch(self.base, patch))
+        return patch
+
+    def set_weight(self, challenger_percent: int) -> None:
+        patch = self.render(challenger_percent)
+        name = f"{len(self.patches):02d}-canary-{challenger_percent}"
+        self.patches.append(k8s.write_patch(self.out_dir, name, patch))
+
+
+class Telemetry(Protocol):
+    def poll(self) -> list[bytes]: ...
+
+
+class LinesFileTelemetry:
+    """Tails a file of EVENTS.md lines (what the simulator's file sink writes)."""
+
+    def __init__(self, path: Path | str, from_end: bool = True) -> None:
+        self.path = Path(path)
+        self.offset = self.path.stat().st_size if from_end and self.path.exists() else 0
+
+    def poll(self) -> list[bytes]:
+        if not self.path.exists():
+            return []
+        with open(self.path, "rb") as fh:
+            fh.seek(self.offset)
+            data = fh.read()
+        end = data.rfind(b"\n") + 1  # a partly written last line waits for the next poll
+        self.offset += end
+        return data[:end].splitlines()
+
+
+class KafkaTelemetry:
+    """Reads the telemetry topic from its current end with a group of its own."""
+
+    def __init__(self, bootstrap: str, topic: str, group_id: str) -> None:
+        from kafka import KafkaConsumer
+
+        self.consumer = KafkaConsumer(
+            bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=True,
+            auto_offset_reset="latest", consumer_timeout_ms=200,
+        )
+        self.consumer.subscribe([topic])
+        deadline = 50
+        while not self.consumer.assignment() and deadline:
+            self.consumer.poll(timeout_ms=100)
+            deadline -= 1
+        self.consumer.seek_to_end()
+
+    def poll(self) -> list[bytes]:
+        lines: list[bytes] = []
+        while True:
+            batch = self.consumer.poll(timeout_ms=200, max_records=10_000)
+            if not batch:
+                return lines
+            for records in batch.values():
+                lines.extend(r.value for r in records)
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+@dataclass
+class WindowRecord:
+    index: int
+    time: str
+    event_time: str
+    challenger_percent: int
+    step_index: int
+    window: dict[str, dict]
+    cumulative: dict[str, dict]
+    srm_p_value: float
+    decision: str
+    reasons: list[str]
+    lift: dict | None
+
+
+@dataclass
+class CanaryResult:
+    experiment: str
+    champion: str
+    challenger: str
+    outcome: str = "running"  # promoted | rolled_back | running
+    final_percent: int = 0
+    windows: list[WindowRecord] = field(default_factory=list)
+    weights_history: list[dict] = field(default_factory=list)
+    started_at: str = ""
+    finished_at: str = ""
+    policy: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return _finite(asdict(self))
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def _now() -> str:
+    return datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="seconds")
+
+
+class CanaryController:
+    def __init__(
+        self, experiment: str, policy: Policy, driver: TrafficDriver, telemetry: Telemetry, *,
+        champion: str = "champion", challenger: str = "challenger", join_window_s: float = 1800.0,
+        promote: Callable[[], Any] | None = None, metrics: ExperimentMetrics | None = None,
+        sleep: Callable[[float], None] | None = None, window_s: float = 60.0,
+        costs: Mapping[str, float] | None = None, state_path: Path | str | None = None,
+        max_windows: int = 50, join: Join | None = None,
+    ) -> None:
+        self.experiment, self.policy, self.driver, self.telemetry = experiment, policy, driver, telemetry
+        self.champion, self.challenger = champion, challenger
+        self.join_window_s = join_window_s
+        self.promote_fn = promote
+        self.metrics = metrics or ExperimentMetrics()
+        self.sleep = sleep or __import__("time").sleep
+        self.window_s = window_s
+        self.costs = dict(costs or {})
+        self.state_path = Path(state_path) if state_path else None
+        self.max_windows = max_windows
+        self.join = join
+        self.history = WeightsHistory(experiment)
+        self.requests: list[RecommendationRequest] = []
+        self.watches: list[WatchMinute] = []
+        self.watermark = datetime.min  # newest event time seen
+        self.request_watermark = datetime.min  # newest recommendation request seen
+        self.result = CanaryResult(experiment, champion, challenger,
+                                   policy=_finite(asdict(policy)))
+
+    # telemetry -----------------------------------------------------------------------------
+    def _ingest(self, lines: Iterable[bytes]) -> list[RecommendationRequest]:
+        new = []
+        for line in lines:
+            ev = parse(line)
+            if isinstance(ev, RecommendationRequest):
+                self.requests.append(ev)
+                new.append(ev)
+                self.request_watermark = max(self.request_watermark, ev.time)
+            elif isinstance(ev, WatchMinute):
+                self.watches.append(ev)
+            else:
+                continue
+            self.watermark = max(self.watermark, ev.time)
+        return new
+
+    def _set_percent(self, pct: int) -> None:
+        # drain first: the change applies to requests after the newest one seen so far
+        self._ingest(self.telemetry.poll())
+        self.driver.set_weight(pct)
+        since = self.request_watermark if self.history.changes else datetime.min
+        weights = [(self.champion, 100 - pct), (self.challenger, pct)]
+        self.history.add(since, weights)
+        self.result.final_percent = pct
+        for name, w in weights:
+            self.metrics.weight.labels(self.experiment, name).set(w)
+        log.info("%s: challenger %s at %d %%", self.experiment, self.challenger, pct)
+
+    # the loop ------------------------------------------------------------------------------
+    def run(self) -> CanaryResult:
+        self.result.started_at = _now()
+        self.telemetry.poll()  # what happened before the canary is not its evidence
+        step_index, windows_in_step = 0, 0
+        self._set_percent(self.policy.steps[0])
+        start_watermark = self.request_watermark
+        for index in range(self.max_windows):
+            self.sleep(self.window_s)
+            window_requests = [r for r in self._ingest(self.telemetry.poll()) if r.time > start_watermark]
+            pct = self.result.final_percent
+            window_out = outcomes(window_requests, (), self.history, self.join_window_s, join=self.join)
+            all_requests = [r for r in self.requests if r.time > start_watermark]
+            all_out = outcomes(all_requests, self.watches, self.history, self.join_window_s,
+                               self.costs, join=self.join)
+            matured = _minus_seconds(self.watermark, self.join_window_s)
+            variants = (self.champion, self.challenger)
+            window = aggregate(window_out, None, variants)
+            cumulative = aggregate(all_out, matured, variants)
+            for v, m in cumulative.items():
+                if m.matured:
+                    self.metrics.watch_through.labels(self.experiment, v).set(m.watch_through)
+            srm = self._srm(window_out)
+            decision = decide(self.policy, window, cumulative, self.champion, self.challenger,
+                              step_index, windows_in_step)
+            self.result.windows.append(WindowRecord(
+                index, _now(), self.watermark.isoformat(), pct, step_index,
+                {v: m.summary() for v, m in window.items()},
+                {v: m.summary() for v, m in cumulative.items()},
+                srm, decision.action, decision.reasons,
+                asdict(decision.lift) if decision.lift else None,
+            ))
+            log.info("window %d at %d %%: %s %s", index, pct, decision.action, decision.reasons)
+            windows_in_step += 1
+            if decision.action == ROLLBACK:
+                self._set_percent(0)
+                self.metrics.rollbacks.inc()
+                self.result.outcome = "rolled_back"
+                break
+            if decision.action == PROMOTE:
+                self._set_percent(100)
+                if self.promote_fn is not None:
+                    self.promote_fn()
+                self.metrics.promotions.inc()
+                self.result.outcome = "promoted"
+                break
+            if decision.action == STEP:
+                step_index += 1
+                windows_in_step = 0
+                self._set_percent(self.policy.steps[step_index])
+            self._save()
+        self.result.finished_at = _now()
+        self.result.weights_history = self.history.to_json()
+        self._save()
+        return self.result
+
+    def _srm(self, window_out: Sequence[Outcome]) -> float:
+        """SRM p-value of the window's per-variant request counts against the weights (counted
+        by distinct users: requests per user vary, users are what is randomised)."""
+        users: dict[str, set[int]] = {self.champion: set(), self.challenger: set()}
+        for o in window_out:
+            users.setdefault(o.variant, set()).add(o.request.user_id)
+        pct = self.result.final_percent
+        counts = {v: len(u) for v, u in users.items()}
+        if sum(counts.values()) == 0 or pct in (0, 100):
+            return math.nan
+        return srm_test(counts, {self.champion: 100 - pct, self.challenger: pct}).p_value
+
+    def _save(self) -> None:
+        if self.state_path is None:
+            return
+        self.state_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.result.to_json(), indent=1))
+        tmp.replace(self.state_path)
+
+
+def _minus_seconds(t: datetime, seconds: float) -> datetime:
+    from datetime import timedelta
+
+    try:
+        return t - timedelta(seconds=seconds)
+    except OverflowError:
+        return datetime.min

@@ -1,0 +1,90 @@
+"""Typed config of the experiments package (Hydra group ``experiments``, schema ``schema``).
+
+One experiment config drives the local router, the Istio rendering and the canary controller,
+so local and cluster routing agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hydra.core.config_store import ConfigStore
+
+
+@dataclass
+class VariantConfig:
+    """One arm of the experiment: a name (a DNS label, the Istio subset), a traffic weight in
+    percent, and the base URLs of its model server replicas (tried round-robin, failover)."""
+
+    name: str = "champion"
+    weight: float = 100.0
+    urls: list[str] = field(default_factory=lambda: ["http://127.0.0.1:8090"])
+
+
+@dataclass
+class IstioConfig:
+    """What the Istio VirtualService/DestinationRule rendering needs (mirrors the chart values)."""
+
+    name: str = "movierec-router"
+    namespace: str = "movierec"
+    host: str = ""  # empty: <name>.<namespace>.svc.cluster.local
+    port: int = 8082
+    variant_header: str = "x-movierec-variant"
+    timeout: str = "2s"
+    retry_attempts: int = 2
+    per_try_timeout: str = "500ms"
+
+
+@dataclass
+class CanaryConfig:
+    """The canary rollout policy and where it acts."""
+
+    champion: str = "champion"
+    challenger: str = "challenger"
+    challenger_urls: list[str] = field(default_factory=list)  # empty: keep the router's
+    steps: list[int] = field(default_factory=lambda: [5, 25, 50, 100])
+    window_s: float = 60.0  # analysis window (wall clock)
+    max_windows_per_step: int = 3  # undecided this many windows: roll back
+    min_requests: int = 50  # per variant and window before a verdict on watch-through
+    max_error_rate_delta: float = 0.02  # challenger error rate - champion's
+    max_p99_ratio: float = 1.5  # challenger p99 / champion p99
+    p99_slack_ms: float = 20.0  # p99 differences below this never fail
+    alpha: float = 0.05  # significance of "worse" (one-sided, lower CI bound)
+    min_lift: float = 0.0  # promotion at 100 % needs lift CI lower bound > this when required
+    require_significant_lift: bool = False
+    join_window_s: float = 1800.0  # event time after a recommendation in which a watch counts
+    target: str = "router"  # router | kserve (render the InferenceService patch)
+    router_url: str = "http://127.0.0.1:8082"
+    telemetry: str = "kafka"  # kafka | file
+    telemetry_file: str = ""
+    model_name: str = "movierec"  # registry model / InferenceService name
+    promote_alias: bool = True
+    kserve_mode: str = "standard"  # standard (spec.canary) | knative (canaryTrafficPercent)
+    kserve_patch_dir: str = "artifacts/experiments/patches"
+    max_steps_total: int = 50
+
+
+@dataclass
+class ExperimentsConfig:
+    """The experiment (``name`` is the hashing salt: renaming it reshuffles every user)."""
+
+    name: str = "baseline"
+    host: str = "127.0.0.1"
+    port: int = 8082
+    variants: list[VariantConfig] = field(default_factory=lambda: [VariantConfig()])
+    # Pinned mode (the Helm chart runs one router Deployment per Istio subset): serve only this
+    # variant, forwarding to ``model_url``; Istio's header-match/weighted routes pick the pod.
+    variant: str = ""
+    model_url: str = ""
+    fallback_variant: str = ""  # empty: the first variant (the champion)
+    upstream_timeout_s: float = 0.5
+    state_dir: str = "data/experiments"  # weights history, request log, reports
+    request_log: bool = True
+    report_dir: str = "artifacts/experiments"
+    istio: IstioConfig = field(default_factory=IstioConfig)
+    canary: CanaryConfig = field(default_factory=CanaryConfig)
+
+
+def register_configs() -> None:
+    """Register the schema in Hydra's ConfigStore (idempotent)."""
+    ConfigStore.instance().store(group="experiments", name="schema", node=ExperimentsConfig)

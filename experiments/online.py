@@ -1,0 +1,158 @@
+"""Online metrics per variant from telemetry alone.
+
+Inputs are the telemetry lines (EVENTS.md) — recommendation requests (what was shown, to whom,
+when, status, latency) and watch minutes — plus the experiment's weights history. The
+variant of a request is recovered, not logged: assignment is a pure function of (experiment,
+user, weights in force at the request's time), so :class:`WeightsHistory` replays it. The
+router's own request log (``requests.jsonl``) is a cross-check, not an input.
+
+The join of recommendations with later watches is ``movierec_core.watch_through`` (owned by
+the simulator engineer); this module only groups its per-request outcomes by variant.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from experiments.assignment import Allocation
+from experiments.stats import percentile
+from movierec_core.events import RecommendationRequest, WatchMinute
+
+
+@dataclass
+class WeightsHistory:
+    """Allocations in force from given event times on (the first applies to everything before)."""
+
+    experiment: str
+    changes: list[tuple[datetime, Allocation]] = field(default_factory=list)
+
+    def add(self, since: datetime, weights: Mapping[str, float] | Sequence[tuple[str, float]]) -> None:
+        alloc = Allocation.from_weights(weights)
+        i = bisect.bisect_right([t for t, _ in self.changes], since)
+        self.changes.insert(i, (since, alloc))
+
+    def allocation_at(self, when: datetime) -> Allocation:
+        if not self.changes:
+            raise ValueError("empty weights history")
+        i = bisect.bisect_left([t for t, _ in self.changes], when) - 1  # changes apply after t
+        return self.changes[max(i, 0)][1]
+
+    def variant_of(self, user_id: int, when: datetime) -> str:
+        return self.allocation_at(when).variant_of(self.experiment, user_id)
+
+    def to_json(self) -> list[dict]:
+        return [{"since": t.isoformat(), "weights": [[v, len(r) / 100] for v, r in a.ranges().items()]}
+                for t, a in self.changes]
+
+
+@dataclass
+class Outcome:
+    """One recommendation request and what followed it."""
+
+    request: RecommendationRequest
+    variant: str
+    watched: bool = False  # a recommended movie was watched within the window
+    minutes: int = 0  # watch minutes of recommended movies within the window
+    plays: int = 0  # distinct recommended movies watched
+    cost: float = 0.0  # license cost of those plays
+
+
+@dataclass
+class VariantMetrics:
+    variant: str
+    requests: int = 0
+    errors: int = 0
+    matured: int = 0  # successful requests old enough for their watch window to be complete
+    watched: int = 0
+    minutes: int = 0
+    plays: int = 0
+    cost: float = 0.0
+    latencies_ms: list[float] = field(default_factory=list)
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+    @property
+    def watch_through(self) -> float:
+        return self.watched / self.matured if self.matured else math.nan
+
+    @property
+    def minutes_per_request(self) -> float:
+        return self.minutes / self.matured if self.matured else math.nan
+
+    @property
+    def cost_per_play(self) -> float:
+        return self.cost / self.plays if self.plays else math.nan
+
+    @property
+    def p50_ms(self) -> float:
+        return percentile(self.latencies_ms, 50)
+
+    @property
+    def p99_ms(self) -> float:
+        return percentile(self.latencies_ms, 99)
+
+    def summary(self) -> dict[str, float | int | str]:
+        return {
+            "variant": self.variant, "requests": self.requests, "errors": self.errors,
+            "error_rate": self.error_rate, "matured": self.matured, "watched": self.watched,
+            "watch_through": self.watch_through, "minutes_per_request": self.minutes_per_request,
+            "plays": self.plays, "cost_per_play": self.cost_per_play,
+            "p50_ms": self.p50_ms, "p99_ms": self.p99_ms,
+        }
+
+
+def join_watches(
+    requests: Sequence[RecommendationRequest], watches: Iterable[WatchMinute], window_s: float,
+    costs: Mapping[str, float] | None = None,
+) -> list[tuple[bool, int, int, float]]:
+    """Per request: (watched, minutes, plays, cost) of recommended movies the same user watched
+    in ``(t, t + window_s]``. Delegates to ``movierec_core.watch_through`` when present."""
+    from movierec_core import watch_through  # the one shared join
+
+    return watch_through.outcomes(requests, watches, window_s, costs)
+
+
+Join = Callable[..., list[tuple[bool, int, int, float]]]
+
+
+def outcomes(
+    requests: Sequence[RecommendationRequest], watches: Iterable[WatchMinute],
+    history: WeightsHistory, window_s: float, costs: Mapping[str, float] | None = None,
+    join: Join | None = None,
+) -> list[Outcome]:
+    joined = (join or join_watches)(requests, watches, window_s, costs)
+    out = []
+    for req, (watched, minutes, plays, cost) in zip(requests, joined, strict=True):
+        out.append(Outcome(req, history.variant_of(req.user_id, req.time), watched, minutes,
+                           plays, cost))
+    return out
+
+
+def aggregate(
+    items: Iterable[Outcome], matured_before: datetime | None = None,
+    variants: Sequence[str] = (),
+) -> dict[str, VariantMetrics]:
+    """Group outcomes by variant. Watch figures count only successful requests made before
+    ``matured_before`` (their window is complete); errors and latency count every request."""
+    result = {v: VariantMetrics(v) for v in variants}
+    for o in items:
+        m = result.setdefault(o.variant, VariantMetrics(o.variant))
+        m.requests += 1
+        m.latencies_ms.append(float(o.request.response_ms))
+        if o.request.status != 200:
+            m.errors += 1
+            continue
+        if matured_before is not None and o.request.time > matured_before:
+            continue
+        m.matured += 1
+        m.watched += int(o.watched)
+        m.minutes += o.minutes
+        m.plays += o.plays
+        m.cost += o.cost
+    return result

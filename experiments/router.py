@@ -1,0 +1,435 @@
+"""The experiment router in front of ``GET /recommend/<user_id>`` (local runs; on Kubernetes
+Istio splits and each router pod is pinned to one variant).
+
+Threads and blocking sockets on purpose: one pooled keep-alive connection per thread and
+upstream replica is the cheapest proxy path in CPython (well under the 2 ms budget), and
+needs no event loop shared with anything else.
+
+Routes: ``/recommend/<uid>`` (header ``x-movierec-variant`` forces a variant and is set on the
+answer), ``/healthz``, ``/metrics``, ``GET|POST /admin/weights`` (the canary controller's
+handle), ``GET /admin/assignment/<uid>``.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import socket
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from experiments.assignment import Allocation, bucket
+from experiments.metrics import CONTENT_TYPE_LATEST, ExperimentMetrics
+
+log = logging.getLogger("experiments.router")
+
+VARIANT_HEADER = "x-movierec-variant"
+MODEL_VERSION_HEADER = "X-Model-Version"
+_MAX_USER_ID_DIGITS = 18
+_REPLICA_BACKOFF_S = 1.0
+
+
+@dataclass
+class Variant:
+    name: str
+    weight: float
+    urls: list[str]
+    _next: int = 0
+
+    def replicas_in_turn(self) -> list[str]:
+        """Round-robin: each call starts one replica further; the rest follow for failover."""
+        n = len(self.urls)
+        if n == 0:
+            return []
+        start = self._next % n
+        self._next += 1
+        return self.urls[start:] + self.urls[:start]
+
+
+@dataclass
+class ExperimentState:
+    """The live experiment: variants in bucket order, their weights, the allocation."""
+
+    experiment: str
+    variants: list[Variant]
+    fallback: str = ""
+    pinned: str = ""
+    allocation: Allocation = field(init=False)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        self.allocation = Allocation.from_weights([(v.name, v.weight) for v in self.variants])
+        if not self.fallback:
+            self.fallback = self.variants[0].name
+
+    def by_name(self, name: str) -> Variant | None:
+        for v in self.variants:
+            if v.name == name:
+                return v
+        return None
+
+    def assign(self, user_id: int, override: str | None = None) -> str:
+        if self.pinned:
+            return self.pinned
+        if override and self.by_name(override) is not None:
+            return override
+        return self.allocation.variant_of(self.experiment, user_id)
+
+    def set_weights(
+        self, weights: Mapping[str, float], urls: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
+        """Replace all weights (variants not named get 0); ``urls`` adds or re-points
+        variants (new ones are appended, so existing bucket ranges keep their order)."""
+        urls = urls or {}
+        with self.lock:
+            variants = [Variant(v.name, v.weight, list(v.urls), v._next) for v in self.variants]
+            for name, replica_urls in urls.items():
+                existing = next((v for v in variants if v.name == name), None)
+                if existing is None:
+                    variants.append(Variant(name, 0.0, list(replica_urls)))
+                else:
+                    existing.urls = list(replica_urls)
+            known = {v.name for v in variants}
+            unknown = set(weights) - known
+            if unknown:
+                raise ValueError(f"unknown variants without urls: {sorted(unknown)}")
+            for v in variants:
+                v.weight = float(weights.get(v.name, 0.0))
+            allocation = Allocation.from_weights([(v.name, v.weight) for v in variants])
+            self.variants, self.allocation = variants, allocation
+
+    def snapshot(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "experiment": self.experiment,
+                "pinned": self.pinned,
+                "fallback": self.fallback,
+                "variants": [
+                    {"name": v.name, "weight": v.weight, "urls": list(v.urls),
+                     "buckets": [self.allocation.ranges()[v.name].start,
+                                 self.allocation.ranges()[v.name].stop]}
+                    for v in self.variants
+                ],
+            }
+
+
+class JsonLines:
+    """Append-only JSON-lines file shared by threads (request log, weights history)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._fh = None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        if self._fh is None:
+            return
+        line = json.dumps(record, separators=(",", ":")) + "\n"
+        with self._lock:
+            self._fh.write(line)
+
+    def close(self) -> None:
+        if self._fh is not None:
+            with self._lock:
+                self._fh.close()
+                self._fh = None
+
+
+class UpstreamPool:
+    """Keep-alive HTTP connections per thread and replica; replicas that refuse connections
+    are skipped for a second so a killed replica costs one connect attempt, not one per
+    request."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self._local = threading.local()
+        self._down_until: dict[str, float] = {}
+
+    def _conn(self, base: str) -> http.client.HTTPConnection:
+        conns = self._local.__dict__.setdefault("conns", {})
+        conn = conns.get(base)
+        if conn is None:
+            parts = urlsplit(base)
+            conn = http.client.HTTPConnection(
+                parts.hostname or "127.0.0.1", parts.port or 80, timeout=self.timeout_s,
+            )
+            conns[base] = conn
+        return conn
+
+    def _drop(self, base: str) -> None:
+        conn = self._local.__dict__.get("conns", {}).pop(base, None)
+        if conn is not None:
+            conn.close()
+
+    def is_down(self, base: str) -> bool:
+        return self._down_until.get(base, 0.0) > time.monotonic()
+
+    def mark_down(self, base: str) -> None:
+        self._down_until[base] = time.monotonic() + _REPLICA_BACKOFF_S
+
+    def get(self, base: str, path: str, headers: Mapping[str, str]) -> tuple[int, bytes, str]:
+        """(status, body, model version); raises OSError/HTTPException when unreachable."""
+        prefix = urlsplit(base).path.rstrip("/")
+        for attempt in (0, 1):
+            conn = self._conn(base)
+            reused = conn.sock is not None
+            try:
+                if conn.sock is None:
+                    conn.connect()
+                    conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                conn.request("GET", prefix + path, headers=dict(headers))
+                resp = conn.getresponse()
+                body = resp.read()
+                version = resp.getheader(MODEL_VERSION_HEADER, "") or ""
+                if resp.will_close:
+                    self._drop(base)
+                return resp.status, body, version
+            except (OSError, http.client.HTTPException):
+                self._drop(base)
+                # a pooled connection the server closed meanwhile: one retry on a fresh one
+                if attempt == 0 and reused:
+                    continue
+                raise
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        for conn in self._local.__dict__.get("conns", {}).values():
+            conn.close()
+
+
+@dataclass
+class Answer:
+    status: int
+    body: bytes
+    assigned: str
+    served_by: str  # the variant that produced the body ("" for a router-made answer)
+    model_version: str = ""
+    attempts: int = 0
+
+
+class Router:
+    """Routing logic without the HTTP server (unit-testable, used by the handler)."""
+
+    def __init__(
+        self, state: ExperimentState, *, timeout_s: float = 0.5, metrics: ExperimentMetrics | None = None,
+        request_log: JsonLines | None = None, weights_log: JsonLines | None = None,
+    ) -> None:
+        self.state = state
+        self.pool = UpstreamPool(timeout_s)
+        self.metrics = metrics or ExperimentMetrics()
+        self.request_log = request_log or JsonLines(None)
+        self.weights_log = weights_log or JsonLines(None)
+        self._last_good: bytes | None = None
+        self._publish_weights(source="start")
+
+    def _publish_weights(self, source: str, event_time: str | None = None) -> None:
+        snap = self.state.snapshot()
+        for v in snap["variants"]:
+            self.metrics.weight.labels(snap["experiment"], v["name"]).set(v["weight"])
+        self.weights_log.write({
+            "time": datetime.now(UTC).replace(tzinfo=None).isoformat(),
+            "event_time": event_time,
+            "experiment": snap["experiment"],
+            "source": source,
+            "weights": [[v["name"], v["weight"]] for v in snap["variants"]],
+        })
+
+    def set_weights(
+        self, weights: Mapping[str, float], urls: Mapping[str, Sequence[str]] | None = None,
+        source: str = "admin", event_time: str | None = None,
+    ) -> dict[str, Any]:
+        self.state.set_weights(weights, urls)
+        self._publish_weights(source, event_time)
+        return self.state.snapshot()
+
+    def _try_variant(self, name: str, path: str, headers: Mapping[str, str]) -> Answer | None:
+        variant = self.state.by_name(name)
+        if variant is None:
+            return None
+        replicas = variant.replicas_in_turn()
+        # replicas recently refusing connections go last, not away: all may be down
+        replicas.sort(key=self.pool.is_down)
+        attempts = 0
+        for base in replicas:
+            attempts += 1
+            try:
+                status, body, version = self.pool.get(base, path, headers)
+            except (OSError, http.client.HTTPException) as exc:
+                log.warning("variant %s replica %s unreachable: %s", name, base, exc)
+                self.pool.mark_down(base)
+                continue
+            if status >= 500:
+                log.warning("variant %s replica %s answered %d", name, base, status)
+                continue
+            return Answer(status, body, name, name, version, attempts)
+        return None
+
+    def recommend(self, user_text: str, override: str | None = None) -> Answer:
+        start = time.perf_counter()
+        if not (user_text.isascii() and user_text.isdigit() and len(user_text) <= _MAX_USER_ID_DIGITS):
+            answer = Answer(400, b"user id must be a non-negative integer\n", "", "")
+            self._account(answer, None, start)
+            return answer
+        user_id = int(user_text)
+        assigned = self.state.assign(user_id, override)
+        path = f"/recommend/{user_id}"
+        answer = self._try_variant(assigned, path, {})
+        if answer is None and self.state.fallback != assigned:
+            answer = self._try_variant(self.state.fallback, path, {})
+            if answer is not None:
+                answer.assigned = assigned
+        if answer is None:
+            # every replica of both down: the last good list beats an error for the caller
+            if self._last_good is not None:
+                answer = Answer(200, self._last_good, assigned, "")
+            else:
+                answer = Answer(503, b"no variant reachable\n", assigned, "")
+        elif answer.status == 200 and answer.served_by == self.state.fallback:
+            self._last_good = answer.body
+        self._account(answer, user_id, start)
+        return answer
+
+    def _account(self, answer: Answer, user_id: int | None, start: float) -> None:
+        elapsed = time.perf_counter() - start
+        label = answer.served_by or answer.assigned or "none"
+        self.metrics.requests.labels(label, str(answer.status)).inc()
+        self.metrics.duration.labels(label).observe(elapsed)
+        self.request_log.write({
+            "time": datetime.now(UTC).replace(tzinfo=None).isoformat(),
+            "user_id": user_id, "assigned": answer.assigned, "variant": answer.served_by,
+            "status": answer.status, "ms": round(elapsed * 1000, 3),
+            "model_version": answer.model_version,
+        })
+
+    def assignment(self, user_id: int) -> dict[str, Any]:
+        return {
+            "experiment": self.state.experiment, "user_id": user_id,
+            "bucket": bucket(self.state.experiment, user_id), "variant": self.state.assign(user_id),
+        }
+
+    def close(self) -> None:
+        self.request_log.close()
+        self.weights_log.close()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: RouterHTTPServer
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass  # the request log and /metrics carry what matters
+
+    def _send(self, status: int, body: bytes, content_type: str = "text/plain; charset=utf-8",
+              extra: Mapping[str, str] | None = None) -> None:
+        head = [f"HTTP/1.1 {status} {http.client.responses.get(status, '')}",
+                f"Content-Type: {content_type}", f"Content-Length: {len(body)}"]
+        for k, v in (extra or {}).items():
+            head.append(f"{k}: {v}")
+        # header and body in one write: no Nagle/delayed-ACK stall on keep-alive connections
+        self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
+
+    def _json(self, status: int, obj: Any) -> None:
+        self._send(status, json.dumps(obj).encode() + b"\n", "application/json")
+
+    def do_GET(self) -> None:  # noqa: N802
+        router = self.server.router
+        path = self.path.split("?", 1)[0]
+        try:
+            if path.startswith("/recommend/"):
+                answer = router.recommend(path[len("/recommend/"):], self.headers.get(VARIANT_HEADER))
+                extra = {}
+                if answer.served_by or answer.assigned:
+                    extra[VARIANT_HEADER] = answer.served_by or answer.assigned
+                if answer.model_version:
+                    extra[MODEL_VERSION_HEADER] = answer.model_version
+                self._send(answer.status, answer.body, extra=extra)
+            elif path == "/healthz":
+                self._send(200, b"ok\n")
+            elif path == "/metrics":
+                self._send(200, router.metrics.exposition(), CONTENT_TYPE_LATEST)
+            elif path == "/admin/weights":
+                self._json(200, router.state.snapshot())
+            elif path.startswith("/admin/assignment/") and path.rsplit("/", 1)[1].isdigit():
+                self._json(200, router.assignment(int(path.rsplit("/", 1)[1])))
+            else:
+                self._send(404, b"not found\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def do_POST(self) -> None:  # noqa: N802
+        router = self.server.router
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        if self.path.split("?", 1)[0] != "/admin/weights":
+            self._send(404, b"not found\n")
+            return
+        try:
+            body = json.loads(raw or b"{}")
+            snap = router.set_weights(
+                {str(k): float(v) for k, v in body["weights"].items()}, body.get("urls"),
+                source=str(body.get("source", "admin")), event_time=body.get("event_time"),
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            self._send(400, f"bad weights: {exc}\n".encode())
+            return
+        self._json(200, snap)
+
+
+class RouterHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], router: Router) -> None:
+        self.router = router
+        super().__init__(address, _Handler)
+
+
+def build_router(cfg: Any, metrics: ExperimentMetrics | None = None) -> Router:
+    """A :class:`Router` from the ``experiments`` config node."""
+    variants = [Variant(str(v.name), float(v.weight), [str(u) for u in v.urls]) for v in cfg.variants]
+    pinned = str(cfg.variant or "")
+    if pinned:
+        # pinned (Kubernetes) mode: this pod serves one variant, at model_url when given
+        urls = [str(cfg.model_url)] if cfg.model_url else next(
+            (v.urls for v in variants if v.name == pinned), [])
+        variants = [Variant(pinned, 100.0, urls)]
+    state = ExperimentState(str(cfg.name), variants, fallback=str(cfg.fallback_variant or ""),
+                            pinned=pinned)
+    request_log = weights_log = None
+    if cfg.state_dir:
+        base = Path(str(cfg.state_dir)) / str(cfg.name)
+        weights_log = JsonLines(base / "weights.jsonl")
+        if cfg.request_log:
+            request_log = JsonLines(base / "requests.jsonl")
+    return Router(state, timeout_s=float(cfg.upstream_timeout_s), metrics=metrics,
+                  request_log=request_log, weights_log=weights_log)
+
+
+def serve(cfg: Any) -> None:
+    router = build_router(cfg)
+    server = RouterHTTPServer((str(cfg.host), int(cfg.port)), router)
+    log.info("router for experiment %s on %s:%d: %s", cfg.name, cfg.host, cfg.port,
+             router.state.snapshot())
+    try:
+        server.serve_forever(poll_interval=0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        router.close()

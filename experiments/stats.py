@@ -1,0 +1,141 @@
+"""Experiment statistics, pure functions (numbers in, numbers out).
+
+* :func:`two_proportion_test`: difference of two proportions (treatment - control) with a Wald
+  confidence interval (unpooled standard error) and the pooled two-proportion z-test p-value,
+  the same figures as ``statsmodels.stats.proportion.proportions_ztest`` and
+  ``confint_proportions_2indep(method="wald")``.
+* :func:`srm_test`: sample-ratio mismatch, Pearson chi-square of observed counts against the
+  configured shares (``scipy.stats.chisquare``).
+* :func:`min_sample_size` / :func:`power`: per-group sample size for a two-sided test of two
+  proportions on Cohen's h (``statsmodels`` ``NormalIndPower`` with ``proportion_effectsize``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from scipy.stats import chi2, norm
+
+
+@dataclass(frozen=True)
+class ProportionDiff:
+    control_rate: float
+    treatment_rate: float
+    diff: float  # treatment - control
+    ci_low: float
+    ci_high: float
+    z: float
+    p_value: float  # two-sided
+    confidence: float
+
+    @property
+    def significant(self) -> bool:
+        return self.ci_low > 0 or self.ci_high < 0
+
+    @property
+    def relative_lift(self) -> float:
+        return self.diff / self.control_rate if self.control_rate > 0 else math.inf
+
+
+def two_proportion_test(
+    control_successes: int, control_n: int, treatment_successes: int, treatment_n: int,
+    confidence: float = 0.95,
+) -> ProportionDiff:
+    if control_n <= 0 or treatment_n <= 0:
+        raise ValueError("both groups need at least one trial")
+    p1, p2 = control_successes / control_n, treatment_successes / treatment_n
+    diff = p2 - p1
+    se = math.sqrt(p1 * (1 - p1) / control_n + p2 * (1 - p2) / treatment_n)
+    zc = float(norm.ppf(0.5 + confidence / 2))
+    pooled = (control_successes + treatment_successes) / (control_n + treatment_n)
+    se0 = math.sqrt(pooled * (1 - pooled) * (1 / control_n + 1 / treatment_n))
+    if se0 > 0:
+        z = diff / se0
+        p_value = float(2 * norm.sf(abs(z)))
+    else:  # both all-success or all-failure: no evidence of a difference
+        z, p_value = 0.0, 1.0
+    return ProportionDiff(p1, p2, diff, diff - zc * se, diff + zc * se, z, p_value, confidence)
+
+
+@dataclass(frozen=True)
+class SrmResult:
+    observed: dict[str, int]
+    expected: dict[str, float]
+    chi2: float
+    dof: int
+    p_value: float
+    threshold: float
+
+    @property
+    def mismatch(self) -> bool:
+        return self.p_value < self.threshold
+
+
+def srm_test(
+    observed: Mapping[str, int], expected_shares: Mapping[str, float], threshold: float = 0.001,
+) -> SrmResult:
+    """Chi-square goodness of fit of per-variant counts to the configured shares. Variants
+    with a zero share are left out (they must see no traffic; a nonzero count there is an SRM
+    by itself, reported as chi2 = inf)."""
+    total = sum(observed.get(v, 0) for v in expected_shares)
+    share_sum = sum(s for s in expected_shares.values() if s > 0)
+    stat, dof, zero_share_traffic = 0.0, -1, False
+    expected: dict[str, float] = {}
+    for v, share in expected_shares.items():
+        if share <= 0:
+            zero_share_traffic |= observed.get(v, 0) > 0
+            continue
+        e = total * share / share_sum
+        expected[v] = e
+        dof += 1
+        if e > 0:
+            stat += (observed.get(v, 0) - e) ** 2 / e
+    if zero_share_traffic:
+        return SrmResult(dict(observed), expected, math.inf, max(dof, 1), 0.0, threshold)
+    p_value = float(chi2.sf(stat, dof)) if dof > 0 else 1.0
+    return SrmResult(dict(observed), expected, stat, dof, p_value, threshold)
+
+
+def cohens_h(p1: float, p2: float) -> float:
+    """Effect size of two proportions (statsmodels' ``proportion_effectsize(p2, p1)``)."""
+    return 2 * math.asin(math.sqrt(p2)) - 2 * math.asin(math.sqrt(p1))
+
+
+def power(p_control: float, p_treatment: float, n_per_group: float, alpha: float = 0.05) -> float:
+    """Power of the two-sided test with ``n_per_group`` in each group (both tails counted)."""
+    h = abs(cohens_h(p_control, p_treatment))
+    shift = h * math.sqrt(n_per_group / 2)
+    zc = float(norm.isf(alpha / 2))
+    return float(norm.sf(zc - shift) + norm.cdf(-zc - shift))
+
+
+def min_sample_size(
+    p_control: float, min_detectable_lift: float, alpha: float = 0.05, power_target: float = 0.8,
+) -> int:
+    """Users per group to detect an absolute lift of ``min_detectable_lift`` over
+    ``p_control`` with a two-sided test at ``alpha`` and the given power (rounded up)."""
+    p_treatment = p_control + min_detectable_lift
+    if not 0 < p_control < 1 or not 0 < p_treatment < 1:
+        raise ValueError("proportions must lie in (0, 1)")
+    h = abs(cohens_h(p_control, p_treatment))
+    if h == 0:
+        raise ValueError("a zero lift needs infinite samples")
+    n = 2 * ((norm.isf(alpha / 2) + norm.ppf(power_target)) / h) ** 2
+    # the closed form ignores the far tail; step up until the exact power is met
+    n_int = max(2, math.floor(n))
+    while power(p_control, p_treatment, n_int, alpha) < power_target:
+        n_int += 1
+    return n_int
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Linear-interpolated percentile (numpy's default), ``q`` in [0, 100]; NaN when empty."""
+    if not values:
+        return math.nan
+    xs = sorted(values)
+    pos = (len(xs) - 1) * q / 100
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)

@@ -1,0 +1,201 @@
+"""Canary decisions (pure) and the controller loop against a simulated world (no I/O, no clock)."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from datetime import datetime, timedelta
+
+import pytest
+
+from experiments.assignment import Allocation
+from experiments.canary import (
+    HOLD,
+    PROMOTE,
+    ROLLBACK,
+    STEP,
+    CanaryController,
+    KServePatchDriver,
+    LinesFileTelemetry,
+    Policy,
+    decide,
+)
+from experiments.online import VariantMetrics
+from experiments.report import write_report
+from movierec_core.events import RecommendationRequest, WatchMinute, format_event
+from tests.experiments.test_k8s import CANARY, ISVC
+
+from .helpers import reference_join
+
+POLICY = Policy(min_requests=50)
+
+
+def vm(name, requests=200, errors=0, matured=200, watched=60, p99=40.0):
+    m = VariantMetrics(name, requests=requests, errors=errors, matured=matured, watched=watched)
+    m.latencies_ms = [p99] * requests
+    return m
+
+
+def both(champion, challenger):
+    return {"champion": champion, "challenger": challenger}
+
+
+def test_decide_steps_up_a_challenger_that_is_not_worse():
+    w = both(vm("champion"), vm("challenger", watched=62))
+    d = decide(POLICY, w, w, "champion", "challenger", 0, 0)
+    assert d.action == STEP and d.lift is not None
+
+
+def test_decide_rolls_back_on_errors_latency_or_significantly_worse_watch_through():
+    ok = vm("champion")
+    errs = decide(POLICY, both(ok, vm("challenger", errors=20)), both(ok, vm("challenger")),
+                  "champion", "challenger", 0, 0)
+    assert errs.action == ROLLBACK and "error rate" in errs.reasons[0]
+    slow = decide(POLICY, both(ok, vm("challenger", p99=200)), both(ok, vm("challenger")),
+                  "champion", "challenger", 0, 0)
+    assert slow.action == ROLLBACK and "p99" in slow.reasons[0]
+    worse = decide(POLICY, both(ok, vm("challenger")), both(ok, vm("challenger", watched=5)),
+                   "champion", "challenger", 0, 0)
+    assert worse.action == ROLLBACK and "watch-through" in worse.reasons[0]
+
+
+def test_decide_holds_without_enough_matured_requests_then_gives_up():
+    thin = both(vm("champion", matured=10, watched=3), vm("challenger", matured=10, watched=3))
+    assert decide(POLICY, thin, thin, "champion", "challenger", 0, 0).action == HOLD
+    assert decide(POLICY, thin, thin, "champion", "challenger", 0, 5).action == ROLLBACK
+
+
+def test_decide_last_gate_promotes_only_with_a_significant_lift_when_required():
+    strict = Policy(min_requests=50, require_significant_lift=True, max_windows_per_step=2)
+    flat = both(vm("champion"), vm("challenger", watched=62))
+    assert decide(strict, flat, flat, "champion", "challenger", 2, 0).action == HOLD
+    assert decide(strict, flat, flat, "champion", "challenger", 2, 1).action == ROLLBACK
+    lift = both(vm("champion", matured=2000, watched=600), vm("challenger", matured=2000, watched=800))
+    assert decide(strict, lift, lift, "champion", "challenger", 2, 0).action == PROMOTE
+    assert decide(POLICY, flat, flat, "champion", "challenger", 2, 0).action == PROMOTE
+
+
+class SimulatedWorld:
+    """Users ask for recommendations every window; the variant they get follows the driver's
+    weights by the sticky hash; a user watches the first recommended movie with the variant's
+    probability. Emits EVENTS.md lines (what the controller reads), event time advancing
+    ten minutes per window."""
+
+    def __init__(self, experiment, profiles, users=1500, seed=7):
+        self.experiment, self.profiles = experiment, profiles
+        self.users, self.rng = users, random.Random(seed)
+        self.time = datetime(2026, 11, 1, 12, 0)
+        self.alloc = Allocation.from_weights({"champion": 100, "challenger": 0})
+        self.served: list[int] = []
+        self.pending: list[bytes] = []
+
+    # driver side
+    def set_weight(self, pct):
+        self.served.append(pct)
+        self.alloc = Allocation.from_weights({"champion": 100 - pct, "challenger": pct})
+
+    # telemetry side
+    def poll(self):
+        lines, self.pending = self.pending, []
+        return lines
+
+    def sleep(self, _seconds):
+        for uid in self.rng.sample(range(self.users), 600):
+            variant = self.alloc.variant_of(self.experiment, uid)
+            p_watch, error_rate, latency = self.profiles[variant]
+            t = self.time + timedelta(seconds=self.rng.uniform(0, 600))
+            movies = (f"{variant}+movie+{self.rng.randrange(50)}+2000", "other+1999")
+            if self.rng.random() < error_rate:
+                req = RecommendationRequest(t, uid, "router:8082", 500, (), "boom", latency)
+            else:
+                req = RecommendationRequest(t, uid, "router:8082", 200, movies, "", latency)
+                if self.rng.random() < p_watch:
+                    for minute in range(3):
+                        self.pending.append(format_event(WatchMinute(
+                            t + timedelta(seconds=60 * (minute + 1)), uid, movies[0], minute)).encode())
+            self.pending.append(format_event(req).encode())
+        self.time += timedelta(seconds=600)
+
+
+def run_canary(world, policy, tmp_path, promote=None):
+    return CanaryController(
+        world.experiment, policy, world, world, join_window_s=300, promote=promote,
+        sleep=world.sleep, window_s=600, state_path=tmp_path / "canary.json", join=reference_join,
+        max_windows=12,
+    ).run()
+
+
+def test_given_a_random_challenger_then_it_is_rolled_back_within_two_windows(tmp_path):
+    world = SimulatedWorld("drill-random", {"champion": (0.35, 0.0, 40), "challenger": (0.02, 0.0, 45)})
+    result = run_canary(world, Policy(min_requests=20), tmp_path)
+    assert result.outcome == "rolled_back"
+    assert len(result.windows) <= 2
+    assert world.served == [5, 0]
+    assert result.windows[-1].decision == ROLLBACK
+    assert "watch-through" in result.windows[-1].reasons[0]
+
+
+def test_given_a_failing_challenger_then_errors_roll_it_back_in_the_first_window(tmp_path):
+    world = SimulatedWorld("drill-errors", {"champion": (0.3, 0.0, 40), "challenger": (0.3, 0.3, 40)})
+    result = run_canary(world, Policy(min_requests=20), tmp_path)
+    assert (result.outcome, len(result.windows), world.served) == ("rolled_back", 1, [5, 0])
+
+
+def test_given_a_better_challenger_then_it_climbs_the_ladder_and_is_promoted(tmp_path):
+    world = SimulatedWorld("drill-better", {"champion": (0.2, 0.0, 40), "challenger": (0.4, 0.0, 42)})
+    promoted = []
+    policy = Policy(min_requests=20, require_significant_lift=True)
+    result = run_canary(world, policy, tmp_path, promote=lambda: promoted.append(True))
+    assert result.outcome == "promoted" and promoted == [True]
+    assert world.served == [5, 25, 50, 100]
+    final = result.windows[-1]
+    assert final.lift["ci_low"] > 0
+    assert all(math.isnan(w.srm_p_value) or w.srm_p_value > 0.001 for w in result.windows)
+    # the state file round-trips into a report
+    state = json.loads((tmp_path / "canary.json").read_text())
+    assert state["outcome"] == "promoted"
+    paths = write_report(tmp_path / "canary.json", tmp_path / "report")
+    md = paths[0].read_text()
+    assert "**Decision: promoted**" in md and "| 0 | 5 | step |" in md
+    assert paths[1].read_text().startswith("<!doctype html>")
+    assert paths[2].stat().st_size > 10_000
+
+
+def test_the_kserve_driver_writes_a_validated_patch_per_step(tmp_path):
+    world = SimulatedWorld("drill-kserve", {"champion": (0.2, 0.0, 40), "challenger": (0.4, 0.0, 42)})
+    driver = KServePatchDriver(ISVC, "standard", CANARY, tmp_path / "patches")
+
+    class Both:
+        def set_weight(self, pct):
+            driver.set_weight(pct)
+            world.set_weight(pct)
+
+    result = CanaryController(world.experiment, Policy(min_requests=20), Both(), world,
+                              join_window_s=300, sleep=world.sleep, join=reference_join).run()
+    assert result.outcome == "promoted"
+    assert [p.name for p in driver.patches] == ["00-canary-5.json", "01-canary-25.json",
+                                                "02-canary-50.json", "03-canary-100.json"]
+    assert json.loads(driver.patches[1].read_text())["spec"]["canary"][0]["trafficPercent"] == 25
+
+
+def test_file_telemetry_returns_only_complete_new_lines(tmp_path):
+    path = tmp_path / "log"
+    path.write_bytes(b"old\n")
+    tail = LinesFileTelemetry(path)
+    with open(path, "ab") as fh:
+        fh.write(b"a\nb\npart")
+    assert tail.poll() == [b"a", b"b"]
+    with open(path, "ab") as fh:
+        fh.write(b"ial\n")
+    assert tail.poll() == [b"partial"]
+
+
+@pytest.mark.parametrize("steps", [(5, 25, 50, 100), (10, 100)])
+def test_policy_steps_come_from_config(steps):
+    from omegaconf import OmegaConf
+
+    from experiments.config import CanaryConfig
+
+    c = OmegaConf.structured(CanaryConfig(steps=list(steps)))
+    assert Policy.from_config(c).steps == steps

@@ -1,0 +1,36 @@
+import json
+
+import yaml
+
+from experiments.__main__ import main
+from experiments.config import register_configs
+from movierec_core.config import compose
+
+
+def test_config_composes_with_the_chart_args():
+    register_configs()
+    cfg = compose("experiments", [
+        "serving.http_port=8082", "experiments.name=baseline", "experiments.variant=control",
+        "experiments.model_url=http://movierec-model.movierec.svc.cluster.local",
+        "kafka.bootstrap=kafka:9092", "data.lake_root=/data/lake", "experiments.state_dir=",
+    ])
+    assert cfg.experiments.port == 8082 and cfg.experiments.variant == "control"
+    from experiments.router import build_router
+
+    router = build_router(cfg.experiments)
+    assert router.state.snapshot()["variants"][0]["urls"] == [
+        "http://movierec-model.movierec.svc.cluster.local"]
+    assert router.state.assign(123, "other") == "control"
+
+
+def test_render_istio_command_prints_valid_yaml(capsys):
+    assert main(["render-istio", "experiments.variants=[{name:a,weight:70,urls:[u]},{name:b,weight:30,urls:[v]}]"]) == 0
+    dr, vs = yaml.safe_load_all(capsys.readouterr().out)
+    assert dr["kind"] == "DestinationRule" and vs["kind"] == "VirtualService"
+    assert [r["weight"] for r in vs["spec"]["http"][-1]["route"]] == [70, 30]
+
+
+def test_assign_command_prints_bucket_and_variant(capsys):
+    assert main(["assign", "48211", "experiments.name=baseline"]) == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "experiment": "baseline", "user_id": 48211, "bucket": 3680, "variant": "champion"}
