@@ -61,12 +61,20 @@ class Engine:
             "snapshot_hash": str(snapshot.get("hash") or ""),
         }
         self.model = bundle.model
+        if hasattr(self.model, "num_threads"):
+            # fold-in solves one user per request: OpenMP fan-out costs ~100x the solve
+            # (27 ms vs 0.3 ms measured), so the lazily built solver gets one thread
+            self.model.num_threads = 1
         self.n_items = bundle.n_items
         self.item_ids: list[str] = [str(m) for m in bundle.item_ids]
         self._item_index = {m: i for i, m in enumerate(self.item_ids)}
-        self.user_ids = bundle.user_ids
-        self.seen = bundle.seen
-        self.costs = np.ascontiguousarray(bundle.costs, dtype=np.float32)
+        # plain ndarray views of the memory maps: np.memmap's subclass hooks cost microseconds
+        # on every slice of the hot path; the data stays mapped, not copied
+        self.user_ids = np.asarray(bundle.user_ids)
+        self.seen_indptr = np.asarray(bundle.seen.indptr)
+        self.seen_indices = np.asarray(bundle.seen.indices)
+        self.seen_data = np.asarray(bundle.seen.data)
+        self.costs = np.array(bundle.costs, dtype=np.float32)
         popularity = np.asarray(bundle.popularity, dtype=np.float32)
         self.popular = top_k(popularity.copy(), min(FALLBACK_SIZE, self.n_items))
         runtimes_path = self.path / "runtimes.npy"
@@ -120,9 +128,9 @@ class Engine:
         (the online store's recent events, newest first)."""
         row = self.user_row(user_id)
         if row >= 0:
-            start, end = int(self.seen.indptr[row]), int(self.seen.indptr[row + 1])
-            hist_items = np.asarray(self.seen.indices[start:end], dtype=np.int64)
-            hist_conf = np.asarray(self.seen.data[start:end], dtype=np.float32)
+            start, end = int(self.seen_indptr[row]), int(self.seen_indptr[row + 1])
+            hist_items = self.seen_indices[start:end].astype(np.int64)
+            hist_conf = self.seen_data[start:end].astype(np.float32)
         else:
             hist_items = np.empty(0, dtype=np.int64)
             hist_conf = np.empty(0, dtype=np.float32)

@@ -8,13 +8,14 @@ than slowing requests down.
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+import orjson
 
 from model_server.metrics import PROVENANCE_DROPPED
 
@@ -95,7 +96,7 @@ def _encode(at: float, request_id: str, user_id: int, items: Sequence[str], mode
         "source": source,
         **model,
     }
-    return json.dumps(record, separators=(",", ":")).encode() + b"\n"
+    return orjson.dumps(record) + b"\n"
 
 
 def kafka_sink(bootstrap: str, topic: str, client_id: str = "movierec-model-server") -> Sink:

@@ -1,8 +1,12 @@
 """The request path shared by ``/recommend`` and V1/V2: deadline, fallback, cold start, metrics.
 
-Ranking (online-store read, fold-in, scoring) runs on a small dedicated thread pool so that a
-slow store or an unlucky request can be cut off at the deadline: the caller then gets the
-fallback list (global popularity) and the fallback is counted. Nothing on this path raises.
+Ranking (online-store read, fold-in, scoring) takes well under a millisecond, so by default it
+runs inline on the event loop: a thread hop per request costs more than the ranking and, under
+load, GIL hand-offs between the loop and ranking threads stretch the latency tail. Inline, the
+deadline is checked after the store read and around the (asynchronous) metadata lookup; with
+``model_server.rank_threads > 0`` ranking runs on a thread pool instead and a slow store is cut
+off at the deadline. Either way an error or a blown deadline answers the fallback list (global
+popularity) and counts it. Nothing on this path raises.
 """
 
 from __future__ import annotations
@@ -36,7 +40,8 @@ class Recommendations:
         self.cost_lambda = cost_lambda
         self.fold_in = fold_in
         self._history_limit = history_limit
-        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rank")
+        self._executor = (ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rank")
+                          if threads > 0 else None)
         self._local = threading.local()
         self._store_warned = 0.0
 
@@ -47,8 +52,11 @@ class Recommendations:
             return Answer([], "fallback", None)
         started = time.monotonic()
         try:
-            answer = await asyncio.wait_for(self._rank(engine, user_id, k, started),
-                                            self._deadline_s)
+            if self._executor is None:
+                answer = await self._rank_inline(engine, user_id, k, started)
+            else:
+                answer = await asyncio.wait_for(self._rank(engine, user_id, k, started),
+                                                self._deadline_s)
         except TimeoutError:
             FALLBACKS.labels(reason="deadline").inc()
             return engine.fallback(k)
@@ -62,19 +70,37 @@ class Recommendations:
             COLD_STARTS.labels(source=answer.source).inc()
         return answer
 
+    async def _rank_inline(self, engine: Engine, user_id: int, k: int, started: float) -> Answer:
+        interactions = self._interactions(user_id)
+        if time.monotonic() - started > self._deadline_s:
+            raise TimeoutError("online store read exceeded the deadline")
+        result = engine.rank(user_id, interactions, k, cost_lambda=self.cost_lambda,
+                             fold_in=self.fold_in)
+        if isinstance(result, Answer):
+            return result
+        return await self._cold_start(engine, user_id, k, started, result)
+
     async def _rank(self, engine: Engine, user_id: int, k: int, started: float) -> Answer:
         loop = asyncio.get_running_loop()
         result = await loop.run_in_executor(self._executor, self._rank_sync, engine, user_id, k)
         if isinstance(result, Answer):
             return result
+        return await self._cold_start(engine, user_id, k, started, result)
+
+    async def _cold_start(self, engine: Engine, user_id: int, k: int, started: float,
+                          unknown: ColdStart) -> Answer:
         demographics = None
         if self._demographics is not None:
             budget = self._deadline_s - (time.monotonic() - started) - 0.005
             if budget > 0:
                 demographics = await self._demographics.lookup(user_id, budget)
-        return engine.cold_start(demographics, k, result)
+        return engine.cold_start(demographics, k, unknown)
 
     def _rank_sync(self, engine: Engine, user_id: int, k: int) -> Answer | ColdStart:
+        return engine.rank(user_id, self._interactions(user_id), k,
+                           cost_lambda=self.cost_lambda, fold_in=self.fold_in)
+
+    def _interactions(self, user_id: int) -> list:
         interactions = []
         if self._store_factory is not None:
             try:
@@ -86,8 +112,7 @@ class Recommendations:
                     self._store_warned = now
                     log.warning("online store read failed; ranking without recent events",
                                 exc_info=True)
-        return engine.rank(user_id, interactions, k, cost_lambda=self.cost_lambda,
-                           fold_in=self.fold_in)
+        return interactions
 
     def _store(self) -> Any:
         """One online-store handle per ranking thread (SQLite connections are per thread)."""
@@ -97,4 +122,5 @@ class Recommendations:
         return store
 
     def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
