@@ -28,6 +28,12 @@ def top_k(scores: np.ndarray, k: int, exclude: np.ndarray | None = None) -> np.n
         return np.empty(0, dtype=np.int64)
     if k < n:
         candidates = np.argpartition(scores, n - k)[n - k:]
+        kth = scores[candidates].min()
+        if np.count_nonzero(scores == kth) > np.count_nonzero(scores[candidates] == kth):
+            # a tie straddles the cut: the partition picked arbitrary ones, take the lowest
+            better = np.flatnonzero(scores > kth)
+            ties = np.flatnonzero(scores == kth)
+            candidates = np.concatenate([better, ties[:k - better.size]])
     else:
         candidates = np.arange(n)
     best = candidates[np.lexsort((candidates, -scores[candidates]))]

@@ -1,0 +1,108 @@
+"""The engine on the trainer's tiny bundle: exclusion, fold-in, cold start, costs, fallback."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from model_server.engine import Answer, ColdStart, Engine
+from movierec_core.models.bundle import load_bundle
+from movierec_core.models.testing import tiny_bundle
+from movierec_core.online_store import UserInteraction
+from tests.model_server.helpers import expected_fold_in, expected_known, expected_popularity
+
+T = datetime(2025, 3, 2)
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_bundle(tmp_path_factory.mktemp("engine") / "b")
+
+
+@pytest.fixture(scope="module")
+def engine(bundle_dir: Path) -> Engine:
+    return Engine.load(bundle_dir)
+
+
+def watched(movie: str, minutes: int = 90, stars: int | None = None) -> UserInteraction:
+    return UserInteraction(movie, minutes, minutes - 1, stars, T)
+
+
+def test_known_user_gets_stored_factor_ranking_without_training_history(
+        engine: Engine, bundle_dir: Path) -> None:
+    answer = engine.rank(1000, [], 20)
+    assert isinstance(answer, Answer)
+    assert (answer.source, answer.cold_start) == ("model", False)
+    assert answer.items == expected_known(bundle_dir, 1000)
+    seen = set(load_bundle(bundle_dir).movie_ids(load_bundle(bundle_dir).seen_items(0)))
+    assert not seen & set(answer.items)
+
+
+def test_movie_watched_online_is_excluded_and_folded_in(engine: Engine, bundle_dir: Path) -> None:
+    top = expected_known(bundle_dir, 1000)[0]
+    answer = engine.rank(1000, [watched(top)], 20)
+    assert answer.source == "fold_in"
+    assert top not in answer.items
+    assert answer.items == expected_fold_in(bundle_dir, 1000, {top: 0.9})
+
+
+def test_online_events_already_in_training_need_no_fold_in(engine: Engine,
+                                                             bundle_dir: Path) -> None:
+    b = load_bundle(bundle_dir)
+    old = b.movie_ids(b.seen_items(0))[0]
+    answer = engine.rank(1000, [watched(old, minutes=1)], 20)
+    assert answer.source == "model"
+    assert answer.items == expected_known(bundle_dir, 1000)
+
+
+def test_fold_in_off_still_excludes_fresh_movies(engine: Engine, bundle_dir: Path) -> None:
+    top = expected_known(bundle_dir, 1000)[0]
+    answer = engine.rank(1000, [watched(top)], 20, fold_in=False)
+    assert answer.source == "model"
+    assert answer.items == expected_known(bundle_dir, 1000, extra_seen=(top,))
+
+
+def test_movies_unknown_to_the_model_are_ignored(engine: Engine, bundle_dir: Path) -> None:
+    answer = engine.rank(1000, [watched("never+heard+of+it+2031")], 20)
+    assert answer.items == expected_known(bundle_dir, 1000)
+
+
+def test_cost_lambda_reranks_towards_cheap_movies(engine: Engine, bundle_dir: Path) -> None:
+    answer = engine.rank(1000, [], 20, cost_lambda=2.0)
+    assert answer.items == expected_known(bundle_dir, 1000, cost_lambda=2.0)
+    b = load_bundle(bundle_dir)
+    mean_cost = lambda items: sum(float(b.costs[b.item_index(m)]) for m in items) / len(items)  # noqa: E731
+    assert mean_cost(answer.items[:10]) < mean_cost(engine.rank(1000, [], 20).items[:10])
+
+
+def test_unknown_user_without_events_needs_a_cold_start(engine: Engine, bundle_dir: Path) -> None:
+    unknown = engine.rank(5, [], 20)
+    assert unknown == ColdStart(frozenset())
+    popular = engine.cold_start(None, 20, unknown)
+    assert (popular.source, popular.cold_start) == ("popularity", True)
+    assert popular.items == expected_popularity(bundle_dir)
+    segment = engine.cold_start((22, "F", "writer"), 20, unknown)
+    b = load_bundle(bundle_dir)
+    assert segment.source == "segment"
+    assert segment.items == b.movie_ids(b.cold_start_items(22, "F", "writer", k=20))
+
+
+def test_unknown_user_with_events_is_folded_in(engine: Engine, bundle_dir: Path) -> None:
+    movie = load_bundle(bundle_dir).movie_ids([2])[0]
+    answer = engine.rank(5, [watched(movie)], 20)
+    assert (answer.source, answer.cold_start) == ("fold_in", True)
+    assert answer.items == expected_fold_in(bundle_dir, 5, {movie: 0.9})
+
+
+def test_fallback_is_global_popularity(engine: Engine, bundle_dir: Path) -> None:
+    assert engine.fallback(20).items == expected_popularity(bundle_dir)
+    assert engine.fallback(3).items == expected_popularity(bundle_dir, k=3)
+    assert engine.fallback(20).source == "fallback"
+
+
+def test_provenance_comes_from_the_manifest(engine: Engine) -> None:
+    assert engine.provenance == {"model_version": "tiny", "model_type": "als",
+                                 "code_version": "test", "snapshot_id": "tiny",
+                                 "snapshot_hash": "0" * 64}
