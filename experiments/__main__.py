@@ -61,6 +61,7 @@ def _canary(cfg) -> int:
         e.name, Policy.from_config(c), driver, telemetry, champion=c.champion,
         challenger=c.challenger, join_window_s=c.join_window_s, promote=promote,
         window_s=c.window_s, state_path=out_dir / "canary.json", max_windows=c.max_steps_total,
+        min_watch_minutes=c.min_watch_minutes,
     )
     result = controller.run()
     write_report(out_dir / "canary.json", out_dir)

@@ -23,7 +23,7 @@ import httpx
 
 from experiments import k8s
 from experiments.metrics import ExperimentMetrics
-from experiments.online import Join, Outcome, VariantMetrics, WeightsHistory, aggregate, outcomes
+from experiments.online import Outcome, VariantMetrics, WeightsHistory, aggregate, outcomes
 from experiments.stats import ProportionDiff, srm_test, two_proportion_test
 from movierec_core.events import RecommendationRequest, WatchMinute, parse
 
@@ -263,7 +263,7 @@ class CanaryController:
         promote: Callable[[], Any] | None = None, metrics: ExperimentMetrics | None = None,
         sleep: Callable[[float], None] | None = None, window_s: float = 60.0,
         costs: Mapping[str, float] | None = None, state_path: Path | str | None = None,
-        max_windows: int = 50, join: Join | None = None,
+        max_windows: int = 50, min_watch_minutes: int = 15,
     ) -> None:
         self.experiment, self.policy, self.driver, self.telemetry = experiment, policy, driver, telemetry
         self.champion, self.challenger = champion, challenger
@@ -275,7 +275,7 @@ class CanaryController:
         self.costs = dict(costs or {})
         self.state_path = Path(state_path) if state_path else None
         self.max_windows = max_windows
-        self.join = join
+        self.min_watch_minutes = min_watch_minutes
         self.history = WeightsHistory(experiment)
         self.requests: list[RecommendationRequest] = []
         self.watches: list[WatchMinute] = []
@@ -323,10 +323,10 @@ class CanaryController:
             self.sleep(self.window_s)
             window_requests = [r for r in self._ingest(self.telemetry.poll()) if r.time > start_watermark]
             pct = self.result.final_percent
-            window_out = outcomes(window_requests, (), self.history, self.join_window_s, join=self.join)
+            window_out = outcomes(window_requests, (), self.history, self.join_window_s)
             all_requests = [r for r in self.requests if r.time > start_watermark]
             all_out = outcomes(all_requests, self.watches, self.history, self.join_window_s,
-                               self.costs, join=self.join)
+                               self.costs, self.min_watch_minutes)
             matured = _minus_seconds(self.watermark, self.join_window_s)
             variants = (self.champion, self.challenger)
             window = aggregate(window_out, None, variants)

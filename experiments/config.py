@@ -52,7 +52,8 @@ class CanaryConfig:
     alpha: float = 0.05  # significance of "worse" (one-sided, lower CI bound)
     min_lift: float = 0.0  # promotion at 100 % needs lift CI lower bound > this when required
     require_significant_lift: bool = False
-    join_window_s: float = 1800.0  # event time after a recommendation in which a watch counts
+    join_window_s: float = 7200.0  # event time after a recommendation in which a watch counts
+    min_watch_minutes: int = 15  # minutes of one listed movie that make a watch-through
     target: str = "router"  # router | kserve (render the InferenceService patch)
     router_url: str = "http://127.0.0.1:8082"
     telemetry: str = "kafka"  # kafka | file

@@ -6,20 +6,22 @@ variant of a request is recovered, not logged: assignment is a pure function of 
 user, weights in force at the request's time), so :class:`WeightsHistory` replays it. The
 router's own request log (``requests.jsonl``) is a cross-check, not an input.
 
-The join of recommendations with later watches is ``movierec_core.watch_through`` (owned by
-the simulator engineer); this module only groups its per-request outcomes by variant.
+The join of recommendations with later watches is ``movierec_core.watch_through`` (one
+definition of watch-through for the simulator's checks and for experiments); this module
+attributes its per-request outcomes to variants and groups them.
 """
 
 from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from experiments.assignment import Allocation
 from experiments.stats import percentile
+from movierec_core import watch_through
 from movierec_core.events import RecommendationRequest, WatchMinute
 
 
@@ -55,9 +57,9 @@ class Outcome:
 
     request: RecommendationRequest
     variant: str
-    watched: bool = False  # a recommended movie was watched within the window
-    minutes: int = 0  # watch minutes of recommended movies within the window
-    plays: int = 0  # distinct recommended movies watched
+    watched: bool = False  # watched through (movierec_core.watch_through)
+    minutes: int = 0  # minutes of the best listed movie within the window
+    plays: int = 0  # 1 when watched through
     cost: float = 0.0  # license cost of those plays
 
 
@@ -109,24 +111,51 @@ class VariantMetrics:
 
 def join_watches(
     requests: Sequence[RecommendationRequest], watches: Iterable[WatchMinute], window_s: float,
-    costs: Mapping[str, float] | None = None,
+    costs: Mapping[str, float] | None = None, min_minutes: int = watch_through.DEFAULT_MIN_MINUTES,
 ) -> list[tuple[bool, int, int, float]]:
-    """Per request: (watched, minutes, plays, cost) of recommended movies the same user watched
-    in ``(t, t + window_s]``. Delegates to ``movierec_core.watch_through`` when present."""
-    from movierec_core import watch_through  # the one shared join
-
-    return watch_through.outcomes(requests, watches, window_s, costs)
-
-
-Join = Callable[..., list[tuple[bool, int, int, float]]]
+    """Per request: (watched through, minutes of the best listed movie in the window, plays,
+    license cost of the play). The join and its definition are ``movierec_core.watch_through``
+    (a request is watched through when the user streamed >= ``min_minutes`` minutes of one
+    listed movie within the window); failed requests get (False, 0, 0, 0.0). The played movie
+    (for its cost) is the first listed movie the user watched in the window."""
+    requests = list(requests)
+    watches = list(watches)
+    req_df, watch_df = watch_through.frames_from_events([*requests, *watches])
+    result = watch_through.request_outcomes(req_df, watch_df, min_minutes, window_s / 60)
+    watched_flags = result["watched_through"].to_numpy()
+    best = result["best_minutes"].to_numpy()
+    costs = costs or {}
+    watch_times: dict[tuple[int, str], list[datetime]] = {}
+    if costs:
+        for w in watches:
+            watch_times.setdefault((w.user_id, w.movie_id), []).append(w.time)
+    window = timedelta(seconds=window_s)
+    out: list[tuple[bool, int, int, float]] = []
+    row = 0
+    for r in requests:
+        if r.status != 200:
+            out.append((False, 0, 0, 0.0))
+            continue
+        watched, minutes = bool(watched_flags[row]), int(best[row])
+        row += 1
+        cost = 0.0
+        if watched and costs:
+            for movie in r.movie_ids:
+                if any(r.time <= t <= r.time + window for t in watch_times.get((r.user_id, movie), ())):
+                    cost = float(costs.get(movie, 0.0))
+                    break
+        out.append((watched, minutes, int(watched), cost))
+    return out
 
 
 def outcomes(
     requests: Sequence[RecommendationRequest], watches: Iterable[WatchMinute],
     history: WeightsHistory, window_s: float, costs: Mapping[str, float] | None = None,
-    join: Join | None = None,
+    min_minutes: int = watch_through.DEFAULT_MIN_MINUTES,
 ) -> list[Outcome]:
-    joined = (join or join_watches)(requests, watches, window_s, costs)
+    if not requests:
+        return []
+    joined = join_watches(requests, watches, window_s, costs, min_minutes)
     out = []
     for req, (watched, minutes, plays, cost) in zip(requests, joined, strict=True):
         out.append(Outcome(req, history.variant_of(req.user_id, req.time), watched, minutes,

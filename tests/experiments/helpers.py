@@ -1,15 +1,13 @@
-"""Test helpers: tiny real HTTP servers standing in for model servers, a reference join."""
+"""Test helpers: tiny real HTTP servers standing in for model servers, a router on a free port."""
 
 from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterable, Mapping, Sequence
-from datetime import timedelta
+from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from experiments.router import ExperimentState, Router, RouterHTTPServer, Variant
-from movierec_core.events import RecommendationRequest, WatchMinute
 
 
 class FakeModelServer:
@@ -74,24 +72,3 @@ class RunningRouter:
         self.server.shutdown()
         self.server.server_close()
         self.router.close()
-
-
-def reference_join(
-    requests: Sequence[RecommendationRequest], watches: Iterable[WatchMinute], window_s: float,
-    costs: Mapping[str, float] | None = None,
-) -> list[tuple[bool, int, int, float]]:
-    """Brute-force join used to test the grouping only (the product join is
-    movierec_core.watch_through)."""
-    costs = costs or {}
-    by_user: dict[int, list[WatchMinute]] = {}
-    for w in watches:
-        by_user.setdefault(w.user_id, []).append(w)
-    out = []
-    for r in requests:
-        shown = set(r.movie_ids)
-        end = r.time + timedelta(seconds=window_s)
-        hits = [w for w in by_user.get(r.user_id, []) if r.time < w.time <= end and w.movie_id in shown]
-        movies = {w.movie_id for w in hits}
-        out.append((bool(hits), len({(w.movie_id, w.minute) for w in hits}), len(movies),
-                    sum(costs.get(m, 0.0) for m in movies)))
-    return out

@@ -26,8 +26,6 @@ from experiments.report import write_report
 from movierec_core.events import RecommendationRequest, WatchMinute, format_event
 from tests.experiments.test_k8s import CANARY, ISVC
 
-from .helpers import reference_join
-
 POLICY = Policy(min_requests=50)
 
 
@@ -111,18 +109,17 @@ class SimulatedWorld:
             else:
                 req = RecommendationRequest(t, uid, "router:8082", 200, movies, "", latency)
                 if self.rng.random() < p_watch:
-                    for minute in range(3):
+                    for minute in range(20):
                         self.pending.append(format_event(WatchMinute(
-                            t + timedelta(seconds=60 * (minute + 1)), uid, movies[0], minute)).encode())
+                            t + timedelta(seconds=20 * (minute + 1)), uid, movies[0], minute)).encode())
             self.pending.append(format_event(req).encode())
         self.time += timedelta(seconds=600)
 
 
 def run_canary(world, policy, tmp_path, promote=None):
     return CanaryController(
-        world.experiment, policy, world, world, join_window_s=300, promote=promote,
-        sleep=world.sleep, window_s=600, state_path=tmp_path / "canary.json", join=reference_join,
-        max_windows=12,
+        world.experiment, policy, world, world, join_window_s=600, promote=promote,
+        sleep=world.sleep, window_s=600, state_path=tmp_path / "canary.json", max_windows=12,
     ).run()
 
 
@@ -157,7 +154,7 @@ def test_given_a_better_challenger_then_it_climbs_the_ladder_and_is_promoted(tmp
     assert state["outcome"] == "promoted"
     paths = write_report(tmp_path / "canary.json", tmp_path / "report")
     md = paths[0].read_text()
-    assert "**Decision: promoted**" in md and "| 0 | 5 | step |" in md
+    assert "**Decision: promoted**" in md and "| 50 | promote |" in md
     assert paths[1].read_text().startswith("<!doctype html>")
     assert paths[2].stat().st_size > 10_000
 
@@ -172,7 +169,7 @@ def test_the_kserve_driver_writes_a_validated_patch_per_step(tmp_path):
             world.set_weight(pct)
 
     result = CanaryController(world.experiment, Policy(min_requests=20), Both(), world,
-                              join_window_s=300, sleep=world.sleep, join=reference_join).run()
+                              join_window_s=600, sleep=world.sleep).run()
     assert result.outcome == "promoted"
     assert [p.name for p in driver.patches] == ["00-canary-5.json", "01-canary-25.json",
                                                 "02-canary-50.json", "03-canary-100.json"]
