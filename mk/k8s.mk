@@ -27,3 +27,8 @@ kind-up:
 
 kind-down:
 	scripts/kind-down.sh
+
+# opt-in: apply every render to a real kube-apiserver + etcd (Debian etcd-server; kube-apiserver
+# built from k8s.io/kubernetes through the Go module proxy, ~10 min cold); not part of `make test`
+k8s-apiserver-test: .venv/.installed
+	scripts/k8s-apiserver-test.sh

@@ -148,3 +148,16 @@ def test_network_policies_default_deny_then_allow_per_component() -> None:
              for name, spec in policies.items()}
     assert ports == {"movierec-ingestor": [9101], "movierec-router": [8082],
                      "movierec-model-server": [8080, 9081], "movierec-drift-online": [8095]}
+
+
+@pytest.mark.parametrize("values_file", RENDER_CASES, ids=RENDER_IDS)
+def test_run_to_completion_pods_opt_out_of_istio_sidecars(values_file: Path | None) -> None:
+    """In an injection-enabled namespace a sidecar never exits, so Jobs and Argo steps would hang."""
+    for o in rendered(values_file):
+        if o["kind"] == "CronJob":
+            annotations = o["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["annotations"]
+        elif o["kind"] == "WorkflowTemplate":
+            annotations = o["spec"]["podMetadata"]["annotations"]
+        else:
+            continue
+        assert annotations["sidecar.istio.io/inject"] == "false", o["metadata"]["name"]
