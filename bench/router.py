@@ -1,0 +1,119 @@
+"""Router overhead: p50/p99 of GET /recommend/<uid> direct to a model server vs through the
+experiment router (`python -m experiments router`, real process), same client, same run.
+
+    .venv/bin/python bench/router.py [--quick]
+
+Writes bench/results/router.json. Target (issue 8): the router adds < 2 ms (p50).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from devstack.ports import free_port, wait_for_port  # noqa: E402
+
+# A stand-in model server: fixed 20-id list, keep-alive, as cheap as a Python server gets.
+UPSTREAM = r"""
+import socket, sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+BODY = ",".join(f"movie+{i}+2000" for i in range(20)).encode()
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def setup(self):
+        super().setup(); self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def log_message(self, *a): pass
+    def do_GET(self):
+        self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Model-Version: v1\r\n"
+                         b"Content-Length: " + str(len(BODY)).encode() + b"\r\n\r\n" + BODY)
+s = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H); s.daemon_threads = True
+s.serve_forever()
+"""
+
+
+def measure(port: int, n: int, header: dict[str, str] | None = None) -> list[float]:
+    conn = http.client.HTTPConnection("127.0.0.1", port)
+    out = []
+    for i in range(n):
+        t = time.perf_counter()
+        conn.request("GET", f"/recommend/{i % 5000}", headers=header or {})
+        resp = conn.getresponse()
+        resp.read()
+        out.append((time.perf_counter() - t) * 1000)
+        assert resp.status == 200, resp.status
+    conn.close()
+    return out
+
+
+def pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(q / 100 * (len(xs) - 1))))]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    n = 500 if args.quick else 5000
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    up_a, up_b, rport = free_port(), free_port(), free_port()
+    procs = [subprocess.Popen([sys.executable, "-c", UPSTREAM, str(p)]) for p in (up_a, up_b)]
+    state = tempfile.mkdtemp(prefix="bench-router-")
+    procs.append(subprocess.Popen([
+        sys.executable, "-m", "experiments", "router", f"serving.http_port={rport}",
+        "experiments.name=bench", f"experiments.state_dir={state}",
+        f"experiments.variants=[{{name:champion,weight:50,urls:[http://127.0.0.1:{up_a}]}},"
+        f"{{name:challenger,weight:50,urls:[http://127.0.0.1:{up_b}]}}]",
+    ], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    try:
+        for p in (up_a, up_b, rport):
+            if not wait_for_port("127.0.0.1", p, 30):
+                raise SystemExit(f"port {p} never opened")
+        measure(up_a, 200)
+        measure(rport, 200)  # warm up both paths
+        # interleave rounds so both paths see the same machine load
+        direct, routed = [], []
+        for _ in range(5):
+            direct += measure(up_a, n // 5)
+            routed += measure(rport, n // 5)
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=10)
+    d50, d99, r50, r99 = pct(direct, 50), pct(direct, 99), pct(routed, 50), pct(routed, 99)
+    added_p50 = r50 - d50
+    result = {
+        "requests": len(routed),
+        "direct_p50_ms": round(d50, 3), "direct_p99_ms": round(d99, 3),
+        "router_p50_ms": round(r50, 3), "router_p99_ms": round(r99, 3),
+        "added_p50_ms": round(added_p50, 3), "added_p99_ms": round(r99 - d99, 3),
+        "ratio_to_bare_server_p50": round(r50 / d50, 3),
+        "cpu_count": os.cpu_count(), "python": platform.python_version(),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "targets": {"added_p50_ms < 2": added_p50 < 2.0},
+    }
+    out = REPO / "bench" / "results" / "router.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"direct  p50 {d50:.3f} ms  p99 {d99:.3f} ms")
+    print(f"router  p50 {r50:.3f} ms  p99 {r99:.3f} ms")
+    print(f"added   p50 {added_p50:.3f} ms  p99 {r99 - d99:.3f} ms  (target < 2 ms: "
+          f"{'met' if added_p50 < 2 else 'NOT met'}) -> {out.relative_to(REPO)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
