@@ -88,6 +88,13 @@ def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
 class FileRegistry:
     """The registry on a (shared) file system."""
 
@@ -118,7 +125,8 @@ class FileRegistry:
         mdir = self.model_dir(model_name)
         (mdir / "versions").mkdir(parents=True, exist_ok=True)
         staging = mdir / ".staging" / uuid.uuid4().hex
-        shutil.copytree(src, staging)
+        # bundles are immutable once written, so hard links are a safe, instant "copy"
+        shutil.copytree(src, staging, copy_function=_link_or_copy)
         try:
             while True:
                 number = max([self._number(v) for v in self._version_names(model_name)] + [0]) + 1

@@ -48,8 +48,8 @@ class TrainerConfig:
     select_metric: str = "ndcg@10"  # the candidate with the best warm value is registered
     test_fraction: float = 0.2  # of events at/after the split time T (when split_time empty)
     split_time: str = ""  # ISO time T; empty: the quantile given by test_fraction
-    evaluate: bool = True  # false: no split, fit the selected candidate on everything
-    refit_full: bool = True  # register a model refitted on all events (train + test)
+    evaluate: bool = True  # false: no split/comparison; the first candidate is registered
+    # (the registered model is always refitted on every event of the snapshot)
     ks: list[int] = field(default_factory=lambda: [10, 20])
     light_max_interactions: int = 10  # warm users with ≤ this many training items are "light"
     eval_max_users: int = 20000  # evaluate a seeded sample of at most this many warm users

@@ -134,16 +134,24 @@ class InteractionMatrix:
 
     @classmethod
     def from_pairs(cls, pairs: pd.DataFrame, item_ids: np.ndarray | None = None) -> InteractionMatrix:
-        user_ids = np.unique(pairs["user_id"].to_numpy(np.int64))
-        items = np.unique(pairs["movie_id"].astype(str).to_numpy()) if item_ids is None else item_ids
-        keep = np.isin(pairs["movie_id"].astype(str).to_numpy(), items)
-        p = pairs[keep]
-        rows = np.searchsorted(user_ids, p["user_id"].to_numpy(np.int64))
-        cols = np.searchsorted(items, p["movie_id"].astype(str).to_numpy())
-        m = sp.csr_matrix((p["confidence"].to_numpy(np.float32), (rows, cols)),
-                          shape=(user_ids.size, items.size), dtype=np.float32)
+        """Rows = users sorted by id, columns = movie ids sorted (hash-factorised: O(n))."""
+        ucodes, uniq_users = pd.factorize(pairs["user_id"].to_numpy(np.int64), sort=True)
+        icodes, uniq_items = pd.factorize(pairs["movie_id"].astype(str).to_numpy(), sort=True)
+        uniq_items = np.asarray(uniq_items, dtype=str)
+        vals = pairs["confidence"].to_numpy(np.float32)
+        if item_ids is not None:
+            pos = np.searchsorted(item_ids, uniq_items)
+            pos = np.minimum(pos, max(item_ids.size - 1, 0))
+            ok = item_ids[pos] == uniq_items if item_ids.size else np.zeros(uniq_items.size, bool)
+            remap = np.where(ok, pos, -1)
+            icodes = remap[icodes]
+            keep = icodes >= 0
+            ucodes, icodes, vals = ucodes[keep], icodes[keep], vals[keep]
+            uniq_items = np.asarray(item_ids)
+        m = sp.csr_matrix((vals, (ucodes, icodes)),
+                          shape=(len(uniq_users), uniq_items.size), dtype=np.float32)
         m.sum_duplicates()
-        return cls(m, user_ids, items)
+        return cls(m, np.asarray(uniq_users, dtype=np.int64), uniq_items)
 
     def rows_of(self, user_ids: np.ndarray) -> np.ndarray:
         pos = np.searchsorted(self.user_ids, user_ids)

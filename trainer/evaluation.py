@@ -71,7 +71,11 @@ def split_time_at_quantile(times: pd.Series, fraction_after: float) -> pd.Timest
     """The time T with about ``fraction_after`` of events at or after it."""
     if not 0 < fraction_after < 1:
         raise ValueError(f"test fraction must be in (0, 1), got {fraction_after}")
-    return pd.Timestamp(times.quantile(1.0 - fraction_after, interpolation="nearest"))
+    ordered = np.sort(pd.to_datetime(times).to_numpy())
+    if ordered.size == 0:
+        raise ValueError("no events to split")
+    idx = min(int(ordered.size * (1.0 - fraction_after)), ordered.size - 1)
+    return pd.Timestamp(ordered[idx])
 
 
 def temporal_split(events: pd.DataFrame, split_time: pd.Timestamp, time_col: str = "time") -> TemporalSplit:

@@ -94,8 +94,12 @@ def stratified_split(df: pd.DataFrame, ratio: float = 0.75, seed: int = 42) -> t
 
 
 def fit_production(df: pd.DataFrame, model_cfg: dict[str, Any], num_threads: int = 0) -> tuple[Recommender, Encoded]:
-    enc = encode(df, binary=bool(model_cfg.get("binary", True)))
-    model = make_model({k: v for k, v in model_cfg.items() if k != "binary"}, num_threads=num_threads)
+    binary = bool(model_cfg.get("binary", True))
+    enc = encode(df, binary=binary)
+    cfg = {k: v for k, v in model_cfg.items() if k != "binary"}
+    if cfg.get("name") == "ease":
+        cfg["binary"] = binary
+    model = make_model(cfg, num_threads=num_threads)
     return model.fit(enc.matrix), enc
 
 

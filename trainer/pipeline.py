@@ -303,40 +303,69 @@ def run(cfg: DictConfig, registry: FileRegistry | None = None) -> RunResult:
     if all_pairs.empty:
         raise TrainerInputError(f"snapshot {snapshot_id}: no interaction with positive confidence")
     final = InteractionMatrix.from_pairs(all_pairs)
-    final_segments = _segments_for(final.user_ids, users)
-    model, fit_s = fit_candidate(selected, configs[selected], final.matrix, final_segments, tc)
-    timings["final_fit_s"] = fit_s
-    timings["final_s"] = time.perf_counter() - t
-    cold = ColdStartModel(list_size=tc.cold_start_list_size,
-                          min_users=tc.cold_start_min_users).fit(final.matrix, final_segments)
+    timings["final_matrix_s"] = time.perf_counter() - t
     resolved = OmegaConf.to_container(cfg, resolve=True)
     resolved["selected_model"] = configs[selected]
     manifest = {
-        "model_type": model.model_type, "model_name": tc.model_name,
+        "model_name": tc.model_name,
         "snapshot": {"id": snapshot_id, "hash": snap_manifest.get("content_hash"),
                      "time_range": snap_manifest.get("time_range")},
         "code_version": code_version(tc.code_version), "config": resolved,
         "metrics": {"warm": {k: v for k, v in eval_metrics.items() if k != "subpopulations"},
                     "cold_start": comparison.get("cold_start", {}),
                     **{k: v for k, v in eval_metrics.items() if k != "subpopulations"}},
-        "data_quality": quality, "timings": {k: round(v, 4) for k, v in timings.items()},
-        "selected_from": candidates,
+        "data_quality": quality, "selected_from": candidates,
     }
-    bundle_dir = run_dir / "bundle"
-    t = time.perf_counter()
-    save_bundle(bundle_dir, model, final.item_ids, final.user_ids, final.matrix,
-                costs=item_costs(final.item_ids, movies), cold_start=cold, manifest=manifest)
-    if tc.evaluate:
-        write_report(bundle_dir / "report", comparison, plots=tc.report_plots)
-    (bundle_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    timings["bundle_s"] = time.perf_counter() - t
+    published = fit_and_publish(
+        final, _segments_for(final.user_ids, users), configs[selected], tc,
+        registry or FileRegistry(cfg.data.registry_root), run_dir / "bundle", manifest,
+        costs=item_costs(final.item_ids, movies), timings=timings,
+        comparison=comparison if tc.evaluate else None,
+        config_yaml=OmegaConf.to_yaml(cfg, resolve=True))
+    duration = time.perf_counter() - t_start
+    (run_dir / "result.txt").write_text(
+        f"{tc.model_name} {published.version} {selected} {duration:.2f}s\n")
+    return RunResult(published.version, published.model_type, run_dir, published.bundle_dir,
+                     manifest["metrics"], published.aliases, duration)
 
-    registry = registry or FileRegistry(cfg.data.registry_root)
+
+@dataclass
+class Published:
+    version: str
+    model_type: str
+    bundle_dir: Path
+    aliases: tuple[str, ...]
+    timings: dict[str, float]
+
+
+def fit_and_publish(final: InteractionMatrix, segments: list[str | None], model_cfg: dict[str, Any],
+                    tc: Any, registry: FileRegistry, bundle_dir: Path, manifest: dict[str, Any],
+                    costs: np.ndarray | None = None, timings: dict[str, float] | None = None,
+                    comparison: dict[str, Any] | None = None, config_yaml: str = "") -> Published:
+    """Fit the production model on ``final``, write the bundle (+ report), register it and move
+    ``challenger`` (and ``champion`` when there is none or ``tc.promote``)."""
+    timings = dict(timings or {})
+    model, timings["final_fit_s"] = fit_candidate(str(model_cfg["name"]), model_cfg, final.matrix,
+                                                  segments, tc)
+    t = time.perf_counter()
+    cold = ColdStartModel(list_size=tc.cold_start_list_size,
+                          min_users=tc.cold_start_min_users).fit(final.matrix, segments)
+    timings["cold_start_fit_s"] = time.perf_counter() - t
+    manifest = {**manifest, "model_type": model.model_type,
+                "timings": {k: round(v, 4) for k, v in timings.items()}}
+    t = time.perf_counter()
+    save_bundle(bundle_dir, model, final.item_ids, final.user_ids, final.matrix, costs=costs,
+                cold_start=cold, manifest=manifest)
+    if comparison is not None:
+        write_report(bundle_dir / "report", comparison, plots=bool(tc.report_plots))
+    if config_yaml:
+        (bundle_dir / "config.yaml").write_text(config_yaml)
+    timings["bundle_s"] = time.perf_counter() - t
+    t = time.perf_counter()
     aliases = [CHALLENGER]
     if tc.promote or registry.get_alias(tc.model_name, CHAMPION) is None:
         aliases.append(CHAMPION)
     version = registry.register(tc.model_name, bundle_dir, aliases=tuple(aliases))
-    duration = time.perf_counter() - t_start
-    (run_dir / "result.txt").write_text(f"{tc.model_name} {version} {selected} {duration:.2f}s\n")
-    return RunResult(version, model.model_type, run_dir, registry.resolve(tc.model_name, version),
-                     manifest["metrics"], tuple(aliases), duration)
+    timings["register_s"] = time.perf_counter() - t
+    return Published(version, model.model_type, registry.resolve(tc.model_name, version),
+                     tuple(aliases), timings)
