@@ -1,0 +1,80 @@
+"""End to end freshness: a watch event on Kafka → ingestor → online store → a changed list.
+
+Real broker, real ``python -m ingestor``, real ``python -m model_server``. The test asserts the
+behaviour (the movie just watched leaves the user's list and the list is re-ranked by fold-in);
+the measured delay is reported (``-s`` prints it; docs/model_server.md quotes it), never
+asserted: the polling bound only guards against hangs.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from movierec_core.events import WatchMinute, format_event
+from movierec_core.models.testing import tiny_bundle
+from tests.model_server.helpers import REPO_ROOT, expected_known, model_server_process
+
+pytestmark = pytest.mark.integration
+
+USER = 1010
+
+
+def test_watch_event_on_kafka_changes_the_recommendation(kafka_broker, tmp_path: Path,
+                                                         record_property) -> None:
+    from kafka import KafkaProducer
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    bootstrap, topic = kafka_broker.bootstrap, "it-model-server-freshness"
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
+    admin.close()
+    bundle = tiny_bundle(tmp_path / "bundle")
+    store = tmp_path / "online.sqlite"
+    before = expected_known(bundle, USER)
+    movie = before[0]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    with open(tmp_path / "ingestor.log", "wb") as log:
+        ingestor = subprocess.Popen(
+            [sys.executable, "-m", "ingestor", f"kafka.bootstrap={bootstrap}",
+             f"kafka.topic={topic}", f"kafka.group_id=it-{topic}",
+             f"data.lake_root={tmp_path / 'lake'}", f"data.online_store_path={store}",
+             "ingestor.metrics_port=0", "ingestor.enrichment=false"],
+            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        with model_server_process([f"serving.model_dir={bundle}",
+                                   f"data.online_store_path={store}", "metadata_api.url=",
+                                   f"serving.provenance_log={tmp_path / 'prov.jsonl'}"],
+                                  tmp_path / "server.log") as base:
+            assert httpx.get(f"{base}/recommend/{USER}").text == ",".join(before)
+            producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
+            now = datetime.now(UTC).replace(tzinfo=None)
+            # warm-up: the ingestor's consumer joins its group before we start the clock
+            producer.send(topic, format_event(WatchMinute(now, 999, "movie+1+2000", 0)).encode())
+            producer.flush()
+            time.sleep(3)
+            sent = time.monotonic()
+            for minute in range(90):
+                line = format_event(WatchMinute(now, USER, movie, minute))
+                producer.send(topic, line.encode())
+            producer.flush()
+            producer.close()
+            after = before
+            while after == before and time.monotonic() - sent < 120:
+                time.sleep(0.02)
+                after = httpx.get(f"{base}/recommend/{USER}").text.split(",")
+            freshness_s = time.monotonic() - sent
+    finally:
+        ingestor.terminate()
+        ingestor.wait(30)
+    record_property("freshness_s", round(freshness_s, 3))
+    print(f"\nfreshness: Kafka event -> changed /recommend answer in {freshness_s:.2f} s")
+    assert movie not in after
+    assert len(after) == 20
