@@ -76,6 +76,8 @@ class Ingestor:
         self._dirty_days: set = set()
         self._last_maintenance = time.monotonic()
         self.batches = 0
+        self.records = 0
+        self.last_batch_end = 0.0
 
     # ----------------------------------------------------------------------------- lifecycle
     def stop(self) -> None:
@@ -109,6 +111,7 @@ class Ingestor:
                     fetch_max_bytes=int(self.icfg.fetch_max_bytes),
                     max_partition_fetch_bytes=int(self.icfg.max_partition_fetch_bytes),
                     max_poll_records=int(self.icfg.batch_max_records),
+                    check_crcs=bool(self.icfg.check_crcs),
                     session_timeout_ms=int(self.icfg.session_timeout_ms),
                     heartbeat_interval_ms=max(1000, int(self.icfg.session_timeout_ms) // 4),
                     max_poll_interval_ms=600_000)
@@ -255,14 +258,19 @@ class Ingestor:
             if table_name == WATCH_MINUTES and result.rows:
                 days = table.column("time").cast("date32").unique().to_pylist()
                 self._dirty_days.update(days)
-        if self.store is not None and parsed.events:
-            self.store.apply(parsed.events)
+        if self.store is not None:
+            self.store.apply_tables(parsed.tables.get(WATCH_MINUTES), parsed.events)
         if self.enricher is not None:
             self.enricher.offer(parsed.user_ids, parsed.movie_ids)
 
         self._commit(commit, give_up)
         self.batches += 1
-        metrics.BATCH_DURATION.observe(time.perf_counter() - start)
+        self.records += len(values)
+        elapsed = time.perf_counter() - start
+        metrics.BATCH_DURATION.observe(elapsed)
+        self.last_batch_end = time.monotonic()
+        log.debug("batch %d: %d records, %d rejected, %.3fs", self.batches, len(values),
+                  len(parsed.rejected), elapsed)
         self._update_lag()
 
     def _commit(self, offsets: dict[TopicPartition, int], give_up_at: float | None) -> None:

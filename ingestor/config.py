@@ -18,6 +18,9 @@ class IngestorConfig:
     fetch_max_bytes: int = 64 * 1024 * 1024
     max_partition_fetch_bytes: int = 8 * 1024 * 1024
     auto_offset_reset: str = "earliest"
+    # kafka-python verifies CRC32C in pure Python (~8 MB/s) unless the crc32c package is
+    # installed; TCP already checksums the local hop, so it is off by default
+    check_crcs: bool = False
     session_timeout_ms: int = 10_000
     # dead letters: the producer must carry the largest line the broker accepts
     dlq_max_request_bytes: int = 4 * 1024 * 1024

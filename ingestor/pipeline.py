@@ -54,7 +54,8 @@ class Rejected:
 @dataclass
 class ParsedBatch:
     tables: dict[str, pa.Table]
-    events: list[Event]  # every valid event (online store input; redeliveries are harmless)
+    events: list[Event]  # ratings and account creations (online store; watch minutes go as
+    # the watch_minutes table); redeliveries are harmless, the store is idempotent
     rejected: list[Rejected]
     user_ids: set[int] = field(default_factory=set)
     movie_ids: set[str] = field(default_factory=set)
@@ -73,23 +74,27 @@ def parse_batch(values: Sequence[bytes], partitions: Sequence[int], offsets: Seq
     reco_ids: list[int] = []
     reco_lines: list[str] = []
     rejected: list[Rejected] = []
+    # bound once: this loop runs per line
+    watch_add, watch_id_add = watches.append, watch_ids.append
+    _parse, _line_id, _watch, _rejection = parse, line_id, WatchMinute, Rejection
     for i, value in enumerate(values):
-        event = parse(value, settings)
-        if type(event) is WatchMinute:
-            watches.append(event)
-            watch_ids.append(line_id(value))
-        elif type(event) is Rejection:
+        event = _parse(value, settings)
+        cls = type(event)
+        if cls is _watch:
+            watch_add(event)
+            watch_id_add(_line_id(value))
+        elif cls is _rejection:
             rejected.append(Rejected(partitions[i], offsets[i], timestamps_ms[i], event))
-        elif type(event) is RecommendationRequest:
+        elif cls is RecommendationRequest:
             recos.append(event)
-            reco_ids.append(line_id(value))
+            reco_ids.append(_line_id(value))
             reco_lines.append(value.decode("utf-8").rstrip("\r\n"))
-        elif type(event) is Rating:
+        elif cls is Rating:
             ratings.append(event)
-            rating_ids.append(line_id(value))
+            rating_ids.append(_line_id(value))
         else:
             accounts.append(event)
-            account_ids.append(line_id(value))
+            account_ids.append(_line_id(value))
 
     tables: dict[str, pa.Table] = {}
     if watches:
@@ -127,7 +132,7 @@ def parse_batch(values: Sequence[bytes], partitions: Sequence[int], offsets: Seq
             pa.array(reco_lines, pa.string()),
         ], schema=SCHEMAS[RECOMMENDATION_REQUESTS])
 
-    events: list[Event] = [*watches, *ratings, *accounts]
+    events: list[Event] = [*ratings, *accounts]
     user_ids: set[int] = set()
     movie_ids: set[str] = set()
     for table_name in (WATCH_MINUTES, RATINGS, ACCOUNT_CREATIONS, RECOMMENDATION_REQUESTS):

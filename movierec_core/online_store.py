@@ -107,9 +107,40 @@ class _Batch:
                     accounts[event.user_id] = t
         return cls(watches, ratings, accounts)
 
+    @classmethod
+    def of_tables(cls, watch_minutes: Any, events: Iterable[Event] = ()) -> _Batch:
+        """Watch minutes as an Arrow table (lake schema), aggregated in Arrow: per pair, not
+        per event, in Python. ``events``: any other events (ratings, account creations)."""
+        batch = cls.of(events)
+        if watch_minutes is not None and watch_minutes.num_rows:
+            import pyarrow as pa
+
+            data = watch_minutes.select(["user_id", "movie_id", "minute", "time"])
+            data = data.set_column(3, "time", data.column("time").cast(pa.int64()))
+            grouped = data.group_by(["user_id", "movie_id"]).aggregate(
+                [("minute", "distinct"), ("minute", "max"), ("time", "max")])
+            for u, m, distinct, max_minute, last in zip(
+                    grouped.column("user_id").to_pylist(), grouped.column("movie_id").to_pylist(),
+                    grouped.column("minute_distinct").to_pylist(),
+                    grouped.column("minute_max").to_pylist(),
+                    grouped.column("time_max").to_pylist(), strict=True):
+                agg = batch.watches.get((u, m))
+                if agg is None:
+                    batch.watches[(u, m)] = [set(distinct), max_minute, last]
+                else:
+                    agg[0].update(distinct)
+                    agg[1] = max(agg[1], max_minute)
+                    agg[2] = max(agg[2], last)
+        return batch
+
 
 # --------------------------------------------------------------------------------------------
 # SQLite (WAL)
+
+# Distinct watch minutes are a bitmap per (user, movie) for minutes below _BITMAP_MINUTES (any
+# real film), plus one row per minute in ``seen_minutes`` above it (absurd minutes stay exact
+# without letting a bitmap grow to megabytes).
+_BITMAP_MINUTES = 1 << 16
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS seen_minutes (
@@ -119,17 +150,19 @@ CREATE TABLE IF NOT EXISTS interactions (
     user_id INTEGER NOT NULL, movie_id TEXT NOT NULL,
     minutes INTEGER NOT NULL DEFAULT 0, max_minute INTEGER NOT NULL DEFAULT -1,
     stars INTEGER, stars_time INTEGER, last_time INTEGER NOT NULL,
+    minute_bits BLOB,
     PRIMARY KEY (user_id, movie_id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS accounts (
     user_id INTEGER PRIMARY KEY, created_at INTEGER NOT NULL);
 """
 
 _UPSERT_WATCH = """
-INSERT INTO interactions (user_id, movie_id, minutes, max_minute, stars, stars_time, last_time)
-VALUES (?1, ?2, (SELECT count(*) FROM seen_minutes WHERE user_id = ?1 AND movie_id = ?2),
-        ?3, NULL, NULL, ?4)
+INSERT INTO interactions (user_id, movie_id, minutes, max_minute, stars, stars_time, last_time,
+                          minute_bits)
+VALUES (?1, ?2, ?3, ?4, NULL, NULL, ?5, ?6)
 ON CONFLICT (user_id, movie_id) DO UPDATE SET
     minutes = excluded.minutes,
+    minute_bits = excluded.minute_bits,
     max_minute = max(max_minute, excluded.max_minute),
     last_time = max(last_time, excluded.last_time)
 """
@@ -181,19 +214,20 @@ class SqliteOnlineStore:
         return conn
 
     def apply(self, events: Iterable[Event]) -> None:
-        batch = _Batch.of(events)
+        self.apply_batch(_Batch.of(events))
+
+    def apply_tables(self, watch_minutes: Any, events: Iterable[Event] = ()) -> None:
+        """Fast path for the ingestor: watch minutes as an Arrow table (lake schema)."""
+        self.apply_batch(_Batch.of_tables(watch_minutes, events))
+
+    def apply_batch(self, batch: _Batch) -> None:
         if not (batch.watches or batch.ratings or batch.accounts):
             return
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
         try:
             if batch.watches:
-                conn.executemany(
-                    "INSERT OR IGNORE INTO seen_minutes VALUES (?, ?, ?)",
-                    ((u, m, minute) for (u, m), agg in batch.watches.items() for minute in agg[0]))
-                conn.executemany(
-                    _UPSERT_WATCH,
-                    ((u, m, agg[1], agg[2]) for (u, m), agg in batch.watches.items()))
+                self._apply_watches(conn, batch.watches)
             if batch.ratings:
                 conn.executemany(
                     _UPSERT_RATING,
@@ -204,6 +238,42 @@ class SqliteOnlineStore:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+
+    @staticmethod
+    def _apply_watches(conn: sqlite3.Connection, watches: dict) -> None:
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS touched "
+                     "(user_id INTEGER, movie_id TEXT, PRIMARY KEY (user_id, movie_id))")
+        conn.execute("DELETE FROM touched")
+        conn.executemany("INSERT OR IGNORE INTO touched VALUES (?, ?)", watches.keys())
+        old = {(u, m): (bits, n) for u, m, bits, n in conn.execute(
+            "SELECT i.user_id, i.movie_id, i.minute_bits, i.minutes FROM interactions i "
+            "JOIN touched t ON i.user_id = t.user_id AND i.movie_id = t.movie_id")}
+        overflow = []
+        rows = []
+        for (u, m), (minutes, max_minute, last) in watches.items():
+            bits_old, n_old = old.get((u, m), (None, 0))
+            bits = int.from_bytes(bits_old, "little") if bits_old else 0
+            extra_old = n_old - bits.bit_count() if bits_old is not None or n_old else 0
+            added = 0
+            for minute in minutes:
+                if minute < _BITMAP_MINUTES:
+                    bits |= 1 << minute
+                else:
+                    overflow.append((u, m, minute))
+                    added += 1
+            extra = extra_old
+            if added:
+                before = conn.execute(
+                    "SELECT count(*) FROM seen_minutes WHERE user_id = ? AND movie_id = ?",
+                    (u, m)).fetchone()[0]
+                conn.executemany("INSERT OR IGNORE INTO seen_minutes VALUES (?, ?, ?)",
+                                 overflow[-added:])
+                extra = extra_old + conn.execute(
+                    "SELECT count(*) FROM seen_minutes WHERE user_id = ? AND movie_id = ?",
+                    (u, m)).fetchone()[0] - before
+            blob = bits.to_bytes((bits.bit_length() + 7) // 8, "little")
+            rows.append((u, m, bits.bit_count() + extra, max_minute, last, blob))
+        conn.executemany(_UPSERT_WATCH, rows)
 
     def interactions(self, user_id: int, limit: int = 500) -> list[UserInteraction]:
         rows = self._conn().execute(_SELECT_INTERACTIONS, (int(user_id), int(limit))).fetchall()
@@ -293,7 +363,13 @@ class RedisOnlineStore:
         self._account = self._redis.register_script(_ACCOUNT_LUA)
 
     def apply(self, events: Iterable[Event]) -> None:
-        batch = _Batch.of(events)
+        self.apply_batch(_Batch.of(events))
+
+    def apply_tables(self, watch_minutes: Any, events: Iterable[Event] = ()) -> None:
+        """Fast path for the ingestor: watch minutes as an Arrow table (lake schema)."""
+        self.apply_batch(_Batch.of_tables(watch_minutes, events))
+
+    def apply_batch(self, batch: _Batch) -> None:
         p = self.prefix
         pipe = self._redis.pipeline(transaction=False)
         pending = 0

@@ -93,8 +93,8 @@ def test_sigkill_three_times_mid_run_loses_and_duplicates_nothing(kafka_broker, 
                               log_name=f"ingestor-{attempt}.log")
         # kill once it has written something (or at a random moment after start)
         before = sum(lake_counts(tmp_path / "lake").values())
-        wait_until(lambda b=before: sum(lake_counts(tmp_path / "lake").values()) > b
-                   or proc.poll() is not None, every_s=0.1)
+        wait_until(lambda b=before, p=proc: sum(lake_counts(tmp_path / "lake").values()) > b
+                   or p.poll() is not None, every_s=0.1)
         time.sleep(rng.uniform(0.0, 1.5))
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
