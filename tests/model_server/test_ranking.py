@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from model_server.ranking import cost_adjusted, first_unseen, top_k
 
@@ -32,3 +34,17 @@ def test_cost_adjusted_subtracts_lambda_times_cost_and_copies() -> None:
 def test_first_unseen_takes_k_in_order() -> None:
     assert first_unseen([5, 3, 9, 1, 3], 3, {3}) == [5, 9, 1]
     assert first_unseen(np.array([2, 1]), 5, set()) == [2, 1]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(0, 30), min_size=1, max_size=3000), st.integers(1, 40),
+       st.data())
+def test_top_k_equals_a_full_sort_with_ties_and_exclusions(values, k, data) -> None:
+    scores = np.array(values, dtype=np.float32)
+    excluded = data.draw(st.lists(st.integers(0, len(values) - 1), max_size=len(values) // 2))
+    masked = scores.copy()
+    masked[excluded] = -np.inf
+    expected = [i for i in sorted(range(len(values)), key=lambda i: (-masked[i], i))
+                if np.isfinite(masked[i])][:k]
+    got = top_k(scores.copy(), k, np.array(excluded, dtype=np.int64) if excluded else None)
+    assert got.tolist() == expected
