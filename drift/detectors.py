@@ -141,7 +141,7 @@ def split_reference(reference: Window) -> tuple[Window, Window]:
     if start is None or end is None:
         return reference, reference
     mid = pd.Timestamp(start) + (pd.Timestamp(end) - pd.Timestamp(start)) / 2
-    mid_dt = mid.to_pydatetime()
+    mid_dt = mid.floor("us").to_pydatetime()
     return reference.slice(start, mid_dt), reference.slice(mid_dt, end)
 
 

@@ -28,6 +28,8 @@ import pandas as pd
 from drift.window import Catalog, Window
 
 UNKNOWN = "unknown"
+ACCEPT_WITHIN = pd.Timedelta(minutes=5)  # a listed movie started this soon: list accepted
+STARTED_MINUTE = 1  # minutes are 0- or 1-based (EVENTS.md): a watch seen from <= 1 started here
 
 # detector -> [(feature, categorical)]
 FEATURES: dict[str, list[tuple[str, bool]]] = {
@@ -37,7 +39,7 @@ FEATURES: dict[str, list[tuple[str, bool]]] = {
     "watch_minutes": [("minutes_watched", False)],
     "ratings": [("stars", True)],
     "item_popularity": [("popularity_percentile", False)],
-    "recommendation_scores": [("score", False), ("list_length", False)],
+    "recommendation_scores": [("score", False), ("list_length", False), ("accepted", True)],
     # online (KServe payloads): requested users, and the lists the model server returned
     "online_requests": [("age", False), ("gender", True), ("occupation", True),
                         ("known_user", True)],
@@ -91,12 +93,44 @@ def _active_users(window: Window) -> pd.Series:
 
 
 def _watch_pairs(window: Window) -> pd.DataFrame:
-    """Distinct (user, movie) pairs with the distinct minutes watched in the window."""
+    """(user, movie) watches *started* in the window, with the distinct minutes watched in it.
+
+    A watch that began before the window (its lowest minute in the window is past
+    ``STARTED_MINUTE``) is left out: it reflects a choice made earlier, and would be counted in
+    both of two adjacent windows, making them look alike and hiding a fresh change of taste.
+    """
     wm = window.watch_minutes
     if not len(wm):
         return pd.DataFrame(columns=["user_id", "movie_id", "minutes_watched"])
-    pairs = wm.groupby(["user_id", "movie_id"], sort=True)["minute"].nunique()
-    return pairs.rename("minutes_watched").reset_index()
+    grouped = wm.groupby(["user_id", "movie_id"], sort=True)["minute"]
+    pairs = pd.DataFrame({"minutes_watched": grouped.nunique(), "first": grouped.min()})
+    pairs = pairs[pairs["first"] <= STARTED_MINUTE]
+    return pairs[["minutes_watched"]].reset_index()
+
+
+def _watch_starts(window: Window) -> pd.DataFrame:
+    """(user, movie, start time) of the watches started in the window."""
+    wm = window.watch_minutes
+    if not len(wm):
+        return pd.DataFrame(columns=["user_id", "movie_id", "start"])
+    started = wm[wm["minute"] <= STARTED_MINUTE]
+    starts = started.groupby(["user_id", "movie_id"], sort=False)["time"].min()
+    return starts.rename("start").reset_index()
+
+
+def _accepted(requests: pd.DataFrame, window: Window) -> pd.Series:
+    """Whether each recommendation list was followed by a watch of one of its movies within
+    ``ACCEPT_WITHIN``: the uptake of the lists, which falls when the model goes stale."""
+    if not len(requests):
+        return pd.Series([], dtype=object)
+    listed = requests[["user_id", "time", "movie_ids"]].reset_index(names="request")
+    listed = listed.explode("movie_ids").rename(columns={"movie_ids": "movie_id"})
+    hits = listed.merge(_watch_starts(window), on=["user_id", "movie_id"], how="inner")
+    delay = hits["start"] - hits["time"]
+    hit_requests = set(hits.loc[(delay >= pd.Timedelta(0)) & (delay <= ACCEPT_WITHIN),
+                                "request"])
+    return pd.Series(["yes" if i in hit_requests else "no" for i in range(len(requests))],
+                     index=requests.index)
 
 
 def _primary_genres(catalog: Catalog) -> dict[str, str]:
@@ -140,7 +174,8 @@ def extract(detector: str, window: Window, ctx: FeatureContext) -> pd.DataFrame:
         frame = frame.assign(stars=frame["stars"].astype("Int64").astype(str))
     elif detector == "recommendation_scores":
         reqs = window.recommendation_requests
-        reqs = reqs[pd.to_numeric(reqs["status"], errors="coerce") == 200]
+        reqs = reqs[pd.to_numeric(reqs["status"], errors="coerce") == 200].reset_index(drop=True)
+        reqs = reqs.assign(accepted=_accepted(reqs, window))
         frame = _limit_per_user(reqs, k, seed)
         frame = frame.assign(
             score=[list_score(ids, ctx.popularity) for ids in frame["movie_ids"]],
