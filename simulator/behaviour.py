@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -57,7 +57,7 @@ class Simulation:
         self.faults = faults or FaultInjector(
             cfg.faults.invalid_rate, cfg.faults.duplicate_rate, list(cfg.faults.kinds),
             cfg.faults.huge_line_bytes, seed=self.seed + 1,
-            rating_max=cfg.behaviour.rating_scale_max, movie_ids=world.movie_ids[:1000])
+            rating_max=cfg.behaviour.rating_scale_max, movie_ids=world.movie_ids)
         self.start = datetime.fromisoformat(str(cfg.clock.start))
         self.tick = 0
         self.ledger = Ledger()
@@ -217,7 +217,10 @@ class Simulation:
             users, rated = done[rating], movies[rating]
             affinity = self.world.affinity(users, rated)
             scale = int(b.rating_scale_max)
-            noisy = np.sqrt(affinity) + self.rng.normal(0, float(b.rating_noise), len(users))
+            # Liking on [0, 1] from the affinity's logit: 0.01 -> ~0.07, 0.1 -> ~0.47,
+            # 0.5 -> ~0.83, 0.9 -> 1 (watched movies are mostly liked ones: 3-4 stars typical).
+            logit = np.log(affinity) - np.log1p(-affinity)
+            noisy = (logit + 5) / 6 + self.rng.normal(0, float(b.rating_noise), len(users))
             stars = 1 + np.rint((scale - 1) * np.clip(noisy, 0, 1)).astype(np.int64)
             ids = self.world.movie_ids
             sfx = self.suffixes
@@ -249,7 +252,7 @@ class Simulation:
                         result = ", ".join(r.movie_ids)
                     else:
                         result = r.error
-                    lines.append(f"{base}{sfx[s]},{u},recommendation request {server}, "
+                    lines.append(f"{base}{sfx[s]},{u},recommendation request {r.server or server}, "
                                  f"status {r.status}, result: {result}, {r.response_ms} ms")
                 self.ledger.valid[EventKind.RECOMMEND.value] += len(asked)
                 picks[asks] = self._pick_from_lists(asked, lists)
@@ -330,8 +333,13 @@ class Simulation:
         return self.ledger
 
     def seen_ids(self, user_id: int) -> set[int]:
+        """What ``user_id`` watched, safe to call from other threads (served endpoints)."""
         with self.lock:
             return set(self.seen.get(user_id, ()))
+
+    def seen_in_thread(self, user_id: int) -> Collection[int]:
+        """What ``user_id`` watched, for recommenders called from the simulation's own thread."""
+        return self.seen.get(user_id, ())
 
 
 def _fraction(second: int, rng: np.random.Generator) -> tuple[int, str]:

@@ -58,6 +58,9 @@ class RecommendConfig:
     timeout_ms: int = 600
     concurrency: int = 8
     server_name: str = ""  # as logged; empty: host:port of url (or the target's name)
+    # Non-empty: users split by id hash into arms "target:weight[:url]", e.g.
+    # ["url:0.8:http://127.0.0.1:8082", "oracle:0.1", "popularity:0.1"]; lines name each arm.
+    arms: list[str] = field(default_factory=list)
 
 
 @dataclass

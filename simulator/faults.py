@@ -30,8 +30,8 @@ class FaultInjector:
     def active(self) -> bool:
         return self.invalid_rate > 0 or self.duplicate_rate > 0
 
-    def _invalid(self, kind: InvalidKind) -> bytes:
-        for attempt in range(1000):
+    def _invalid(self, kind: InvalidKind, ledger: Ledger) -> bytes:
+        for attempt in range(50):
             user = int(self.rng.integers(0, 10_000_000)) + attempt
             movie = self.movie_ids[int(self.rng.integers(len(self.movie_ids)))]
             line = make_invalid(kind, self.py_rng, user_id=user, movie_id=movie,
@@ -42,7 +42,9 @@ class FaultInjector:
             if key not in self._issued:
                 self._issued.add(key)
                 return line
-        raise RuntimeError(f"cannot make a new distinct invalid line of kind {kind}")
+        # This kind has few shapes and they are used up: repeat one, and say so in the ledger.
+        ledger.invalid_repeats += 1
+        return line
 
     def apply(self, lines: list[bytes], ledger: Ledger) -> list[bytes]:
         """``lines`` (valid, already counted) with invalid lines and duplicates mixed in."""
@@ -63,6 +65,6 @@ class FaultInjector:
             where = np.sort(self.rng.integers(0, len(out) + 1, n_bad))[::-1]
             for at, k in zip(where.tolist(), kinds.tolist(), strict=True):
                 kind = self.kinds[k]
-                out.insert(at, self._invalid(kind))
+                out.insert(at, self._invalid(kind, ledger))
                 ledger.invalid[kind.value] += 1
         return out

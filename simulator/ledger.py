@@ -5,7 +5,8 @@
 lines per :class:`~movierec_core.invalid.InvalidKind`; ``duplicates`` counts extra deliveries
 of valid lines (byte-identical copies). Valid lines are distinct by construction (one watch line
 per user per simulated minute, at most one request / rating / sign-up per user per minute) and
-invalid lines are kept distinct, so a consumer that dedupes by raw bytes must end with exactly
+invalid lines are kept distinct (``invalid_repeats`` counts the rare byte-identical repeats of an
+invalid line, when a kind's few shapes are used up), so a consumer that dedupes by raw bytes must end with exactly
 ``valid`` rows in the lake and ``invalid`` dead letters, and drop exactly ``duplicates``.
 """
 
@@ -23,6 +24,7 @@ class Ledger:
     valid: Counter = field(default_factory=Counter)
     invalid: Counter = field(default_factory=Counter)
     duplicates: int = 0
+    invalid_repeats: int = 0
     first_time: str = ""
     last_time: str = ""
     drift: list[dict[str, Any]] = field(default_factory=list)
@@ -45,6 +47,7 @@ class Ledger:
             "valid": dict(sorted(self.valid.items())),
             "invalid": dict(sorted(self.invalid.items())),
             "duplicates": self.duplicates,
+            "invalid_repeats": self.invalid_repeats,
             "valid_total": self.valid_total,
             "invalid_total": self.invalid_total,
             "lines_total": self.lines_total,
@@ -56,7 +59,8 @@ class Ledger:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Ledger:
         return cls(Counter(data.get("valid", {})), Counter(data.get("invalid", {})),
-                   int(data.get("duplicates", 0)), data.get("first_time", ""),
+                   int(data.get("duplicates", 0)), int(data.get("invalid_repeats", 0)),
+                   data.get("first_time", ""),
                    data.get("last_time", ""), list(data.get("drift", [])))
 
     def save(self, path: Path | str) -> Path:

@@ -9,7 +9,7 @@ error text, and the response time in ms.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
@@ -31,6 +31,7 @@ class Response:
     movie_ids: tuple[str, ...]
     error: str
     response_ms: int
+    server: str = ""  # who answered, when it differs per user (SplitRecommender)
 
 
 class Recommender(Protocol):
@@ -39,10 +40,8 @@ class Recommender(Protocol):
     def recommend(self, user_ids: Sequence[int]) -> list[Response]: ...
 
 
-class Seen(Protocol):
-    """What each user has watched (the simulator's state); lets the oracle skip it."""
-
-    def get(self, user_id: int, default=None): ...
+# What a user has watched (the simulation's state): lets the oracle skip it.
+Seen = Callable[[int], Collection[int]]
 
 
 class OracleRecommender:
@@ -55,7 +54,7 @@ class OracleRecommender:
     def top_ids(self, user_id: int) -> list[str]:
         if not 0 <= user_id < self.world.n_users:
             return [self.world.movie_ids[i] for i in self.world.popular_top_k(self.k)]
-        exclude = self.seen.get(user_id, ()) if self.seen is not None else ()
+        exclude = self.seen(user_id) if self.seen is not None else ()
         ids = self.world.movie_ids
         return [ids[i] for i in self.world.true_top_k(user_id, self.k, exclude)]
 
@@ -102,6 +101,36 @@ def builtin(kind: str, world: World, k: int = 20, seen: Seen | None = None,
         case "random":
             return RandomRecommender(world, k, seed)
     raise ValueError(f"unknown recommender kind {kind!r} (oracle | popularity | random)")
+
+
+class SplitRecommender:
+    """Users split into fixed arms by a hash of their id (A/B/n under identical conditions);
+    each arm's requests are logged with that arm's server name."""
+
+    def __init__(self, arms: Sequence[tuple[float, Recommender]], seed: int = 0) -> None:
+        weights = np.array([w for w, _ in arms], np.float64)
+        self.bounds = np.cumsum(weights / weights.sum())
+        self.arms = [r for _, r in arms]
+        self.seed = seed
+        self.server = "split"
+
+    def arm_of(self, user_ids: Sequence[int]) -> np.ndarray:
+        ids = np.asarray(user_ids, np.uint64)
+        mixed = (ids + np.uint64(self.seed)) * np.uint64(0x9E3779B97F4A7C15)
+        unit = (mixed >> np.uint64(11)).astype(np.float64) / 2.0**53
+        return np.minimum(np.searchsorted(self.bounds, unit, side="right"), len(self.arms) - 1)
+
+    def recommend(self, user_ids: Sequence[int]) -> list[Response]:
+        arms = self.arm_of(user_ids)
+        out: list[Response | None] = [None] * len(user_ids)
+        for a, recommender in enumerate(self.arms):
+            rows = np.flatnonzero(arms == a)
+            if len(rows):
+                answers = recommender.recommend([int(user_ids[i]) for i in rows])
+                for i, r in zip(rows.tolist(), answers, strict=True):
+                    out[i] = Response(r.status, r.movie_ids, r.error, r.response_ms,
+                                      r.server or recommender.server)
+        return out  # type: ignore[return-value]
 
 
 def parse_list(body: str) -> tuple[str, ...]:

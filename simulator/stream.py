@@ -39,11 +39,16 @@ def simulation_config(seed: int = 0, invalid_rate: float = 0.0, duplicate_rate: 
 def iter_batches(world: World, seed: int = 0, invalid_rate: float = 0.0,
                  duplicate_rate: float = 0.0, recommender: str | None = "popularity",
                  cfg: Any = None) -> tuple[Iterator[list[bytes]], Simulation]:
-    """An endless iterator of per-minute batches, and the simulation (its ``.ledger`` grows)."""
+    """An endless iterator of per-minute batches, and the simulation (its ``.ledger`` grows).
+
+    The simulation runs on a copy of ``world`` (``sim.world``): sign-ups and drift grow it.
+    """
     cfg = cfg if cfg is not None else simulation_config(seed, invalid_rate, duplicate_rate)
+    world = world.copy()
     sim = Simulation(world, cfg)
     if recommender:
-        sim.recommender = builtin(recommender, world, int(cfg.behaviour.k), sim.seen, seed)
+        sim.recommender = builtin(recommender, world, int(cfg.behaviour.k),
+                                sim.seen_in_thread, seed)
 
     def batches() -> Iterator[list[bytes]]:
         while True:

@@ -20,6 +20,7 @@ vectors plus individual noise, so genres carry signal too.
 
 from __future__ import annotations
 
+import copy
 import csv
 import re
 import unicodedata
@@ -189,6 +190,9 @@ class World:
         years = [y for _, y, _ in catalog]
         genres = [g for _, _, g in catalog]
         rng = np.random.default_rng(self.cfg.seed + 1)
+        # Some catalogue entries lose their year (the trailing '+' case), as feeds do.
+        years = [None if drop else y for y, drop in zip(years, rng.random(len(years)) < 0.01,
+                                                           strict=True)]
         genre_freq = np.ones(len(GENRES))
         for gs in genres:
             for g in gs:
@@ -279,6 +283,14 @@ class World:
         self.occupation = _grow(self.occupation, first, occupation)
         self.n_users += n
         return np.arange(first, first + n)
+
+    def copy(self) -> World:
+        """An independent copy (a simulation grows its world: sign-ups, new releases, drift)."""
+        twin = copy.copy(self)
+        for name, value in vars(self).items():
+            if isinstance(value, np.ndarray | list | dict):
+                setattr(twin, name, value.copy())
+        return twin
 
     # ------------------------------------------------------------------ truth
     def score(self, user_ids: Any, movie_idx: Any) -> np.ndarray:
