@@ -127,20 +127,20 @@ class Engine:
         """Top-``k`` for a user, excluding everything seen in training and in ``interactions``
         (the online store's recent events, newest first)."""
         row = self.user_row(user_id)
+        start = end = 0
         if row >= 0:
             start, end = int(self.seen_indptr[row]), int(self.seen_indptr[row + 1])
-            hist_items = self.seen_indices[start:end].astype(np.int64)
-            hist_conf = self.seen_data[start:end].astype(np.float32)
-        else:
-            hist_items = np.empty(0, dtype=np.int64)
-            hist_conf = np.empty(0, dtype=np.float32)
+        hist_items = self.seen_indices[start:end].astype(np.int64)
         online_items, online_conf = self._online(interactions)
+        fresh = False
         if online_items.size:
             seen = np.union1d(hist_items, online_items)
+            # confidences are only read when there is something to compare (keeps the pages
+            # of the memory-mapped training matrix that most requests never need cold)
+            hist_conf = self.seen_data[start:end].astype(np.float32)
+            fresh = self._has_news(hist_items, hist_conf, online_items, online_conf)
         else:
             seen = hist_items
-        fresh = online_items.size and self._has_news(hist_items, hist_conf, online_items,
-                                                     online_conf)
         if fold_in and fresh:
             user_items = self._merged_row(hist_items, hist_conf, online_items, online_conf)
             scores = np.asarray(self.model.scores_for_items(user_items), dtype=np.float32)
