@@ -83,6 +83,12 @@ class ProvenanceLog:
         self._thread.join(timeout_s)
         if self._file is not None:
             self._file.close()
+        close = getattr(self._kafka_sink, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception:
+                log.exception("closing the provenance Kafka sink failed")
 
 
 def _encode(at: float, request_id: str, user_id: int, items: Sequence[str], model: dict[str, str],
@@ -99,15 +105,25 @@ def _encode(at: float, request_id: str, user_id: int, items: Sequence[str], mode
     return orjson.dumps(record) + b"\n"
 
 
-def kafka_sink(bootstrap: str, topic: str, client_id: str = "movierec-model-server") -> Sink:
-    """A sink sending each JSON line as one message to ``topic`` (kafka-python producer)."""
-    from kafka import KafkaProducer
+class KafkaSink:
+    """Sends each JSON line as one message to a topic (kafka-python producer)."""
 
-    producer = KafkaProducer(bootstrap_servers=bootstrap, client_id=client_id, linger_ms=50,
-                             acks=1)
+    def __init__(self, bootstrap: str, topic: str,
+                 client_id: str = "movierec-model-server") -> None:
+        from kafka import KafkaProducer
 
-    def send(lines: list[bytes]) -> None:
+        self.topic = topic
+        self.producer = KafkaProducer(bootstrap_servers=bootstrap, client_id=client_id,
+                                      linger_ms=50, acks=1)
+
+    def __call__(self, lines: list[bytes]) -> None:
         for line in lines:
-            producer.send(topic, line.rstrip(b"\n"))
+            self.producer.send(self.topic, line.rstrip(b"\n"))
 
-    return send
+    def close(self, timeout_s: float = 5.0) -> None:
+        self.producer.flush(timeout_s)
+        self.producer.close(timeout_s)
+
+
+def kafka_sink(bootstrap: str, topic: str) -> KafkaSink:
+    return KafkaSink(bootstrap, topic)

@@ -78,3 +78,22 @@ def test_watch_event_on_kafka_changes_the_recommendation(kafka_broker, tmp_path:
     print(f"\nfreshness: Kafka event -> changed /recommend answer in {freshness_s:.2f} s")
     assert movie not in after
     assert len(after) == 20
+
+
+def test_provenance_records_reach_a_kafka_topic(kafka_broker, tmp_path: Path) -> None:
+    import json
+
+    from kafka import KafkaConsumer
+
+    from model_server.provenance import ProvenanceLog, kafka_sink
+
+    topic = "it-model-server-provenance"
+    log = ProvenanceLog(tmp_path / "p.jsonl", kafka_sink=kafka_sink(kafka_broker.bootstrap, topic))
+    log.log("req-1", 7, ["a", "b"], {"model_version": "v0001"}, "recommend", "model")
+    log.close()
+    consumer = KafkaConsumer(topic, bootstrap_servers=kafka_broker.bootstrap,
+                             auto_offset_reset="earliest", consumer_timeout_ms=20_000)
+    record = json.loads(next(iter(consumer)).value)
+    consumer.close()
+    assert {k: record[k] for k in ("request_id", "user_id", "items", "model_version")} == {
+        "request_id": "req-1", "user_id": 7, "items": ["a", "b"], "model_version": "v0001"}
