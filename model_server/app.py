@@ -27,8 +27,9 @@ def mount(app: FastAPI, model: MovierecModel, *, k: int, admin: bool = True) -> 
     """Add movierec's routes to ``app`` (call before ``ModelServer.start``)."""
     duration = REQUEST_DURATION.labels(endpoint="recommend")
 
-    async def recommend(user_id: str, request: Request) -> Response:
+    async def recommend(request: Request) -> Response:
         started = time.perf_counter()
+        user_id = request.path_params["user_id"]
         request_id = _request_id(request.headers)
         try:
             uid = parse_user_id(user_id)
@@ -58,14 +59,16 @@ def mount(app: FastAPI, model: MovierecModel, *, k: int, admin: bool = True) -> 
         return Response(",".join(items), media_type=TEXT,
                         headers={"x-request-id": request_id, "x-model-version": version})
 
-    async def recommend_missing_id() -> Response:
+    async def recommend_missing_id(_request: Request) -> Response:
         REQUESTS.labels(endpoint="recommend", status="400", model_version="").inc()
         return Response("missing user id: use /recommend/<userid>", status_code=400,
                         media_type=TEXT)
 
-    app.add_api_route("/recommend/{user_id}", recommend, methods=["GET"])
-    app.add_api_route("/recommend/", recommend_missing_id, methods=["GET"])
-    app.add_api_route("/recommend", recommend_missing_id, methods=["GET"])
+    # plain Starlette routes: FastAPI's per-request dependency solving and validation would
+    # cost more than ranking does, and a path string needs neither
+    app.add_route("/recommend/{user_id}", recommend, methods=["GET"])
+    app.add_route("/recommend/", recommend_missing_id, methods=["GET"])
+    app.add_route("/recommend", recommend_missing_id, methods=["GET"])
 
     async def current_model() -> JSONResponse:
         engine = model.holder.current
