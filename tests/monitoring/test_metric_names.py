@@ -145,3 +145,17 @@ def test_dashboard_covers_the_required_areas() -> None:
     rows = [p["title"] for p in data["panels"] if p["type"] == "row"]
     assert rows == ["SLA", "Throughput", "Model versions in service", "A/B tests and canary",
                     "Drift", "Ingestion lag"]
+
+
+def test_docs_list_every_exported_metric() -> None:
+    doc = (REPO_ROOT / "docs" / "metrics.md").read_text()
+    documented = set(NAME.findall(doc))
+    families = set()
+    for module_name in METRIC_MODULES:
+        module = importlib.import_module(module_name)
+        for registry in registries_of(module):
+            for family in registry.collect():
+                if family.name.startswith("movierec_"):
+                    suffix = "_total" if family.type == "counter" else ""
+                    families.add(family.name + suffix)
+    assert sorted(families - documented) == []
