@@ -3,6 +3,8 @@ the Argo pipeline's DAG and its quality gate."""
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -11,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.k8s.conftest import CHART, objects, render
+from tests.k8s.conftest import CHART, REPO_ROOT, objects, render
 
 
 def by_kind(values: str | None, kind: str, *set_args: str) -> list[dict[str, Any]]:
@@ -107,13 +109,13 @@ def test_ab_subsets_select_one_router_deployment_each() -> None:
     deployments = [d for d in by_kind("ab", "Deployment")
                    if d["metadata"]["labels"]["app.kubernetes.io/component"] == "router"]
     subsets = {s["name"]: s["labels"] for s in dr["subsets"]}
-    assert set(subsets) == {"control", "diverse", "cheap"}
+    assert set(subsets) == {"control", "cheap", "fast"}
     for d in deployments:
         pod_labels = d["spec"]["template"]["metadata"]["labels"]
         variant = pod_labels["movierec.io/variant"]
         assert subsets[variant].items() <= pod_labels.items()
         args = d["spec"]["template"]["spec"]["containers"][0]["args"]
-        assert f"++router.variant={variant}" in args
+        assert f"experiments.variant={variant}" in args
     assert len(deployments) == 3
     service = next(s for s in by_kind("ab", "Service") if s["metadata"]["name"] == "movierec-router")
     assert "movierec.io/variant" not in service["spec"]["selector"]
@@ -128,12 +130,18 @@ def test_without_ab_one_variant_takes_all_traffic() -> None:
 
 # -- Argo pipeline -----------------------------------------------------------------------------
 
+SCRIPTS = CHART / "files" / "pipeline"
+
+
 def test_pipeline_dag_order() -> None:
     wft = only(None, "WorkflowTemplate")["spec"]
     tasks = {t["name"]: t.get("depends") for t in wft["templates"][0]["dag"]["tasks"]}
     assert tasks == {"snapshot": None, "train": "snapshot", "evaluate": "train",
-                     "quality-gate": "evaluate", "register": "quality-gate",
-                     "promote-challenger": "register", "canary": "promote-challenger"}
+                     "quality-gate": "evaluate", "canary": "quality-gate"}
+    params = {p["name"]: p["value"] for p in wft["arguments"]["parameters"]}
+    # the drift job's Workflow passes these (drift.retrain.render_workflow)
+    assert {"reason", "drifted_detectors", "drift_report"} <= set(params)
+    assert params["snapshot"] == "new"
     cron = only(None, "CronWorkflow")["spec"]
     assert cron["workflowSpec"] == {"workflowTemplateRef": {"name": "movierec-retrain"}}
     assert cron["schedules"] == ["0 3 * * *"] and cron["concurrencyPolicy"] == "Forbid"
@@ -142,43 +150,138 @@ def test_pipeline_dag_order() -> None:
 def test_pipeline_commands_and_service_accounts() -> None:
     wft = only(None, "WorkflowTemplate")["spec"]
     steps = {t["name"]: t for t in wft["templates"][1:]}
-    commands = {name: t.get("container", t.get("script"))["command"] for name, t in steps.items()}
+    commands = {name: t["container"]["command"] for name, t in steps.items()}
+    scripts = "/opt/movierec/pipeline"
     assert commands == {
         "snapshot": ["python", "-m", "ingestor", "snapshot"],
         "train": ["python", "-m", "trainer"],
-        "evaluate": ["python", "-m", "trainer", "evaluate"],
-        "quality-gate": ["python"],
-        "register": ["python", "-m", "trainer", "register"],
-        "promote-challenger": ["python", "-m", "trainer", "promote", "--alias", "challenger"],
-        "canary": ["python", "-m", "experiments", "canary"],
+        "evaluate": ["python", f"{scripts}/evaluate.py"],
+        "quality-gate": ["python", f"{scripts}/quality_gate.py"],
+        "canary": ["python", f"{scripts}/canary_apply.py", "--config", scripts,
+                   "--", "python", "-m", "experiments", "canary"],
     }
     assert wft["serviceAccountName"] == "movierec-pipeline"
     assert {n for n, t in steps.items() if "serviceAccountName" in t} == {"canary"}
     assert steps["canary"]["serviceAccountName"] == "movierec-pipeline-canary"
     canary_args = steps["canary"]["container"]["args"]
-    assert "++canary.inference_service=movierec-model" in canary_args
-    assert "++canary.deployment_mode=Standard" in canary_args
+    for arg in ("experiments.canary.target=kserve", "experiments.canary.kserve_mode=standard",
+                "experiments.canary.model_name=movierec", "experiments.canary.steps=[5,25,50,100]",
+                "experiments.canary.kserve_patch_dir=/tmp/canary-patches"):
+        assert arg in canary_args
     assert "snapshot={{inputs.parameters.snapshot-id}}" in steps["train"]["container"]["args"]
+    knative = {t["name"]: t for t in only("knative", "WorkflowTemplate")["spec"]["templates"]}
+    assert "experiments.canary.kserve_mode=knative" in knative["canary"]["container"]["args"]
+
+
+def test_pipeline_scripts_configmap_matches_files_and_release() -> None:
+    cm = next(c for c in by_kind(None, "ConfigMap") if c["metadata"]["name"] == "movierec-pipeline-scripts")
+    for script in SCRIPTS.glob("*.py"):
+        assert cm["data"][script.name] == script.read_text().rstrip("\n")
+    settings = json.loads(cm["data"]["settings.json"])
+    assert settings == {"inference_service": "movierec-model", "namespace": "movierec",
+                        "mode": "standard", "patch_dir": "/tmp/canary-patches"}
+    predictors = json.loads(cm["data"]["predictors.json"])
+    isvc = only("canary", "InferenceService")["spec"]
+    assert predictors["primary"] == only(None, "InferenceService")["spec"]["predictor"]
+    assert predictors["canary"] == isvc["canary"][0]["predictor"]
 
 
 def _run_gate(metrics: str, floor: str = "0.02", max_regression: str = "0.05") -> subprocess.CompletedProcess:
-    wft = only(None, "WorkflowTemplate")["spec"]
-    gate = next(t for t in wft["templates"] if t["name"] == "quality-gate")
     env = {**os.environ, "METRICS": metrics, "MIN_NDCG_AT_10": floor, "MAX_REGRESSION": max_regression}
-    return subprocess.run([sys.executable, "-c", gate["script"]["source"]], env=env,
+    return subprocess.run([sys.executable, str(SCRIPTS / "quality_gate.py")], env=env,
                           capture_output=True, text=True)
 
 
 @pytest.mark.parametrize(
     ("metrics", "passes"),
     [
-        ('{"ndcg_at_10": 0.031}', True),                                  # first model, above floor
-        ('{"ndcg_at_10": 0.019}', False),                                 # below floor
+        ('{"ndcg_at_10": 0.031, "champion_ndcg_at_10": null}', True),     # first model, above floor
+        ('{"ndcg_at_10": 0.019, "champion_ndcg_at_10": null}', False),    # below floor
         ('{"ndcg_at_10": 0.030, "champion_ndcg_at_10": 0.031}', True),    # -3.2 %: within 5 %
         ('{"ndcg_at_10": 0.029, "champion_ndcg_at_10": 0.031}', False),   # -6.5 %: regression
+        ('{"ndcg_at_10": null, "champion_ndcg_at_10": 0.031}', False),    # no metric: fail closed
     ],
 )
 def test_quality_gate_script(metrics: str, passes: bool) -> None:
     proc = _run_gate(metrics)
     assert (proc.returncode == 0) is passes, proc.stdout + proc.stderr
     assert ("quality gate: passed" in proc.stdout) is passes
+
+
+def _bundle(tmp_path, name: str, metrics: dict) -> str:
+    bundle = tmp_path / "bundles" / name
+    bundle.mkdir(parents=True)
+    (bundle / "manifest.json").write_text(json.dumps({"model_type": "als", "metrics": metrics}))
+    return str(bundle)
+
+
+@pytest.mark.parametrize(
+    ("history", "expected"),
+    [
+        # champion v0001, then the pipeline's run registered v0002 as challenger
+        ([({"ndcg@10": 0.04}, ("champion", "challenger")), ({"warm": {"ndcg@10": 0.05}}, ("challenger",))],
+         {"challenger_version": "v0002", "ndcg_at_10": 0.05, "champion_version": "v0001",
+          "champion_ndcg_at_10": 0.04}),
+        # the first model is registered as both challenger and champion: nothing to compare
+        ([({"ndcg@10": 0.03}, ("challenger", "champion"))],
+         {"challenger_version": "v0001", "ndcg_at_10": 0.03, "champion_version": None,
+          "champion_ndcg_at_10": None}),
+    ],
+)
+def test_evaluate_script_reads_the_real_registry(tmp_path, history, expected) -> None:
+    """evaluate.py against the trainer's real `show` command on a real FileRegistry."""
+    from movierec_core.registry import FileRegistry
+
+    registry = FileRegistry(tmp_path / "registry")
+    for i, (metrics, aliases) in enumerate(history):
+        registry.register("movierec", _bundle(tmp_path, f"b{i}", metrics), aliases=aliases)
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPTS / "evaluate.py"), f"data.registry_root={tmp_path / 'registry'}",
+         "trainer.model_name=movierec"],
+        cwd=REPO_ROOT, capture_output=True, text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout) == expected
+
+
+def _canary_apply():
+    spec = importlib.util.spec_from_file_location("canary_apply", SCRIPTS / "canary_apply.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class FakeApi:
+    def __init__(self) -> None:
+        self.patches: list[dict] = []
+
+    def patch(self, body: dict) -> None:
+        self.patches.append(body)
+
+
+def test_canary_apply_replaces_the_controllers_predictor_with_the_charts() -> None:
+    ca = _canary_apply()
+    primary, canary = {"model": {"args": ["serving.alias=champion"]}}, {"model": {"args": ["serving.alias=challenger"]}}
+    minimal = {"model": {"name": "kserve-container", "args": ["serving.alias=challenger"]}}
+    assert ca.translate({"spec": {"canary": [{"predictor": minimal, "trafficPercent": 25}]}},
+                        "standard", primary, canary) == \
+        {"spec": {"canary": [{"trafficPercent": 25, "predictor": canary}]}}
+    assert ca.translate({"spec": {"canary": []}}, "standard", primary, canary) == {"spec": {"canary": []}}
+    assert ca.translate({"spec": {"predictor": {**minimal, "canaryTrafficPercent": 50}}},
+                        "knative", primary, canary) == \
+        {"spec": {"predictor": {**canary, "canaryTrafficPercent": 50}}}
+    assert ca.clear("knative", primary) == {"spec": {"predictor": {**primary, "canaryTrafficPercent": None}}}
+
+
+def test_canary_apply_applies_each_new_patch_once_in_order(tmp_path) -> None:
+    ca = _canary_apply()
+    api, seen = FakeApi(), set()
+    for i, pct in enumerate([5, 25]):
+        (tmp_path / f"{i:02d}-canary-{pct}.json").write_text(
+            json.dumps({"spec": {"canary": [{"predictor": {}, "trafficPercent": pct}]}}))
+    assert ca.apply_new(tmp_path, seen, api, "standard", {}, {"model": {}}) == 2
+    assert ca.apply_new(tmp_path, seen, api, "standard", {}, {"model": {}}) == 0
+    (tmp_path / "02-canary-0.json").write_text(json.dumps({"spec": {"canary": []}}))
+    assert ca.apply_new(tmp_path, seen, api, "standard", {}, {"model": {}}) == 1
+    assert [p["spec"]["canary"][0]["trafficPercent"] if p["spec"]["canary"] else 0
+            for p in api.patches] == [5, 25, 0]

@@ -69,7 +69,8 @@ def test_prometheus_rule_comes_from_the_alerts_file_or_has_a_p99_alert() -> None
 def test_dashboards_configmap_is_labelled_for_grafana() -> None:
     from tests.k8s.conftest import objects, render
 
-    (cm,) = [o for o in objects(render(None)) if o["kind"] == "ConfigMap"]
+    (cm,) = [o for o in objects(render(None))
+             if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "movierec-dashboards"]
     assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
     synced = sorted(p.name for p in (REPO_ROOT / "monitoring" / "dashboards").glob("*.json"))
     assert sorted(cm["data"]) == (synced or ["movierec-overview.json"])

@@ -97,15 +97,20 @@ def test_writable_tmp_is_an_emptydir(values_file: Path | None) -> None:
             assert mounts.get("/tmp") == "tmp", f"{o['kind']}/{o['metadata']['name']}/{where}"
 
 
+TOKEN_HOLDERS = {"pipeline", "pipeline-canary", "drift-job"}  # the accounts with a Role
+
+
 @pytest.mark.parametrize("values_file", RENDER_CASES, ids=RENDER_IDS)
-def test_only_pipeline_pods_mount_api_tokens(values_file: Path | None) -> None:
+def test_only_accounts_with_a_role_mount_api_tokens(values_file: Path | None) -> None:
     for o in rendered(values_file):
         for where, pod in pod_specs(o):
-            assert pod.get("automountServiceAccountToken") is False, f"{o['kind']}/{where}"
-            assert pod.get("serviceAccountName"), f"{o['kind']}/{where} uses the default account"
+            account = pod.get("serviceAccountName", "")
+            assert account, f"{o['kind']}/{where} uses the default account"
+            expected = account.removeprefix("movierec-") in TOKEN_HOLDERS
+            assert pod.get("automountServiceAccountToken") is expected, f"{o['kind']}/{where}"
         if o["kind"] == "ServiceAccount":
             component = o["metadata"]["labels"]["app.kubernetes.io/component"]
-            assert o["automountServiceAccountToken"] is (component.startswith("pipeline"))
+            assert o["automountServiceAccountToken"] is (component in TOKEN_HOLDERS)
 
 
 def test_rbac_is_least_privilege() -> None:
@@ -113,19 +118,25 @@ def test_rbac_is_least_privilege() -> None:
     rules = {o["metadata"]["name"]: o["rules"] for o in objs if o["kind"] in ("Role", "ClusterRole")}
     assert not [o for o in objs if o["kind"] in ("ClusterRole", "ClusterRoleBinding")]
     assert rules == {
+        # Argo's executor reports step outputs; every pipeline step has this and nothing else
         "movierec-argo-executor": [{"apiGroups": ["argoproj.io"],
                                     "resources": ["workflowtaskresults"],
                                     "verbs": ["create", "patch"]}],
+        # the canary step: get/patch on this release's InferenceService, nothing more
         "movierec-pipeline-canary": [{"apiGroups": ["serving.kserve.io"],
                                       "resources": ["inferenceservices"],
                                       "resourceNames": ["movierec-model"],
                                       "verbs": ["get", "patch"]}],
+        # the drift job submits a retraining run
+        "movierec-drift-job": [{"apiGroups": ["argoproj.io"], "resources": ["workflows"],
+                                "verbs": ["create"]}],
     }
     bindings = {o["metadata"]["name"]: [s["name"] for s in o["subjects"]]
                 for o in objs if o["kind"] == "RoleBinding"}
     assert bindings == {
         "movierec-argo-executor": ["movierec-pipeline", "movierec-pipeline-canary"],
         "movierec-pipeline-canary": ["movierec-pipeline-canary"],
+        "movierec-drift-job": ["movierec-drift-job"],
     }
 
 

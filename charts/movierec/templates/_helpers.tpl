@@ -138,7 +138,7 @@ imagePullSecrets:
 {{- toYaml (dict "items" $variants) -}}
 {{- else -}}
 {{- $first := first $variants -}}
-{{- toYaml (dict "items" (list (dict "name" $first.name "weight" 100 "args" ($first.args | default list)))) -}}
+{{- toYaml (dict "items" (list (dict "name" $first.name "weight" 100 "args" ($first.args | default list) "modelUrl" ($first.modelUrl | default "")))) -}}
 {{- end -}}
 {{- end -}}
 

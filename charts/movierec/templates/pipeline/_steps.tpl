@@ -1,5 +1,7 @@
-{{/* One Argo container template: (dict "root" $ "name" .. "component" <image> "command" (list ..)
-     "args" (list ..) "outputs" (list <parameter names>) "resources" .. "serviceAccount" ..) */}}
+{{/* One Argo container step:
+     (dict "root" $ "name" .. "component" <image> "command" (list ..) "args" (list ..)
+           "platformArgs" true "inputs" (list ..) "env" (list (dict "name" .. "value" ..))
+           "resources" .. "serviceAccount" .. "scripts" true) */}}
 {{- define "movierec.argoStep" -}}
 {{- $root := .root -}}
 - name: {{ .name }}
@@ -14,29 +16,26 @@
   serviceAccountName: {{ . }}
   automountServiceAccountToken: true
   {{- end }}
-  {{- with .outputs }}
-  outputs:
-    parameters:
-      {{- range . }}
-      - name: {{ . }}
-        valueFrom:
-          path: /tmp/outputs/{{ . }}
-      {{- end }}
-  {{- end }}
   container:
     image: {{ include "movierec.image" (dict "root" $root "component" .component) }}
     imagePullPolicy: {{ $root.Values.image.pullPolicy }}
     command:
       {{- toYaml .command | nindent 6 }}
+    {{- if or .platformArgs .args }}
     args:
+      {{- if .platformArgs }}
       {{- include "movierec.platformArgs" $root | nindent 6 }}
-      # the step writes its outputs (one file per Argo output parameter) here
-      - ++pipeline.output_dir=/tmp/outputs
+      {{- end }}
       {{- range .args }}
       - {{ . | quote }}
       {{- end }}
+    {{- end }}
     env:
       {{- include "movierec.pythonEnv" $root | nindent 6 }}
+      {{- range .env }}
+      - name: {{ .name }}
+        value: {{ .value | quote }}
+      {{- end }}
     resources:
       {{- toYaml .resources | nindent 6 }}
     securityContext:
@@ -44,4 +43,9 @@
     volumeMounts:
       {{- include "movierec.tmpMount" $root | nindent 6 }}
       {{- include "movierec.dataMount" $root | nindent 6 }}
+      {{- if .scripts }}
+      - name: pipeline-scripts
+        mountPath: /opt/movierec/pipeline
+        readOnly: true
+      {{- end }}
 {{- end -}}
