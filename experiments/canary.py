@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -30,6 +31,7 @@ from movierec_core.events import RecommendationRequest, WatchMinute, parse
 log = logging.getLogger("experiments.canary")
 
 HOLD, STEP, PROMOTE, ROLLBACK = "hold", "step", "promote", "rollback"
+_WATCH_PREFIX = b"GET /data/m/"
 
 
 @dataclass(frozen=True)
@@ -43,13 +45,14 @@ class Policy:
     require_significant_lift: bool = False
     min_lift: float = 0.0
     max_windows_per_step: int = 3
+    max_watch_through_drop: float = 0.05  # step up only if the CI lower bound is above -this
 
     @classmethod
     def from_config(cls, c: Any) -> Policy:
         return cls(tuple(int(s) for s in c.steps), int(c.min_requests),
                    float(c.max_error_rate_delta), float(c.max_p99_ratio), float(c.p99_slack_ms),
                    float(c.alpha), bool(c.require_significant_lift), float(c.min_lift),
-                   int(c.max_windows_per_step))
+                   int(c.max_windows_per_step), float(c.max_watch_through_drop))
 
 
 @dataclass
@@ -69,7 +72,8 @@ def decide(
     exceed the champion's by at most ``max_error_rate_delta``, its p99 latency by at most
     ``max_p99_ratio`` (and ``p99_slack_ms``). Watch-through uses everything since the canary
     started (sticky users: more power): significantly worse (upper CI bound < 0) rolls back.
-    The step to 100 % needs a significant lift when ``require_significant_lift``.
+    A step up needs non-inferiority (CI lower bound above ``-max_watch_through_drop``); the
+    step to 100 % needs a significant lift when ``require_significant_lift``.
     """
     empty = VariantMetrics("")
     wc, wn = window.get(champion, empty), window.get(challenger, empty)
@@ -107,6 +111,11 @@ def decide(
                                        f"{lift.ci_high:+.3f}])"], lift)
         return Decision(HOLD, ["lift not yet significant"], lift)
     verdict = f"watch-through diff {lift.diff:+.3f} CI [{lift.ci_low:+.3f}, {lift.ci_high:+.3f}]"
+    if lift.ci_low < -policy.max_watch_through_drop:
+        # not shown worse, not shown non-inferior either: more data before more traffic
+        if windows_in_step + 1 >= policy.max_windows_per_step:
+            return Decision(ROLLBACK, [f"not shown non-inferior: {verdict}"], lift)
+        return Decision(HOLD, [f"not yet non-inferior: {verdict}"], lift)
     return Decision(PROMOTE if last_gate else STEP, [verdict], lift)
 
 
@@ -270,7 +279,7 @@ class CanaryController:
         self.join_window_s = join_window_s
         self.promote_fn = promote
         self.metrics = metrics or ExperimentMetrics()
-        self.sleep = sleep or __import__("time").sleep
+        self.sleep = sleep or time.sleep
         self.window_s = window_s
         self.costs = dict(costs or {})
         self.state_path = Path(state_path) if state_path else None
@@ -279,6 +288,7 @@ class CanaryController:
         self.history = WeightsHistory(experiment)
         self.requests: list[RecommendationRequest] = []
         self.watches: list[WatchMinute] = []
+        self._shown: set[tuple[int, str]] = set()
         self.watermark = datetime.min  # newest event time seen
         self.request_watermark = datetime.min  # newest recommendation request seen
         self.result = CanaryResult(experiment, champion, challenger,
@@ -286,15 +296,31 @@ class CanaryController:
 
     # telemetry -----------------------------------------------------------------------------
     def _ingest(self, lines: Iterable[bytes]) -> list[RecommendationRequest]:
+        """Parse new lines; keep every recommendation request, and only the watch minutes of
+        movies that were recommended to that user before (all the join can use: ~98 % of the
+        lines are watch minutes, most of them organic)."""
         new = []
         for line in lines:
+            head = line.split(b",", 2)
+            if len(head) == 3 and head[2].startswith(_WATCH_PREFIX):
+                # cheap look at a watch line before parsing it: shown to this user at all?
+                movie = head[2][len(_WATCH_PREFIX):].rsplit(b"/", 1)[0]
+                try:
+                    key = (int(head[1]), movie.decode())
+                except (ValueError, UnicodeDecodeError):
+                    continue
+                if key not in self._shown:
+                    continue
             ev = parse(line)
             if isinstance(ev, RecommendationRequest):
                 self.requests.append(ev)
                 new.append(ev)
                 self.request_watermark = max(self.request_watermark, ev.time)
+                for movie in ev.movie_ids:
+                    self._shown.add((ev.user_id, movie))
             elif isinstance(ev, WatchMinute):
-                self.watches.append(ev)
+                if (ev.user_id, ev.movie_id) in self._shown:
+                    self.watches.append(ev)
             else:
                 continue
             self.watermark = max(self.watermark, ev.time)
@@ -321,7 +347,12 @@ class CanaryController:
         start_watermark = self.request_watermark
         for index in range(self.max_windows):
             self.sleep(self.window_s)
-            window_requests = [r for r in self._ingest(self.telemetry.poll()) if r.time > start_watermark]
+            t0 = time.perf_counter()
+            lines = self.telemetry.poll()
+            t1 = time.perf_counter()
+            window_requests = [r for r in self._ingest(lines) if r.time > start_watermark]
+            log.info("window %d: %d lines read in %.1f s, parsed in %.1f s", index, len(lines),
+                     t1 - t0, time.perf_counter() - t1)
             pct = self.result.final_percent
             window_out = outcomes(window_requests, (), self.history, self.join_window_s)
             all_requests = [r for r in self.requests if r.time > start_watermark]

@@ -50,6 +50,7 @@ class CanaryConfig:
     max_p99_ratio: float = 1.5  # challenger p99 / champion p99
     p99_slack_ms: float = 20.0  # p99 differences below this never fail
     alpha: float = 0.05  # significance of "worse" (one-sided, lower CI bound)
+    max_watch_through_drop: float = 0.05  # step up only when the diff CI lower bound > -this
     min_lift: float = 0.0  # promotion at 100 % needs lift CI lower bound > this when required
     require_significant_lift: bool = False
     join_window_s: float = 7200.0  # event time after a recommendation in which a watch counts

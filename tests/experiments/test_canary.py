@@ -39,10 +39,13 @@ def both(champion, challenger):
     return {"champion": champion, "challenger": challenger}
 
 
-def test_decide_steps_up_a_challenger_that_is_not_worse():
-    w = both(vm("champion"), vm("challenger", watched=62))
+def test_decide_steps_up_a_challenger_shown_non_inferior_and_holds_while_unsure():
+    w = both(vm("champion", matured=2000, watched=600), vm("challenger", matured=2000, watched=590))
     d = decide(POLICY, w, w, "champion", "challenger", 0, 0)
-    assert d.action == STEP and d.lift is not None
+    assert d.action == STEP and d.lift.ci_low > -0.05
+    unsure = both(vm("champion"), vm("challenger", watched=55))  # CI reaches below -5 points
+    assert decide(POLICY, unsure, unsure, "champion", "challenger", 0, 0).action == HOLD
+    assert decide(POLICY, unsure, unsure, "champion", "challenger", 0, 2).action == ROLLBACK
 
 
 def test_decide_rolls_back_on_errors_latency_or_significantly_worse_watch_through():
@@ -71,7 +74,8 @@ def test_decide_last_gate_promotes_only_with_a_significant_lift_when_required():
     assert decide(strict, flat, flat, "champion", "challenger", 2, 1).action == ROLLBACK
     lift = both(vm("champion", matured=2000, watched=600), vm("challenger", matured=2000, watched=800))
     assert decide(strict, lift, lift, "champion", "challenger", 2, 0).action == PROMOTE
-    assert decide(POLICY, flat, flat, "champion", "challenger", 2, 0).action == PROMOTE
+    big_flat = both(vm("champion", matured=2000, watched=600), vm("challenger", matured=2000, watched=610))
+    assert decide(POLICY, big_flat, big_flat, "champion", "challenger", 2, 0).action == PROMOTE
 
 
 class SimulatedWorld:
@@ -106,13 +110,15 @@ class SimulatedWorld:
             movies = (f"{variant}+movie+{self.rng.randrange(50)}+2000", "other+1999")
             if self.rng.random() < error_rate:
                 req = RecommendationRequest(t, uid, "router:8082", 500, (), "boom", latency)
+                self.pending.append(format_event(req).encode())
             else:
                 req = RecommendationRequest(t, uid, "router:8082", 200, movies, "", latency)
+                self.pending.append(format_event(req).encode())
                 if self.rng.random() < p_watch:
                     for minute in range(20):
                         self.pending.append(format_event(WatchMinute(
                             t + timedelta(seconds=20 * (minute + 1)), uid, movies[0], minute)).encode())
-            self.pending.append(format_event(req).encode())
+                    self.pending.append(format_event(WatchMinute(t, uid, "organic+2001", 1)).encode())
         self.time += timedelta(seconds=600)
 
 
