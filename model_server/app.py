@@ -26,6 +26,14 @@ TEXT = "text/plain; charset=utf-8"
 def mount(app: FastAPI, model: MovierecModel, *, k: int, admin: bool = True) -> None:
     """Add movierec's routes to ``app`` (call before ``ModelServer.start``)."""
     duration = REQUEST_DURATION.labels(endpoint="recommend")
+    ok: dict[str, object] = {}  # model version -> its requests_total{status="200"} child
+
+    def count_ok(version: str) -> None:
+        child = ok.get(version)
+        if child is None:
+            child = ok[version] = REQUESTS.labels(endpoint="recommend", status="200",
+                                                  model_version=version)
+        child.inc()
 
     async def recommend(request: Request) -> Response:
         started = time.perf_counter()
@@ -54,7 +62,7 @@ def mount(app: FastAPI, model: MovierecModel, *, k: int, admin: bool = True) -> 
             engine = model.holder.current
             items = engine.fallback(k).items if engine is not None else []
             version = engine.version if engine is not None else ""
-        REQUESTS.labels(endpoint="recommend", status="200", model_version=version).inc()
+        count_ok(version)
         duration.observe(time.perf_counter() - started)
         return Response(",".join(items), media_type=TEXT,
                         headers={"x-request-id": request_id, "x-model-version": version})

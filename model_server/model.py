@@ -13,6 +13,7 @@ element the user's movie ids joined by ``,`` best first, as ``/recommend`` answe
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 import uuid
 from dataclasses import dataclass
@@ -218,9 +219,15 @@ class MovierecModel(Model):
         return int(k)
 
 
+_ID_PREFIX = uuid.uuid4().hex[:12]  # per process: ids stay unique across replicas
+_ID_COUNTER = itertools.count(1)
+
+
 def _request_id(headers: dict[str, str] | None) -> str:
+    """The caller's ``X-Request-Id`` (up to 128 chars), else ``<process prefix>-<counter>``
+    (uuid4 per request reads the OS entropy pool: a syscall on the hot path)."""
     if headers:
         given = headers.get("x-request-id")
         if given and len(given) <= 128:
             return given
-    return uuid.uuid4().hex
+    return f"{_ID_PREFIX}-{next(_ID_COUNTER):x}"
