@@ -102,7 +102,12 @@ def _run(cfg) -> int:
         ep = sim_cfg.endpoint
         handle = simulator.start_endpoint(ep.kind, ep.host, ep.port, ep.k)
         print(f"{ep.kind} /recommend endpoint on {handle.url}", flush=True)
-    simulator.configure_from_cfg()
+    if sim_cfg.recommend.target == "endpoint":  # the endpoint served above, over HTTP
+        if not sim_cfg.endpoint.enabled:
+            raise SystemExit("recommend.target=endpoint needs endpoint.enabled=true")
+        simulator.use("url", handle.url)
+    else:
+        simulator.configure_from_cfg()
     sink = make_sink(sim_cfg.sink, cfg.kafka)
     where = (f"kafka {cfg.kafka.bootstrap}/{cfg.kafka.topic}" if sim_cfg.sink.kind == "kafka"
              else str(sim_cfg.sink.path) if sim_cfg.sink.kind == "file" else sim_cfg.sink.kind)

@@ -84,6 +84,25 @@ class Simulation:
         self.n_users = 0
         self._init_users(world.n_users, first_session=self._session_gaps)
         self._refresh_popularity()
+        self._warm_start(float(getattr(self.b, "warm_start_share", 0.0)))
+
+    def _warm_start(self, share: float) -> None:
+        """Start the clock in a steady state: ``share`` of users are mid-way through a movie
+        (chosen organically before the log began, so no request line precedes it)."""
+        if share <= 0 or self.n_users == 0:
+            return
+        users = np.flatnonzero(self.rng.random(self.n_users) < share)
+        if not len(users):
+            return
+        picks = self._pick_organic(users)
+        lengths = self._watch_lengths(users, picks)
+        done = (self.rng.random(len(users)) * lengths).astype(np.int16)
+        self.state[users] = WATCHING
+        self.movie[users] = picks
+        self.minute[users] = done
+        self.remaining[users] = lengths - done
+        for u, m in zip(users.tolist(), picks.tolist(), strict=True):
+            self.seen.setdefault(u, set()).add(m)
 
     # ------------------------------------------------------------------ state helpers
     def _session_gaps(self, n: int) -> np.ndarray:

@@ -37,6 +37,7 @@ class BehaviourConfig:
     rating_noise: float = 0.12
     signups_per_hour: float = 60.0
     fractional_time_share: float = 0.3  # share of users whose timestamps carry fractions
+    warm_start_share: float = 0.3  # users already mid-movie at minute 0 (steady state at once)
 
 
 @dataclass
@@ -53,7 +54,9 @@ class FaultConfig:
 class RecommendConfig:
     """Where the simulated service asks for recommendations."""
 
-    target: str = "url"  # url | oracle | popularity | random (in-process, no HTTP)
+    # url | oracle | popularity | random (in-process, no HTTP) | endpoint (the built-in
+    # endpoint this process serves, over HTTP; needs endpoint.enabled)
+    target: str = "url"
     url: str = "http://127.0.0.1:8082"
     timeout_ms: int = 600
     concurrency: int = 8

@@ -96,7 +96,7 @@ class KafkaSink:
         self.producer = KafkaProducer(
             bootstrap_servers=bootstrap, client_id=client_id, linger_ms=linger_ms,
             batch_size=batch_size, max_request_size=max_request_size, acks=1,
-            buffer_memory=128 * 1024 * 1024, retries=5)
+            retries=5)
         self.limit = _RateLimit(max_lines_per_s)
         self.lines_sent = 0
         self.bytes_sent = 0

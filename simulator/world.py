@@ -83,7 +83,7 @@ class WorldConfig:
     offset: float = 5.0  # affinity = sigmoid(score - offset): most movies are of low affinity
     demographic_weight: float = 0.6  # share of a user's taste explained by demographics
     genre_weight: float = 0.6  # share of a movie's taste explained by its genres
-    quality_sd: float = 0.5
+    quality_sd: float = 0.3
     popularity_exponent: float = 1.0  # Zipf exponent of the long tail
     movielens_dir: str = str(MOVIELENS_DIR)
     start_year: int = 2025  # the "current" year: new releases carry it
@@ -326,7 +326,12 @@ class World:
         return np.take_along_axis(top, order, 1)
 
     def popular_top_k(self, k: int = 20) -> list[int]:
-        return np.argsort(-self.popularity[: self.n_movies], kind="stable")[:k].tolist()
+        """Indices of the ``k`` most popular movies (cached until the catalogue changes)."""
+        cached = getattr(self, "_popular_cache", None)
+        if cached is None or cached[0] != self.n_movies or len(cached[1]) < k:
+            order = np.argsort(-self.popularity[: self.n_movies], kind="stable")[: max(k, 100)]
+            cached = self._popular_cache = (self.n_movies, order.tolist())
+        return cached[1][:k]
 
     # ------------------------------------------------------------------ metadata
     def user_record(self, user_id: int) -> dict[str, Any] | None:
