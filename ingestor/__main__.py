@@ -33,6 +33,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("kafka").setLevel(logging.ERROR)
     lake_root = cfg.data.lake_root
 
+    if opts.command == "run" and int(cfg.ingestor.workers) > 1:
+        from ingestor.supervisor import supervise
+
+        return supervise(int(cfg.ingestor.workers), overrides, int(cfg.ingestor.metrics_port))
     if opts.command == "run":
         from ingestor import metrics
         from ingestor.app import Ingestor, install_signal_handlers

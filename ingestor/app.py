@@ -16,6 +16,7 @@ committed offsets, here or on another instance). SIGTERM/SIGINT: finish the batc
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -78,6 +79,8 @@ class Ingestor:
         self.batches = 0
         self.records = 0
         self.last_batch_end = 0.0
+        self.first_record_at = 0.0  # wall clock, for benchmarks across worker processes
+        self.last_commit_at = 0.0
 
     # ----------------------------------------------------------------------------- lifecycle
     def stop(self) -> None:
@@ -196,6 +199,9 @@ class Ingestor:
         if self.store is not None:
             self.store.close()
         log.info("ingestor stopped after %d batches", self.batches)
+        log.info("ingest summary %s", json.dumps({
+            "records": self.records, "batches": self.batches,
+            "first_record_at": self.first_record_at, "last_commit_at": self.last_commit_at}))
 
     # ------------------------------------------------------------------------------- batches
     def _fill_buffer(self) -> int:
@@ -216,6 +222,8 @@ class Ingestor:
                 log.warning("poll failed (%s); the consumer reconnects by itself", exc)
                 self._stop.wait(min(1.0, self.icfg.retry_backoff_max_s))
                 continue
+            if polled and not self.first_record_at:
+                self.first_record_at = time.time()
             for tp, records in polled.items():
                 self._buffer[tp].extend(records)
                 self._buffered += len(records)
@@ -269,6 +277,7 @@ class Ingestor:
         elapsed = time.perf_counter() - start
         metrics.BATCH_DURATION.observe(elapsed)
         self.last_batch_end = time.monotonic()
+        self.last_commit_at = time.time()
         log.debug("batch %d: %d records, %d rejected, %.3fs", self.batches, len(values),
                   len(parsed.rejected), elapsed)
         self._update_lag()

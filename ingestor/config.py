@@ -38,6 +38,9 @@ class IngestorConfig:
     enrichment_interval_s: float = 1.0
     enrichment_max_backoff_s: float = 30.0
     metrics_port: int = 9101  # 0: no /metrics server
+    # consumer processes in this group started by `python -m ingestor` (each takes a share of
+    # the partitions; metrics on metrics_port + i)
+    workers: int = 1
     # stop by itself once every assigned partition is drained (bench, demo batch runs); 0: never
     exit_when_idle_s: float = 0.0
     log_level: str = "INFO"

@@ -200,6 +200,9 @@ class SqliteOnlineStore:
         self._lock = threading.Lock()
         conn = self._conn()
         conn.executescript(_SCHEMA)
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(interactions)")}
+        if "minute_bits" not in columns:  # a store created before the bitmaps
+            conn.execute("ALTER TABLE interactions ADD COLUMN minute_bits BLOB")
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)

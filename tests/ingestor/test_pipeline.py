@@ -1,0 +1,64 @@
+"""parse_batch: lines to per-table columns and rejections (pure)."""
+
+from __future__ import annotations
+
+import random
+import urllib.request
+from datetime import datetime
+
+from devstack.ports import free_port
+from ingestor import metrics
+from ingestor.pipeline import parse_batch
+from movierec_core.events import (
+    AccountCreation,
+    ParserSettings,
+    Rating,
+    Reason,
+    WatchMinute,
+    format_event,
+)
+from movierec_core.invalid import EXPECTED_REASONS, InvalidKind, make_invalid
+from movierec_core.lake import SCHEMAS, line_id
+
+T = datetime(2025, 3, 2, 14, 7, 33)
+
+
+def test_every_line_lands_in_exactly_one_place() -> None:
+    rng = random.Random(3)
+    valid = [format_event(WatchMinute(T, 1, "heat+1995", 5)).encode(),
+             format_event(Rating(T, 1, "heat+1995", 4)).encode(),
+             format_event(AccountCreation(T, 2)).encode(),
+             b"2025-03-02T14:11:13,48212,recommendation request rec-1.svc:8082, status 0, "
+             b"result: java.net.SocketTimeoutException: Read timed out, 600 ms"]
+    invalid = [make_invalid(kind, rng) for kind in InvalidKind]
+    values = valid + invalid
+    batch = parse_batch(values, [0] * len(values), list(range(len(values))),
+                        [0] * len(values), ParserSettings())
+    assert {name: t.num_rows for name, t in batch.tables.items()} == {
+        "watch_minutes": 1, "ratings": 1, "account_creations": 1, "recommendation_requests": 1}
+    for name, table in batch.tables.items():
+        assert table.schema == SCHEMAS[name]
+    assert batch.tables["watch_minutes"].column("event_id").to_pylist() == [line_id(valid[0])]
+    reco = batch.tables["recommendation_requests"].to_pylist()[0]
+    assert reco["line"] == valid[3].decode() and reco["status"] == 0 and reco["movie_ids"] == []
+    assert [r.offset for r in batch.rejected] == list(range(4, len(values)))
+    for kind, rejected in zip(InvalidKind, batch.rejected, strict=True):
+        assert rejected.rejection.reason in EXPECTED_REASONS[kind]
+        assert rejected.rejection.reason is not Reason.DUPLICATE
+    assert batch.user_ids == {1, 2, 48212}
+    assert batch.movie_ids == {"heat+1995"}
+
+
+def test_metrics_are_served_with_the_documented_names() -> None:
+    port = free_port()
+    metrics.serve(port)
+    metrics.EVENTS.labels("watch", "accepted").inc(0)
+    metrics.DLQ.labels("bad_timestamp").inc(0)
+    metrics.CONSUMER_LAG.labels("0").set(0)
+    metrics.ENRICHMENT.labels("ok").inc(0)
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    for name in ("movierec_ingestor_events_total", "movierec_ingestor_dlq_total",
+                 "movierec_ingestor_consumer_lag", "movierec_ingestor_batch_duration_seconds_bucket",
+                 "movierec_ingestor_lake_written_bytes_total",
+                 "movierec_ingestor_enrichment_requests_total"):
+        assert name in body, name
