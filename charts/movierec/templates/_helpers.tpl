@@ -76,14 +76,22 @@ imagePullSecrets:
 
 {{/* Hydra overrides shared by every entry point (one per line, YAML list items) -------- */}}
 {{- define "movierec.platformArgs" -}}
-{{- include "movierec.platformArgsWith" (dict "root" . "registryRoot" .Values.platform.data.registryRoot) -}}
+{{- include "movierec.platformArgsWith" (dict "root" . "registryRoot" .Values.platform.data.registryRoot "kafka" true) -}}
 {{- end -}}
 
-{{/* (dict "root" $ "registryRoot" "/mnt/models"): the model server sees the registry where KServe mounts it */}}
+{{/* For drift and trainer, whose configs have no kafka group */}}
+{{- define "movierec.dataArgs" -}}
+{{- include "movierec.platformArgsWith" (dict "root" . "registryRoot" .Values.platform.data.registryRoot "kafka" false) -}}
+{{- end -}}
+
+{{/* (dict "root" $ "registryRoot" "/mnt/models" "kafka" true): the model server sees the
+     registry where KServe mounts it; only packages with a kafka config group get kafka.* */}}
 {{- define "movierec.platformArgsWith" -}}
 {{- $p := .root.Values.platform -}}
+{{- if .kafka }}
 - kafka.bootstrap={{ $p.kafka.bootstrap }}
 - kafka.topic={{ $p.kafka.topic }}
+{{- end }}
 - data.lake_root={{ $p.data.lakeRoot }}
 - data.registry_root={{ .registryRoot }}
 - data.online_store_backend={{ $p.onlineStore.backend }}

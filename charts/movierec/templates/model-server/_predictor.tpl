@@ -28,7 +28,7 @@ model:
   storageUri: {{ .target.storageUri }}
   args:
     {{- if eq $m.storageLayout "registry" }}
-    {{- include "movierec.platformArgsWith" (dict "root" $root "registryRoot" "/mnt/models") | nindent 4 }}
+    {{- include "movierec.platformArgsWith" (dict "root" $root "registryRoot" "/mnt/models" "kafka" true) | nindent 4 }}
     - serving.alias={{ .target.alias }}
     {{- else }}
     {{- include "movierec.platformArgs" $root | nindent 4 }}

@@ -23,7 +23,9 @@
       {{- toYaml .command | nindent 6 }}
     {{- if or .platformArgs .args }}
     args:
-      {{- if .platformArgs }}
+      {{- if eq (toString .platformArgs) "data" }}
+      {{- include "movierec.dataArgs" $root | nindent 6 }}
+      {{- else if .platformArgs }}
       {{- include "movierec.platformArgs" $root | nindent 6 }}
       {{- end }}
       {{- range .args }}
