@@ -22,8 +22,9 @@ def top_k(scores: np.ndarray, k: int, exclude: np.ndarray | None = None) -> np.n
 
     Instead of a partition of all n scores (introselect: 0.1-0.7 ms for 20K scores, slower on
     skewed score distributions), the maxima of ``_BLOCKS`` blocks bound the k-th best score
-    from below (the k largest block maxima are k distinct scores), so only the few scores at
-    or above that bound are sorted: ~4x less work per request at 20K items.
+    from below (the k largest block maxima are k distinct scores), so only the few blocks
+    holding scores at or above that bound are searched and sorted: one pass over the scores
+    instead of a partition (~4x less work per request at 20K items).
     """
     if exclude is not None and len(exclude):
         scores[exclude] = -np.inf
@@ -35,10 +36,19 @@ def top_k(scores: np.ndarray, k: int, exclude: np.ndarray | None = None) -> np.n
     blocks = min(_BLOCKS, n // 4)
     if blocks >= 4 * k:
         width = n // blocks
-        maxima = scores[:blocks * width].reshape(blocks, width).max(axis=1)
+        body = blocks * width
+        # block b = scores b, b + blocks, b + 2·blocks, ...: a reduction over the leading axis
+        # is vectorised across blocks (4x faster than over short contiguous rows)
+        maxima = scores[:body].reshape(width, blocks).max(axis=0)
         bound = np.partition(maxima, blocks - k)[blocks - k]
         if np.isfinite(bound):
-            candidates = np.flatnonzero(scores >= bound)  # holds the top k and all their ties
+            # every score >= bound sits in a block whose maximum is >= bound: look only there
+            # (and in the few scores past the last whole block); ties at the k-th are included
+            hot = np.flatnonzero(maxima >= bound)
+            inside = (np.arange(width)[:, None] * blocks + hot).ravel()
+            inside = inside[scores[inside] >= bound]
+            tail = np.flatnonzero(scores[body:] >= bound) + body
+            candidates = np.concatenate([inside, tail]) if tail.size else inside
     if candidates is None:
         candidates = np.arange(n) if k == n else np.flatnonzero(scores >= np.partition(
             scores, n - k)[n - k])
