@@ -68,7 +68,12 @@ class DriftConfig:
     detectors: list[str] = field(default_factory=lambda: list(ALL_DETECTORS))
     min_samples: int = 30  # fewer units in either window: detector skipped
     max_samples: int = 5000  # units per window (seeded subsample) to bound runtime
-    max_per_user: int = 1  # units per user per window for (user, item) detectors; 0: all
+    # Units per user per window (seeded sample; 0: all). Watches are capped at one per user:
+    # a user's watches share their taste, and uncapped they raise false alarms. Lists and
+    # ratings are far less clustered, and are where a stale model shows first.
+    max_per_user: int = 1
+    max_per_user_by_detector: dict[str, int] = field(
+        default_factory=lambda: {"recommendation_scores": 0, "ratings": 0})
     seed: int = 0
     # Outputs.
     write_report: bool = True  # <lake_root>/_drift/<timestamp>.json

@@ -156,12 +156,14 @@ def run_detectors(
     max_samples: int = 5000,
     max_per_user: int = 1,
     seed: int = 0,
+    max_per_user_by_detector: dict[str, int] | None = None,
 ) -> DriftRun:
     """Every detector in ``detectors`` at a per-detector budget of ``p_val / len(detectors)``."""
     budget = p_val / max(len(detectors), 1)
     pop_slice, pop_sample = split_reference(reference)
     popularity = popularity_percentiles(pop_slice)
-    ctx = FeatureContext(catalog, popularity, max_per_user=max_per_user, seed=seed)
+    ctx = FeatureContext(catalog, popularity, max_per_user=max_per_user, seed=seed,
+                         max_per_user_by_detector=dict(max_per_user_by_detector or {}))
     results = {}
     for name in detectors:
         ref_window = pop_sample if name in POPULARITY_DETECTORS else reference

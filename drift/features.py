@@ -20,7 +20,7 @@ catalogue (staler or more niche lists), which is what a recommendation-score dri
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -55,6 +55,7 @@ class FeatureContext:
     popularity: dict[str, float]  # movie_id -> percentile in [0, 1), 0 = most watched
     max_per_user: int = 1
     seed: int = 0
+    max_per_user_by_detector: dict[str, int] = field(default_factory=dict)
 
 
 def popularity_percentiles(window: Window) -> dict[str, float]:
@@ -153,7 +154,7 @@ def list_score(movie_ids, popularity: dict[str, float]) -> float:
 def extract(detector: str, window: Window, ctx: FeatureContext) -> pd.DataFrame:
     """The unit table of ``detector`` over ``window``: columns = ``FEATURES[detector]``."""
     names = [name for name, _ in FEATURES[detector]]
-    k, seed = ctx.max_per_user, ctx.seed
+    k, seed = ctx.max_per_user_by_detector.get(detector, ctx.max_per_user), ctx.seed
     if detector == "demographics":
         frame = _demographics(_active_users(window), ctx.catalog)
     elif detector == "signups":

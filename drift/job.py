@@ -69,6 +69,7 @@ def detect(
         reference, current, catalog, list(cfg.detectors), p_val=cfg.p_val,
         correction=cfg.correction, min_samples=cfg.min_samples, max_samples=cfg.max_samples,
         max_per_user=cfg.max_per_user, seed=cfg.seed,
+        max_per_user_by_detector=dict(cfg.max_per_user_by_detector),
     )
 
 

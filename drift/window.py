@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from movierec_core import lake
@@ -122,15 +123,17 @@ def _read_table(
 
 
 def latest_event_time(root: Path | str) -> datetime | None:
-    """The newest event time in the lake's watch-minutes table (None: empty lake)."""
+    """The newest event time in the lake's watch-minutes table (None: empty lake); reads only
+    the newest ``event_date`` partition."""
     path = lake.table_dir(root, lake.WATCH_MINUTES)
-    if not path.exists() or not any(path.rglob("*.parquet")):
+    partitions = sorted(p for p in path.glob("event_date=*") if any(p.glob("*.parquet")))
+    if not partitions:
         return None
-    dataset = ds.dataset(str(path), format="parquet", partitioning="hive")
+    dataset = ds.dataset(str(partitions[-1]), format="parquet")
     times = dataset.to_table(columns=["time"]).column("time")
     if len(times) == 0:
         return None
-    return pd.Timestamp(max(times.to_pylist())).to_pydatetime()
+    return pd.Timestamp(pc.max(times).as_py()).to_pydatetime()
 
 
 def load_window(root: Path | str, start: datetime, end: datetime) -> Window:

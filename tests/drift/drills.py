@@ -82,8 +82,9 @@ def _fork(sim: Simulation) -> Simulation:
     return twin
 
 
-def run_seed(seed: int, scenarios=SCENARIOS, **detector_kwargs) -> list[DrillOutcome]:
+def run_seed(world_seed: int, scenarios=SCENARIOS, **detector_kwargs) -> list[DrillOutcome]:
     """Reference window, then one current window per scenario from the same state."""
+    seed = world_seed
     world = World.build(WorldConfig(seed=seed, n_users=N_USERS, n_movies=N_MOVIES))
     cfg = simulation_config(seed, **BEHAVIOUR)
     cfg.drift.taste_shift_share = TASTE_SHIFT_SHARE

@@ -22,7 +22,8 @@ def outcomes() -> dict[str, list[bool]]:
     cfg = compose("drift", []).drift
     kwargs = dict(detectors=list(cfg.detectors), p_val=cfg.p_val, correction=cfg.correction,
                   min_samples=cfg.min_samples, max_samples=cfg.max_samples,
-                  max_per_user=cfg.max_per_user, seed=cfg.seed)
+                  max_per_user=cfg.max_per_user, seed=cfg.seed,
+                  max_per_user_by_detector=dict(cfg.max_per_user_by_detector))
     raised: dict[str, list[bool]] = {}
     for seed in SEEDS:
         for outcome in run_seed(seed, **kwargs):
