@@ -43,6 +43,19 @@ class ColdStart:
     seen: frozenset[int] = field(default_factory=frozenset)
 
 
+def confidence_weights(config: dict[str, Any], rating_scale_max: int) -> ConfidenceWeights:
+    """The confidence rule the bundle was trained with (the trainer records its resolved config
+    in the manifest: ``trainer.confidence`` and ``trainer.rating_scale_max``), so fresh events
+    are weighted like the training history."""
+    trainer = config.get("trainer") or {}
+    given = dict(config.get("confidence") or trainer.get("confidence") or {})
+    scale = (given.get("scale_max") or trainer.get("rating_scale_max")
+             or (config.get("data") or {}).get("rating_scale_max") or rating_scale_max)
+    fields = ConfidenceWeights.__dataclass_fields__
+    return ConfidenceWeights(**{**{k: v for k, v in given.items() if k in fields},
+                                "scale_max": int(scale)})
+
+
 class Engine:
     """Ranks for one bundle: exclusion of seen items, fold-in, cost-aware re-ranking."""
 
@@ -79,12 +92,7 @@ class Engine:
         self.popular = top_k(popularity.copy(), min(FALLBACK_SIZE, self.n_items))
         runtimes_path = self.path / "runtimes.npy"
         self._runtimes = np.load(runtimes_path) if runtimes_path.is_file() else None
-        weights = (manifest.get("config") or {}).get("confidence") or {}
-        self._weights = ConfidenceWeights(
-            **{k: v for k, v in weights.items() if k in ConfidenceWeights.__dataclass_fields__})
-        if "scale_max" not in weights:
-            self._weights = ConfidenceWeights(**{**self._weights.__dict__,
-                                                 "scale_max": rating_scale_max})
+        self._weights = confidence_weights(manifest.get("config") or {}, rating_scale_max)
         self._fallback = {k: self.answer(self.popular[:k], "fallback") for k in (20,)}
         # touch the scorer once so the first request does not pay for lazy setup
         if self.n_items and self.user_ids.shape[0]:

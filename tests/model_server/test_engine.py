@@ -106,3 +106,16 @@ def test_provenance_comes_from_the_manifest(engine: Engine) -> None:
     assert engine.provenance == {"model_version": "tiny", "model_type": "als",
                                  "code_version": "test", "snapshot_id": "tiny",
                                  "snapshot_hash": "0" * 64}
+
+
+def test_confidence_rule_comes_from_the_trainers_config() -> None:
+    from model_server.engine import confidence_weights
+
+    trained = {"trainer": {"confidence": {"watch": 2.0, "rating": 0.5, "dislike_below": 2,
+                                          "default_runtime": 90.0},
+                           "rating_scale_max": 10}}
+    w = confidence_weights(trained, 5)
+    assert (w.watch, w.rating, w.dislike_below, w.default_runtime, w.scale_max) == (
+        2.0, 0.5, 2, 90.0, 10)
+    assert confidence_weights({}, 5).scale_max == 5
+    assert confidence_weights({"trainer": {"rating_scale_max": None}}, 7).scale_max == 7
