@@ -287,3 +287,22 @@ def test_admin_reload_of_an_unknown_version_is_404_and_keeps_serving(server: str
 
 def test_metadata_file_records_the_resolved_config(world: dict, server: str) -> None:
     assert any(Path(world["root"]).glob("model_server-*.config.yaml"))
+
+
+def test_recommend_never_answers_500_whatever_the_id(server: str) -> None:
+    import random
+    from urllib.parse import quote
+
+    rng = random.Random(7)
+    alphabet = "0123456789-+.eE x/%?#\u00e9\u0663\uff15\x00\x7f"
+    ids = ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 30))) for _ in range(300)]
+    ids += ["9" * 5000, "1" * 19, "0" * 40 + "1"]
+    statuses = set()
+    with httpx.Client(timeout=10) as client:
+        for user in ids:
+            response = client.get(f"{server}/recommend/{quote(user, safe='')}")
+            statuses.add(response.status_code)
+            assert response.status_code in (200, 307, 400, 404), (user, response.status_code)
+            if response.status_code == 200:
+                assert len(response.text.split(",")) == 20
+    assert {200, 400} <= statuses
