@@ -34,6 +34,7 @@ model:
     {{- include "movierec.platformArgs" $root | nindent 4 }}
     - serving.model_dir=/mnt/models
     {{- end }}
+    - metadata_api.url={{ $root.Values.platform.metadataApiUrl }}
     - serving.model_name={{ $root.Values.platform.modelName }}
     - serving.http_port={{ $m.httpPort }}
     - serving.provenance_log=/tmp/provenance.jsonl
