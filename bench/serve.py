@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -36,7 +35,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.common import write_result  # noqa: E402
-from devstack.ports import free_port, wait_for_port  # noqa: E402
+from devstack.ports import free_port  # noqa: E402
+from devstack.supervisor import Supervisor  # noqa: E402
 
 CACHE = REPO / ".cache" / "bench-serve"
 
@@ -186,37 +186,6 @@ def rank_microbench(bundle_dir: Path, n_users: int, n_items: int) -> dict:
             "rank_us_cost_aware": round(cost_us, 1)}
 
 
-def start(cmd: list[str], port: int, log: Path, ready_path: str) -> subprocess.Popen:
-    import httpx
-
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OPENBLAS_NUM_THREADS": "1"}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < 300:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited:\n{log.read_text()[-3000:]}")
-        if wait_for_port("127.0.0.1", port, 0.5):
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}{ready_path}", timeout=2).status_code == 200:
-                    return proc
-            except httpx.HTTPError:
-                pass
-        time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError("server did not become ready")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -285,18 +254,20 @@ def main() -> int:
     bare_py = work / "bare_server.py"
     bare_py.write_text(BARE_SERVER)
     bare_port, port = free_port(), free_port()
-    bare_proc = start([sys.executable, str(bare_py), str(bare_port)], bare_port,
-                      work / "bare.log", "/v2/models/bare/ready")
-    procs = [bare_proc]
+    supervisor = Supervisor(work / "logs")
+    env = {"OPENBLAS_NUM_THREADS": "1"}
     try:
+        bare_proc = supervisor.start("bare", ["python", str(bare_py), str(bare_port)], env=env)
+        supervisor.wait_http("bare", f"http://127.0.0.1:{bare_port}/v2/models/bare/ready", 120)
         t0 = time.monotonic()
-        proc = start([sys.executable, "-m", "model_server", f"serving.http_port={port}",
-                      f"serving.model_dir={bundle}", f"data.online_store_path={store}",
-                      f"serving.provenance_log={work / 'provenance.jsonl'}",
-                      "metadata_api.url="], port, work / "server.log",
-                     "/v2/models/movierec/ready")
+        proc = supervisor.start("model_server", [
+            "python", "-m", "model_server", f"serving.http_port={port}",
+            f"serving.model_dir={bundle}", f"data.online_store_path={store}",
+            f"serving.provenance_log={work / 'provenance.jsonl'}", "metadata_api.url="],
+            env=env)
+        supervisor.wait_http("model_server", f"http://127.0.0.1:{port}/v2/models/movierec/ready",
+                             300)
         load_s = time.monotonic() - t0
-        procs.append(proc)
         import httpx
 
         bare_url, url = f"http://127.0.0.1:{bare_port}", f"http://127.0.0.1:{port}"
@@ -339,8 +310,7 @@ def main() -> int:
                             .read_text().splitlines() if line.startswith("RssAnon"))) * 1024
         metrics = httpx.get(f"{url}/metrics", timeout=5).text
     finally:
-        for p in procs:
-            stop(p)
+        supervisor.stop_all()
     fallbacks = sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
                     if line.startswith("movierec_model_server_fallbacks_total{"))
 

@@ -4,24 +4,17 @@ from __future__ import annotations
 
 import http.server
 import json
-import os
-import signal
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import numpy as np
 import scipy.sparse as sp
 
-from devstack.ports import free_port, wait_for_port
+from devstack.ports import free_port
+from devstack.supervisor import Supervisor
 from movierec_core.models.bundle import load_bundle
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def expected_known(bundle_dir: Path, user_id: int, k: int = 20, extra_seen: tuple[str, ...] = (),
@@ -99,36 +92,15 @@ class StubMetadataApi:
 
 
 @contextmanager
-def model_server_process(overrides: list[str], log_path: Path,
+def model_server_process(overrides: list[str], log_dir: Path,
                          timeout_s: float = 90.0) -> Iterator[str]:
-    """``python -m model_server <overrides>`` on a free port; yields its base URL once ready."""
+    """``python -m model_server <overrides>`` on a free port; yields its base URL once ready
+    (log: ``<log_dir>/model_server.log``)."""
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OPENBLAS_NUM_THREADS": "1"}
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "model_server", f"serving.http_port={port}", *overrides],
-            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout_s
-        ready = False
-        while time.monotonic() < deadline and proc.poll() is None:
-            if wait_for_port("127.0.0.1", port, timeout=1.0):
-                try:
-                    ready = httpx.get(f"{base}/v2/models/movierec/ready", timeout=2).status_code == 200
-                except httpx.HTTPError:
-                    ready = False
-                if ready:
-                    break
-            time.sleep(0.2)
-        if not ready:
-            raise RuntimeError(f"model server did not become ready:\n{log_path.read_text()[-3000:]}")
+    with Supervisor(log_dir) as supervisor:
+        supervisor.start("model_server", ["python", "-m", "model_server",
+                                          f"serving.http_port={port}", *overrides],
+                         env={"OPENBLAS_NUM_THREADS": "1"})
+        supervisor.wait_http("model_server", f"{base}/v2/models/movierec/ready", timeout_s)
         yield base
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()

@@ -8,9 +8,6 @@ asserted: the polling bound only guards against hangs.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,9 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devstack.supervisor import Supervisor
 from movierec_core.events import WatchMinute, format_event
 from movierec_core.models.testing import tiny_bundle
-from tests.model_server.helpers import REPO_ROOT, expected_known, model_server_process
+from tests.model_server.helpers import expected_known, model_server_process
 
 pytestmark = pytest.mark.integration
 
@@ -40,19 +38,16 @@ def test_watch_event_on_kafka_changes_the_recommendation(kafka_broker, tmp_path:
     store = tmp_path / "online.sqlite"
     before = expected_known(bundle, USER)
     movie = before[0]
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    with open(tmp_path / "ingestor.log", "wb") as log:
-        ingestor = subprocess.Popen(
-            [sys.executable, "-m", "ingestor", f"kafka.bootstrap={bootstrap}",
-             f"kafka.topic={topic}", f"kafka.group_id=it-{topic}",
-             f"data.lake_root={tmp_path / 'lake'}", f"data.online_store_path={store}",
-             "ingestor.metrics_port=0", "ingestor.enrichment=false"],
-            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
+    with Supervisor(tmp_path) as supervisor:
+        supervisor.start("ingestor", [
+            "python", "-m", "ingestor", f"kafka.bootstrap={bootstrap}", f"kafka.topic={topic}",
+            f"kafka.group_id=it-{topic}", f"data.lake_root={tmp_path / 'lake'}",
+            f"data.online_store_path={store}", "ingestor.metrics_port=0",
+            "ingestor.enrichment=false"])
         with model_server_process([f"serving.model_dir={bundle}",
                                    f"data.online_store_path={store}", "metadata_api.url=",
                                    f"serving.provenance_log={tmp_path / 'prov.jsonl'}"],
-                                  tmp_path / "server.log") as base:
+                                  tmp_path) as base:
             assert httpx.get(f"{base}/recommend/{USER}").text == ",".join(before)
             producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
             now = datetime.now(UTC).replace(tzinfo=None)
@@ -71,9 +66,6 @@ def test_watch_event_on_kafka_changes_the_recommendation(kafka_broker, tmp_path:
                 time.sleep(0.02)
                 after = httpx.get(f"{base}/recommend/{USER}").text.split(",")
             freshness_s = time.monotonic() - sent
-    finally:
-        ingestor.terminate()
-        ingestor.wait(30)
     record_property("freshness_s", round(freshness_s, 3))
     print(f"\nfreshness: Kafka event -> changed /recommend answer in {freshness_s:.2f} s")
     assert movie not in after

@@ -67,7 +67,7 @@ def server(world: dict) -> str:
         "serving.poll_alias_s=0.2",
         "serving.deadline_ms=2000",  # correctness here; deadlines are unit-tested
         "model_server.metadata_timeout_ms=1000",
-    ], world["root"] / "server.log") as base:
+    ], world["root"]) as base:
         yield base
 
 
