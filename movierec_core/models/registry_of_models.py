@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -30,28 +31,22 @@ def load_model(directory: Path | str, mmap: bool = True) -> Recommender:
 def make_model(cfg: Any, num_threads: int = 0) -> Recommender:
     """Build an unfitted model from a ``ModelConfig`` (or any mapping with its fields).
 
-    ``cfg.params`` entries override the named fields (e.g. ``binary`` for EASE).
+    Every key the model's constructor accepts is taken from the config (top level, then
+    ``params`` on top); ``num_threads`` is the caller's (BPR stays single-threaded so that it
+    is reproducible). Keys that the model does not take are ignored.
     """
-    get = cfg.get if hasattr(cfg, "get") else (lambda k, d=None: getattr(cfg, k, d))
-    name = str(get("name", "als"))
-    extra = dict(get("params", {}) or {})
-    if name == "als":
-        kw = dict(factors=get("factors", 64), regularization=get("regularization", 0.05),
-                  alpha=get("alpha", 1.0), iterations=get("iterations", 15),
-                  random_state=get("random_state", 42), num_threads=num_threads)
-    elif name == "bpr":
-        kw = dict(factors=get("factors", 64), learning_rate=get("learning_rate", 0.01),
-                  regularization=get("regularization", 0.01), iterations=get("iterations", 100),
-                  random_state=get("random_state", 42), num_threads=1)
-    elif name == "ease":
-        kw = dict(l2=get("l2", 300.0))
-    elif name == "itemknn":
-        kw = dict(neighbours=get("neighbours", 100), num_threads=num_threads)
-    elif name in ("popularity",):
-        kw = {}
-    elif name == "cold_start":
-        kw = {}
+    if hasattr(cfg, "items"):
+        values = {str(k): v for k, v in cfg.items()}
     else:
+        values = {k: getattr(cfg, k) for k in dir(cfg) if not k.startswith("_")}
+    name = str(values.get("name", "als"))
+    if name not in MODEL_TYPES:
         raise ValueError(f"unknown model name {name!r}; known: {sorted(MODEL_TYPES)}")
-    kw.update(extra)
-    return MODEL_TYPES[name](**kw)
+    cls = MODEL_TYPES[name]
+    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    extra = dict(values.get("params") or {})
+    kw = {k: values[k] for k in accepted if k in values and values[k] is not None}
+    kw.update({k: v for k, v in extra.items() if k in accepted})
+    if "num_threads" in accepted:
+        kw["num_threads"] = 1 if name == "bpr" else num_threads
+    return cls(**kw)
