@@ -155,7 +155,10 @@ class Simulation:
         picked = lists[np.arange(len(users)), first]
         return np.where(caught.any(axis=1), picked, -1)
 
-    def _pick_organic(self, users: np.ndarray) -> np.ndarray:
+    def _pick_organic(self, users: np.ndarray, chunk: int = 8192) -> np.ndarray:
+        if len(users) > chunk:  # bounded memory: (users x candidates x dims) per chunk
+            return np.concatenate([self._pick_organic(users[i:i + chunk], chunk)
+                                   for i in range(0, len(users), chunk)])
         c = int(self.b.organic_candidates)
         candidates = np.searchsorted(self._pop_cum, self.rng.random((len(users), c)))
         candidates = np.minimum(candidates, self.world.n_movies - 1)

@@ -40,6 +40,25 @@ class MemorySink:
         pass
 
 
+class TeeSink:
+    """The same lines to several sinks (e.g. Kafka and a MemorySink to score the run)."""
+
+    def __init__(self, *sinks) -> None:
+        self.sinks = sinks
+
+    def send(self, lines: list[bytes]) -> None:
+        for sink in self.sinks:
+            sink.send(lines)
+
+    def flush(self) -> None:
+        for sink in self.sinks:
+            sink.flush()
+
+    def close(self) -> None:
+        for sink in self.sinks:
+            sink.close()
+
+
 class NullSink:
     def __init__(self) -> None:
         self.lines_sent = 0
