@@ -78,6 +78,10 @@ class Engine:
             # fold-in solves one user per request: OpenMP fan-out costs ~100x the solve
             # (27 ms vs 0.3 ms measured), so the lazily built solver gets one thread
             self.model.num_threads = 1
+        for name in ("user_factors", "item_factors"):
+            # same memory-mapped pages, without np.memmap's per-slice subclass overhead
+            if isinstance(getattr(self.model, name, None), np.memmap):
+                setattr(self.model, name, np.asarray(getattr(self.model, name)))
         self.n_items = bundle.n_items
         self.item_ids: list[str] = [str(m) for m in bundle.item_ids]
         self._item_index = {m: i for i, m in enumerate(self.item_ids)}
