@@ -270,7 +270,8 @@ class CanaryController:
         self, experiment: str, policy: Policy, driver: TrafficDriver, telemetry: Telemetry, *,
         champion: str = "champion", challenger: str = "challenger", join_window_s: float = 1800.0,
         promote: Callable[[], Any] | None = None, metrics: ExperimentMetrics | None = None,
-        sleep: Callable[[float], None] | None = None, window_s: float = 60.0,
+        sleep: Callable[[float], None] | None = None, clock: Callable[[], float] | None = None,
+        window_s: float = 60.0,
         costs: Mapping[str, float] | None = None, state_path: Path | str | None = None,
         max_windows: int = 50, min_watch_minutes: int = 15,
     ) -> None:
@@ -280,6 +281,7 @@ class CanaryController:
         self.promote_fn = promote
         self.metrics = metrics or ExperimentMetrics()
         self.sleep = sleep or time.sleep
+        self.clock = clock or time.monotonic
         self.window_s = window_s
         self.costs = dict(costs or {})
         self.state_path = Path(state_path) if state_path else None
@@ -346,13 +348,17 @@ class CanaryController:
         self._set_percent(self.policy.steps[0])
         start_watermark = self.request_watermark
         for index in range(self.max_windows):
-            self.sleep(self.window_s)
-            t0 = time.perf_counter()
-            lines = self.telemetry.poll()
-            t1 = time.perf_counter()
-            window_requests = [r for r in self._ingest(lines) if r.time > start_watermark]
-            log.info("window %d: %d lines read in %.1f s, parsed in %.1f s", index, len(lines),
-                     t1 - t0, time.perf_counter() - t1)
+            # read while the window runs: the telemetry is never a window behind
+            end, n_lines, window_requests = self.clock() + self.window_s, 0, []
+            while True:
+                lines = self.telemetry.poll()
+                n_lines += len(lines)
+                window_requests += [r for r in self._ingest(lines) if r.time > start_watermark]
+                remaining = end - self.clock()
+                if remaining <= 0:
+                    break
+                self.sleep(min(1.0, remaining))
+            log.info("window %d: %d lines", index, n_lines)
             pct = self.result.final_percent
             window_out = outcomes(window_requests, (), self.history, self.join_window_s)
             all_requests = [r for r in self.requests if r.time > start_watermark]

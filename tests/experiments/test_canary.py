@@ -91,6 +91,7 @@ class SimulatedWorld:
         self.alloc = Allocation.from_weights({"champion": 100, "challenger": 0})
         self.served: list[int] = []
         self.pending: list[bytes] = []
+        self.now = 0.0  # wall clock: one sleep call is one window
 
     # driver side
     def set_weight(self, pct):
@@ -102,7 +103,11 @@ class SimulatedWorld:
         lines, self.pending = self.pending, []
         return lines
 
+    def clock(self):
+        return self.now
+
     def sleep(self, _seconds):
+        self.now += 600
         for uid in self.rng.sample(range(self.users), 600):
             variant = self.alloc.variant_of(self.experiment, uid)
             p_watch, error_rate, latency = self.profiles[variant]
@@ -125,7 +130,7 @@ class SimulatedWorld:
 def run_canary(world, policy, tmp_path, promote=None):
     return CanaryController(
         world.experiment, policy, world, world, join_window_s=600, promote=promote,
-        sleep=world.sleep, window_s=600, state_path=tmp_path / "canary.json", max_windows=12,
+        sleep=world.sleep, clock=world.clock, window_s=600, state_path=tmp_path / "canary.json", max_windows=12,
     ).run()
 
 
@@ -175,7 +180,8 @@ def test_the_kserve_driver_writes_a_validated_patch_per_step(tmp_path):
             world.set_weight(pct)
 
     result = CanaryController(world.experiment, Policy(min_requests=20), Both(), world,
-                              join_window_s=600, sleep=world.sleep).run()
+                              join_window_s=600, sleep=world.sleep,
+                              clock=world.clock, window_s=600).run()
     assert result.outcome == "promoted"
     assert [p.name for p in driver.patches] == ["00-canary-5.json", "01-canary-25.json",
                                                 "02-canary-50.json", "03-canary-100.json"]
