@@ -1,89 +1,75 @@
-"""`python -m demo`: start a real Kafka broker, produce contract events, consume and summarise.
+"""``python -m demo``: the movierec platform end to end on embedded defaults (``make demo``).
 
-This is the foundation stage of the demo (issue 3); later stages extend it into the closed loop.
+Starts a real Kafka broker, the simulator (10,000 users) with its metadata API, the ingestor,
+the trainer (first champion), model servers behind the A/B router, Prometheus and the drift
+job; runs the closed loop fast-forwarded; prints and writes a report
+(``.cache/demo/<run>/report.{md,json}``). Ctrl-C or the end stops everything it started.
 """
 
 from __future__ import annotations
 
 import argparse
-import random
 import sys
 import time
-from collections import Counter
-from datetime import datetime, timedelta
+from pathlib import Path
 
-from kafka import KafkaConsumer, KafkaProducer
+from rich.console import Console
+from rich.markdown import Markdown
 
-from devstack.kafka import KafkaBroker
-from movierec_core import (
-    AccountCreation,
-    Rating,
-    RecommendationRequest,
-    Rejection,
-    WatchMinute,
-    format_event,
-    parse,
-)
-from movierec_core.invalid import InvalidKind, make_invalid
-
-
-def sample_lines(n: int, seed: int = 11) -> list[bytes]:
-    rng = random.Random(seed)
-    start = datetime(2025, 3, 2, 14)
-    movies = ["the+lion+king+1994", "toy+story+1995", "heat+1995", "am\u00e9lie+2001", "tom+&+jerry+1992"]
-    lines: list[bytes] = []
-    for i in range(n):
-        t = start + timedelta(seconds=i)
-        user = rng.randrange(500)
-        r = rng.random()
-        if r < 0.97:
-            event = WatchMinute(t, user, rng.choice(movies), rng.randrange(120))
-        elif r < 0.98:
-            event = Rating(t, user, rng.choice(movies), rng.randint(1, 5))
-        elif r < 0.985:
-            event = AccountCreation(t, 10_000 + i)
-        elif r < 0.99:
-            event = RecommendationRequest(t, user, "rec-1.svc:8082", 200, tuple(movies[:3]), "", 42)
-        else:
-            lines.append(make_invalid(rng.choice(list(InvalidKind)[:-1]), rng))
-            continue
-        lines.append(format_event(event).encode())
-    return lines
+from demo.platform import DemoSettings, Platform
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m demo", description=__doc__)
-    ap.add_argument("--events", type=int, default=20_000)
+    ap = argparse.ArgumentParser(prog="python -m demo", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    d = DemoSettings()
+    ap.add_argument("--users", type=int, default=d.users)
+    ap.add_argument("--seed", type=int, default=d.seed)
+    ap.add_argument("--history-minutes", type=int, default=d.history_minutes,
+                    help="simulated minutes of history before the first training")
+    ap.add_argument("--live-minutes", type=int, default=d.live_minutes,
+                    help="simulated minutes of the closed loop")
+    ap.add_argument("--live-speed", type=float, default=d.live_speed,
+                    help="simulated seconds per real second in the loop (0: as fast as it goes)")
+    ap.add_argument("--run-dir", type=Path, default=None)
+    ap.add_argument("--no-prometheus", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="a small run (2,000 users, short history)")
     args = ap.parse_args(argv)
-    print("== movierec demo: real Kafka broker (KRaft) from Maven Central jars")
-    with KafkaBroker() as broker:
-        print(f"broker up on {broker.bootstrap}")
-        lines = sample_lines(args.events)
-        producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=20, batch_size=512 * 1024)
-        t0 = time.perf_counter()
-        for line in lines:
-            producer.send("movielog", line)
-        producer.flush()
-        producer.close()
-        print(f"produced {len(lines):,} lines in {time.perf_counter() - t0:.2f}s")
-        consumer = KafkaConsumer("movielog", bootstrap_servers=broker.bootstrap, group_id="demo",
-                                 auto_offset_reset="earliest", consumer_timeout_ms=5000)
-        kinds: Counter[str] = Counter()
-        reasons: Counter[str] = Counter()
-        for record in consumer:
-            result = parse(record.value)
-            if isinstance(result, Rejection):
-                reasons[result.reason.value] += 1
-            else:
-                kinds[result.kind.value] += 1
-            if sum(kinds.values()) + sum(reasons.values()) == len(lines):
-                break
-        consumer.close()
-    print("parsed events per kind:")
-    for kind, count in sorted(kinds.items()):
-        print(f"  {kind:<10} {count:>8,}")
-    print(f"rejected (would be dead-lettered): {sum(reasons.values()):,} {dict(sorted(reasons.items()))}")
-    return 0 if sum(kinds.values()) + sum(reasons.values()) == len(lines) else 1
+    settings = DemoSettings(users=args.users, seed=args.seed, history_minutes=args.history_minutes,
+                            live_minutes=args.live_minutes, live_speed=args.live_speed,
+                            prometheus=not args.no_prometheus)
+    if args.quick:
+        settings.users, settings.history_minutes, settings.live_minutes = 2_000, 300, 120
+    if args.run_dir is not None:
+        settings.run_dir = args.run_dir
+    console = Console()
+    console.print(f"[bold]movierec demo[/] — run directory {settings.run_dir}")
+    platform = Platform(settings, console)
+    t0 = time.monotonic()
+    try:
+        platform.start_infrastructure()
+        platform.start_ingestor()
+        platform.status.stage(f"history: {settings.history_minutes} simulated minutes of "
+                              "popularity lists into Kafka")
+        platform.sim.use("popularity")
+        platform.simulate(settings.history_minutes, 0.0, "history")
+        platform.wait_ingested()
+        platform.train()
+        platform.serve()
+        platform.start_prometheus()
+        platform.closed_loop()
+        platform.wait_ingested()
+        platform.drift()
+        report = platform.report()
+    except KeyboardInterrupt:
+        console.print("\n[yellow]interrupted: stopping everything[/]")
+        return 130
+    finally:
+        platform.close()
+    console.print(Markdown((platform.run_dir / "report.md").read_text()))
+    console.print(f"report: {platform.run_dir / 'report.md'} (json beside it); "
+                  f"{time.monotonic() - t0:.0f}s wall")
+    return 0 if report["events"]["reconciled"] else 1
 
 
 if __name__ == "__main__":
