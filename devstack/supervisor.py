@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +32,10 @@ class Child:
     log_path: Path
     process: subprocess.Popen
     env: dict[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
+    restart: bool = False  # restarted by the supervisor's watchdog when it dies unasked
+    restarts: int = 0
+    stopping: bool = False
 
     @property
     def pid(self) -> int:
@@ -47,13 +52,21 @@ class Child:
 
 
 class Supervisor:
-    """Owns child processes; use as a context manager."""
+    """Owns child processes; use as a context manager.
 
-    def __init__(self, log_dir: Path | str) -> None:
+    Children started with ``restart=True`` are brought back by a watchdog thread when they die
+    without being asked to (what a Deployment's restart policy does on Kubernetes).
+    """
+
+    def __init__(self, log_dir: Path | str, watch_interval: float = 0.5) -> None:
         self.log_dir = Path(log_dir)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.children: dict[str, Child] = {}
         self._installed = False
+        self._lock = threading.Lock()
+        self._closing = threading.Event()
+        self._watch_interval = watch_interval
+        self._watchdog: threading.Thread | None = None
 
     def _install_handlers(self) -> None:
         if self._installed:
@@ -71,21 +84,42 @@ class Supervisor:
         raise SystemExit(128 + signum)
 
     def start(self, name: str, argv: Sequence[str], env: dict[str, str] | None = None,
-              cwd: Path | None = None) -> Child:
+              cwd: Path | None = None, restart: bool = False) -> Child:
         """Start ``argv`` (``python`` is replaced by this interpreter) as child ``name``."""
         self._install_handlers()
-        if name in self.children and self.children[name].alive():
-            raise RuntimeError(f"{name} is already running (pid {self.children[name].pid})")
-        argv = [sys.executable if a == "python" else a for a in argv]
-        full_env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", **(env or {})}
-        log_path = self.log_dir / f"{name}.log"
-        with open(log_path, "ab") as log:
-            process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, cwd=cwd or ROOT, env=full_env,
-                                       start_new_session=True)
-        child = Child(name, list(argv), log_path, process, env or {})
-        self.children[name] = child
+        with self._lock:
+            if name in self.children and self.children[name].alive():
+                raise RuntimeError(f"{name} is already running (pid {self.children[name].pid})")
+            argv = [sys.executable if a == "python" else a for a in argv]
+            log_path = self.log_dir / f"{name}.log"
+            child = Child(name, list(argv), log_path, self._spawn(argv, log_path, env, cwd),
+                          env or {}, cwd, restart)
+            self.children[name] = child
+        if restart and self._watchdog is None:
+            self._watchdog = threading.Thread(target=self._watch, name="supervisor-watchdog",
+                                              daemon=True)
+            self._watchdog.start()
         return child
+
+    @staticmethod
+    def _spawn(argv: list[str], log_path: Path, env: dict[str, str] | None,
+               cwd: Path | None) -> subprocess.Popen:
+        full_env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", **(env or {})}
+        with open(log_path, "ab") as log:
+            return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, cwd=cwd or ROOT, env=full_env,
+                                    start_new_session=True)
+
+    def _watch(self) -> None:
+        while not self._closing.wait(self._watch_interval):
+            with self._lock:
+                for child in self.children.values():
+                    if child.restart and not child.stopping and not child.alive():
+                        with open(child.log_path, "ab") as log:
+                            log.write(f"\n[supervisor] exited with {child.process.returncode}; "
+                                      "restarting\n".encode())
+                        child.process = self._spawn(child.argv, child.log_path, child.env, child.cwd)
+                        child.restarts += 1
 
     def wait_http(self, name: str, url: str, timeout: float = 60.0,
                   ok: Callable[[httpx.Response], bool] = lambda r: r.status_code == 200) -> None:
@@ -119,19 +153,22 @@ class Supervisor:
             os.killpg(child.pid, sig)
 
     def kill(self, name: str) -> None:
-        """SIGKILL the whole process group of ``name`` (a crash, for drills)."""
+        """SIGKILL the whole process group of ``name`` (a crash, for drills); a child with
+        ``restart=True`` is then brought back by the watchdog."""
         child = self.children[name]
+        process = child.process
         try:
-            os.killpg(child.pid, signal.SIGKILL)
+            os.killpg(process.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        child.process.wait()
+        process.wait()
 
     def stop(self, name: str, grace: float = 15.0) -> int | None:
         """SIGTERM, then SIGKILL after ``grace`` seconds; returns the exit code."""
         child = self.children.get(name)
         if child is None:
             return None
+        child.stopping = True
         if child.alive():
             try:
                 os.killpg(child.pid, signal.SIGTERM)
@@ -148,6 +185,9 @@ class Supervisor:
         return child.process.wait()
 
     def stop_all(self, grace: float = 15.0) -> None:
+        self._closing.set()
+        for child in self.children.values():
+            child.stopping = True
         for name in reversed(list(self.children)):
             self.stop(name, grace)
 

@@ -55,3 +55,20 @@ def test_wait_http_reports_a_dead_child_with_its_log(tmp_path) -> None:
     with pytest.raises(RuntimeError, match="no config, bye"):
         sup.wait_http("dies", "http://127.0.0.1:9/never", timeout=10)
     sup.stop_all()
+
+
+def test_a_crashed_child_with_restart_policy_comes_back(tmp_path) -> None:
+    with Supervisor(tmp_path, watch_interval=0.1) as sup:
+        child = sup.start("worker", ["python", "-c", "import time; print('up', flush=True); time.sleep(300)"],
+                          restart=True)
+        first = child.pid
+        sup.kill("worker")
+        for _ in range(100):
+            if child.restarts == 1 and child.alive():
+                break
+            time.sleep(0.05)
+        assert child.restarts == 1
+        assert child.alive() and child.pid != first
+        assert "restarting" in child.log_tail()
+    assert not child.alive()
+    assert child.restarts == 1  # stopping it on purpose does not bring it back
