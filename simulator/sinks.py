@@ -115,7 +115,8 @@ class KafkaSink:
         self.producer = KafkaProducer(
             bootstrap_servers=bootstrap, client_id=client_id, linger_ms=linger_ms,
             batch_size=batch_size, max_request_size=max_request_size, acks=1,
-            retries=5)
+            # retry until delivery_timeout_ms (120 s): a broker outage delays lines, never drops them
+            retries=2**31 - 1)
         self.limit = _RateLimit(max_lines_per_s)
         self.lines_sent = 0
         self.bytes_sent = 0
