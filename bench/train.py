@@ -115,7 +115,8 @@ def main() -> int:
         "implicit_fit_s": round(implicit_s, 3), "pipeline_s": round(pipeline_s, 3),
         "ratio_to_implicit": round(ratio, 3), "bundle_bytes": int(bundle_bytes),
         **{f"pipeline_{k}": v for k, v in stages.items()},
-        "quick": bool(a.quick), "cpu_count": os.cpu_count(), "python": platform.python_version(),
+        "quick": bool(a.quick), "load_average_1m_at_end": round(os.getloadavg()[0], 2),
+        "cpu_count": os.cpu_count(), "python": platform.python_version(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "targets": {f"ratio_to_implicit <= {TARGET_RATIO}": bool(ratio <= TARGET_RATIO)},
     }

@@ -36,7 +36,12 @@ from trainer.data import (
     movie_side,
     user_side,
 )
-from trainer.evaluation import split_time_at_quantile, summarise, temporal_split
+from trainer.evaluation import (
+    per_user_metrics,
+    split_time_at_quantile,
+    summarise,
+    temporal_split,
+)
 from trainer.report import write_report
 
 log = logging.getLogger("trainer")
@@ -163,8 +168,9 @@ class Evaluator:
         recs = np.vstack([model.recommend_batch(self.rows[i:i + 2000], kmax)
                           for i in range(0, self.rows.size, 2000)])
         n = self.train.matrix.shape[1]
-        overall = summarise(recs, self.relevant, self.ks, n)
-        groups = {g: summarise(recs, self.relevant, self.ks, n, mask)
+        per_user = {k: per_user_metrics(recs, self.relevant, k) for k in self.ks}
+        overall = summarise(recs, self.relevant, self.ks, n, per_user=per_user)
+        groups = {g: summarise(recs, self.relevant, self.ks, n, mask, per_user=per_user)
                   for g, mask in self.groups.items() if mask.any()}
         return overall, groups
 
@@ -316,10 +322,13 @@ def run(cfg: DictConfig, registry: FileRegistry | None = None) -> RunResult:
                     **{k: v for k, v in eval_metrics.items() if k != "subpopulations"}},
         "data_quality": quality, "selected_from": candidates,
     }
+    runtimes = (movies["runtime"].reindex(final.item_ids).to_numpy(np.float32) if len(movies)
+                else None)
     published = fit_and_publish(
         final, _segments_for(final.user_ids, users), configs[selected], tc,
         registry or FileRegistry(cfg.data.registry_root), run_dir / "bundle", manifest,
-        costs=item_costs(final.item_ids, movies), timings=timings,
+        costs=item_costs(final.item_ids, movies), timings=timings, runtimes=runtimes,
+        confidence_weights=weights,
         comparison=comparison if tc.evaluate else None,
         config_yaml=OmegaConf.to_yaml(cfg, resolve=True))
     duration = time.perf_counter() - t_start
@@ -341,7 +350,9 @@ class Published:
 def fit_and_publish(final: InteractionMatrix, segments: list[str | None], model_cfg: dict[str, Any],
                     tc: Any, registry: FileRegistry, bundle_dir: Path, manifest: dict[str, Any],
                     costs: np.ndarray | None = None, timings: dict[str, float] | None = None,
-                    comparison: dict[str, Any] | None = None, config_yaml: str = "") -> Published:
+                    comparison: dict[str, Any] | None = None, config_yaml: str = "",
+                    runtimes: np.ndarray | None = None,
+                    confidence_weights: ConfidenceWeights | None = None) -> Published:
     """Fit the production model on ``final``, write the bundle (+ report), register it and move
     ``challenger`` (and ``champion`` when there is none or ``tc.promote``)."""
     timings = dict(timings or {})
@@ -355,7 +366,8 @@ def fit_and_publish(final: InteractionMatrix, segments: list[str | None], model_
                 "timings": {k: round(v, 4) for k, v in timings.items()}}
     t = time.perf_counter()
     save_bundle(bundle_dir, model, final.item_ids, final.user_ids, final.matrix, costs=costs,
-                cold_start=cold, manifest=manifest)
+                cold_start=cold, manifest=manifest, runtimes=runtimes,
+                confidence_weights=confidence_weights)
     if comparison is not None:
         write_report(bundle_dir / "report", comparison, plots=bool(tc.report_plots))
     if config_yaml:

@@ -11,6 +11,7 @@ server ranks with. Layout (all arrays ``.npy``, loadable with ``np.load(mmap_mod
     seen_confidence.npy      (nnz,) float32      ┘ for exclude-seen and fold-in
     popularity.npy           (n_items,) float32 in 0..1
     costs.npy                (n_items,) float32 in 0..1 (license cost / max cost; 0 unknown)
+    runtimes.npy             (n_items,) float32 minutes (NaN unknown), for confidence()
     cold_start.json          {"lists": {segment key: [item indices, best first]}}
 """
 
@@ -18,7 +19,8 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from movierec_core.models.base import Recommender
+from movierec_core.models.confidence import ConfidenceWeights, confidence
 from movierec_core.models.popularity import ALL_USERS, ColdStartModel, _normalised_counts
 from movierec_core.models.registry_of_models import load_model
 
@@ -47,6 +50,7 @@ class Bundle:
     popularity: np.ndarray
     costs: np.ndarray
     cold_start: ColdStartModel
+    runtimes: np.ndarray | None = None
     _item_index: dict[str, int] | None = field(default=None, repr=False)
 
     @property
@@ -76,6 +80,35 @@ class Bundle:
         """Item indices the user interacted with in training."""
         return np.asarray(self.seen.indices[self.seen.indptr[row]:self.seen.indptr[row + 1]])
 
+    @property
+    def confidence_weights(self) -> ConfidenceWeights:
+        """The weights the training interactions were built with (manifest ``confidence``)."""
+        return ConfidenceWeights(**(self.manifest.get("confidence") or {}))
+
+    def interactions_row(self, online: Iterable[tuple[str, float, float | None]],
+                         base_row: int | None = None) -> sp.csr_matrix:
+        """A 1 × n_items CSR of confidences for fold-in: the training row of ``base_row`` (if
+        any) merged with ``online`` (movie id, minutes watched, stars or None) interactions via
+        :func:`confidence` with the bundle's weights and runtimes; per item the larger
+        confidence wins. Movies unknown to the bundle are ignored."""
+        conf: dict[int, float] = {}
+        if base_row is not None:
+            lo, hi = int(self.seen.indptr[base_row]), int(self.seen.indptr[base_row + 1])
+            conf = dict(zip(np.asarray(self.seen.indices[lo:hi]).tolist(),
+                            np.asarray(self.seen.data[lo:hi]).tolist(), strict=True))
+        w = self.confidence_weights
+        for movie_id, minutes, stars in online:
+            i = self.item_index(movie_id)
+            if i is None:
+                continue
+            rt = float(self.runtimes[i]) if self.runtimes is not None else float("nan")
+            c = confidence(minutes, rt, stars, w)
+            if c > conf.get(i, 0.0):
+                conf[i] = c
+        cols = np.array(sorted(conf), dtype=np.int32)
+        vals = np.array([conf[i] for i in cols], dtype=np.float32)
+        return sp.csr_matrix((vals, cols, np.array([0, cols.size])), shape=(1, self.n_items))
+
     def cold_start_items(self, age: Any = None, gender: Any = None, occupation: Any = None,
                          k: int = 20, exclude: Any = ()) -> list[int]:
         """Item indices for a user with no history, by demographic segment (fallback chain)."""
@@ -85,7 +118,8 @@ class Bundle:
 def save_bundle(directory: Path | str, model: Recommender, item_ids: Any, user_ids: Any,
                 seen: sp.csr_matrix | None = None, *, popularity: np.ndarray | None = None,
                 costs: np.ndarray | None = None, cold_start: ColdStartModel | None = None,
-                manifest: dict[str, Any] | None = None) -> Path:
+                manifest: dict[str, Any] | None = None, runtimes: np.ndarray | None = None,
+                confidence_weights: ConfidenceWeights | None = None) -> Path:
     """Write a bundle. ``user_ids`` must be sorted ascending and match the model's user rows;
     ``seen`` defaults to the model's training matrix. Missing popularity/cold-start lists are
     derived from ``seen``; missing costs are zeros. Returns the directory."""
@@ -116,6 +150,10 @@ def save_bundle(directory: Path | str, model: Recommender, item_ids: Any, user_i
     np.save(d / "seen_confidence.npy", seen.data.astype(np.float32))
     np.save(d / "popularity.npy", np.asarray(popularity, dtype=np.float32))
     np.save(d / "costs.npy", costs)
+    rt = np.full(item_ids.size, np.nan, np.float32) if runtimes is None else np.asarray(runtimes, np.float32)
+    if rt.shape != (item_ids.size,):
+        raise ValueError("runtimes must be one value per item")
+    np.save(d / "runtimes.npy", rt)
     (d / "cold_start.json").write_text(json.dumps({"lists": cold_start.lists}, sort_keys=True))
     info = dict(manifest or {})
     info.setdefault("format", BUNDLE_FORMAT)
@@ -126,6 +164,7 @@ def save_bundle(directory: Path | str, model: Recommender, item_ids: Any, user_i
     info.setdefault("config", {})
     info.setdefault("metrics", {})
     info.setdefault("timings", {})
+    info["confidence"] = asdict(confidence_weights or ConfidenceWeights())
     info.setdefault("created_at", datetime.now(UTC).isoformat(timespec="seconds"))
     info["counts"] = {"users": int(user_ids.size), "items": int(item_ids.size),
                       "interactions": int(seen.nnz)}
@@ -166,4 +205,5 @@ def load_bundle(directory: Path | str, mmap: bool = True) -> Bundle:
     cold.lists = json.loads((d / "cold_start.json").read_text())["lists"]
     cold.lists.setdefault(ALL_USERS, [])
     return Bundle(path=d, manifest=manifest, model=model, item_ids=item_ids, user_ids=user_ids,
-                  seen=seen, popularity=popularity, costs=arr("costs.npy"), cold_start=cold)
+                  seen=seen, popularity=popularity, costs=arr("costs.npy"), cold_start=cold,
+                  runtimes=arr("runtimes.npy") if (d / "runtimes.npy").is_file() else None)

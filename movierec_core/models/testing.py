@@ -34,7 +34,7 @@ def tiny_bundle(directory: Path | str, model: str = "als", n_users: int = 60, n_
 
     Users have ids ``1000 + 10·row`` (sorted), movies ids ``movie+<i>+2000``; user row r's
     demographics: age 20 + (r % 5)·10, gender M/F alternating, occupation ``scientist`` /
-    ``writer``. Costs rise linearly 0..1 with the item index.
+    ``writer``. Costs rise linearly 0..1 with the item index; every runtime is 100 minutes.
     """
     x = tiny_interactions(n_users, n_items, seed)
     cfg = {"name": model, "factors": 8, "iterations": 10, "regularization": 0.1,
@@ -46,7 +46,9 @@ def tiny_bundle(directory: Path | str, model: str = "als", n_users: int = 60, n_
                 for r in range(n_users)]
     cold = ColdStartModel(list_size=20, min_users=3).fit(x, segments)
     costs = np.linspace(0.0, 1.0, n_items, dtype=np.float32)
+    runtimes = np.full(n_items, 100.0, dtype=np.float32)
     return save_bundle(directory, m, item_ids, user_ids, x, costs=costs, cold_start=cold,
+                       runtimes=runtimes,
                        manifest={"version": "tiny", "snapshot": {"id": "tiny", "hash": "0" * 64},
                                  "code_version": "test", "config": cfg,
                                  "metrics": {"ndcg@10": 0.0}})

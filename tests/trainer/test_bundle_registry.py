@@ -80,3 +80,17 @@ def test_open_registry_rejects_unknown_backends(tmp_path):
     assert isinstance(open_registry(f"file://{tmp_path}"), FileRegistry)
     with pytest.raises(RegistryError, match="not implemented"):
         open_registry("s3://bucket/registry")
+
+
+def test_interactions_row_merges_training_row_and_online_events(tmp_path):
+    b = load_bundle(tiny_bundle(tmp_path / "b"))
+    assert b.confidence_weights == ConfidenceWeights()
+    base = b.seen_items(0)
+    row = b.interactions_row([("movie+39+2000", 50, None), ("unknown+movie", 90, 5)], base_row=0)
+    assert row.shape == (1, 40)
+    assert set(row.indices.tolist()) == set(base.tolist()) | {39}
+    assert row[0, 39] == pytest.approx(0.5)  # 50 of 100 minutes
+    fresh = b.interactions_row([("movie+1+2000", 100, 5)])
+    assert fresh.nnz == 1 and fresh[0, 1] == pytest.approx(2.0)
+    items, _ = b.model.recommend_items(fresh, k=5)
+    assert 1 not in items.tolist() and len(items) == 5

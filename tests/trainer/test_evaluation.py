@@ -87,3 +87,10 @@ def test_split_time_quantile_and_validation_is_inside_training():
     assert tv < t
     with pytest.raises(ValueError):
         split_time_at_quantile(times, 1.5)
+
+
+def test_unknown_relevant_items_count_but_never_hit():
+    per = per_user_metrics(np.array([[3, 1]]), [[1, -1, -1]], k=2)
+    assert per["recall"][0] == pytest.approx(1 / 3)
+    assert per["precision"][0] == 0.5
+    assert per["map"][0] == pytest.approx((1 / 2) / 2)
