@@ -94,13 +94,17 @@ def ingest(bootstrap: str, topic: str, workdir: Path, workers: int, group: str) 
                  "ingestor.metrics_port=0", "ingestor.enrichment=false",
                  "ingestor.exit_when_idle_s=2", f"ingestor.workers={workers}"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    workdir.mkdir(parents=True, exist_ok=True)
+    log_path = workdir / "ingestor.log"
     started = time.time()
-    proc = subprocess.run([sys.executable, "-m", "ingestor", *overrides], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=3600)
+    with open(log_path, "w") as log:
+        proc = subprocess.run([sys.executable, "-m", "ingestor", *overrides], cwd=ROOT, env=env,
+                              stdout=log, stderr=subprocess.STDOUT, timeout=3600)
     wall = time.time() - started
-    if proc.returncode != 0:
-        raise SystemExit(f"ingestor failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    summaries = [json.loads(m) for m in re.findall(r"ingest summary (\{.*\})", proc.stderr)]
+    text = log_path.read_text(errors="replace")
+    summaries = [json.loads(m) for m in re.findall(r"ingest summary (\{.*\})", text)]
+    if proc.returncode != 0 or not any(s["first_record_at"] for s in summaries):
+        raise SystemExit(f"ingestor failed ({proc.returncode}):\n{text[-3000:]}")
     records = sum(s["records"] for s in summaries)
     first = min(s["first_record_at"] for s in summaries if s["first_record_at"])
     last = max(s["last_commit_at"] for s in summaries)
@@ -109,6 +113,7 @@ def ingest(bootstrap: str, topic: str, workdir: Path, workers: int, group: str) 
 
 
 def main() -> int:
+    sys.stdout.reconfigure(line_buffering=True)
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="100,000 lines")
@@ -140,9 +145,13 @@ def main() -> int:
             print(f"ingestor, 1 worker: {single['events_per_s']:,.0f} events/s "
                   f"({single['seconds']:.1f}s)")
         assert full["records"] >= n_lines and single["records"] >= n_lines, "records missing"
+    except BaseException:
+        print(f"kept {workdir} for inspection", file=sys.stderr)
+        raise
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
     finally:
         broker.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
 
     ratio = full["events_per_s"] / raw_rate
     ratio_single = single["events_per_s"] / raw_rate

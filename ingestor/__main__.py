@@ -30,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = compose("ingestor", overrides)
     logging.basicConfig(level=str(cfg.ingestor.log_level).upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("kafka").setLevel(logging.ERROR)
+    # kafka-python logs every refused reconnect at ERROR; the ingestor logs outages once itself
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
     lake_root = cfg.data.lake_root
 
     if opts.command == "run" and int(cfg.ingestor.workers) > 1:

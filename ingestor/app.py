@@ -79,6 +79,9 @@ class Ingestor:
         self.batches = 0
         self.records = 0
         self.last_batch_end = 0.0
+        self._last_probe = time.monotonic()
+        self._subscribed_at = time.monotonic()
+        self._broker_down_since = 0.0
         self.first_record_at = 0.0  # wall clock, for benchmarks across worker processes
         self.last_commit_at = 0.0
 
@@ -116,9 +119,20 @@ class Ingestor:
                     max_poll_records=int(self.icfg.batch_max_records),
                     check_crcs=bool(self.icfg.check_crcs),
                     session_timeout_ms=int(self.icfg.session_timeout_ms),
+                    reconnect_backoff_max_ms=int(self.icfg.retry_backoff_max_s * 1000),
                     heartbeat_interval_ms=max(1000, int(self.icfg.session_timeout_ms) // 4),
                     max_poll_interval_ms=600_000)
+                # subscribe only once the topic's metadata is known: a group joined before it
+                # gets an empty assignment, and kafka-python 3.0 can then stall in the rejoin
+                deadline = time.monotonic() + 30
+                while not consumer.partitions_for_topic(self.topic):
+                    if time.monotonic() > deadline or self._stop.is_set():
+                        log.warning("topic %s has no partitions yet; subscribing anyway",
+                                    self.topic)
+                        break
+                    self._stop.wait(0.5)
                 consumer.subscribe([self.topic], listener=_Rebalance(self))
+                self._subscribed_at = time.monotonic()
                 self.consumer = consumer
                 log.info("connected to Kafka at %s: topic %s, group %s, dead letters to %s",
                          bootstrap, self.topic, self.cfg.kafka.group_id, self.dlq_topic)
@@ -176,7 +190,12 @@ class Ingestor:
                     self._process_buffer()
                 if got:
                     idle_since = time.monotonic()
+                    self._broker_seen(True)
+                elif time.monotonic() - self._last_probe >= 5.0:
+                    self._last_probe = time.monotonic()
+                    self._broker_seen(self._probe_broker())
                 self._maybe_maintain()
+                self._check_assignment()
                 if (self.icfg.exit_when_idle_s and self._drained()
                         and time.monotonic() - idle_since >= self.icfg.exit_when_idle_s):
                     log.info("all assigned partitions drained; exiting (exit_when_idle_s)")
@@ -245,7 +264,9 @@ class Ingestor:
             commit[tp] = max(rec.offset for rec in records) + 1
         self._buffer.clear()
         self._buffered = 0
+        t_parse = time.perf_counter()
         parsed = parse_batch(values, partitions, offsets, timestamps, self.settings)
+        t_dlq = time.perf_counter()
 
         give_up = time.monotonic() + self.icfg.shutdown_commit_timeout_s if shutting_down else None
         if parsed.rejected and self.dead_letters is not None:
@@ -255,6 +276,7 @@ class Ingestor:
                 metrics.DLQ.labels(str(item.rejection.reason)).inc()
             metrics.EVENTS.labels("unknown", "invalid").inc(len(parsed.rejected))
 
+        t_lake = time.perf_counter()
         written = 0
         for table_name, table in parsed.tables.items():
             result = self.lake.write_dated(table_name, table)
@@ -266,11 +288,13 @@ class Ingestor:
             if table_name == WATCH_MINUTES and result.rows:
                 days = table.column("time").cast("date32").unique().to_pylist()
                 self._dirty_days.update(days)
+        t_store = time.perf_counter()
         if self.store is not None:
             self.store.apply_tables(parsed.tables.get(WATCH_MINUTES), parsed.events)
         if self.enricher is not None:
             self.enricher.offer(parsed.user_ids, parsed.movie_ids)
 
+        t_commit = time.perf_counter()
         self._commit(commit, give_up)
         self.batches += 1
         self.records += len(values)
@@ -278,8 +302,11 @@ class Ingestor:
         metrics.BATCH_DURATION.observe(elapsed)
         self.last_batch_end = time.monotonic()
         self.last_commit_at = time.time()
-        log.debug("batch %d: %d records, %d rejected, %.3fs", self.batches, len(values),
-                  len(parsed.rejected), elapsed)
+        log.debug("batch %d: %d records, %d rejected, %.3fs (collect %.3f parse %.3f dlq %.3f "
+                  "lake %.3f store %.3f commit %.3f)", self.batches, len(values),
+                  len(parsed.rejected), elapsed, t_parse - start, t_dlq - t_parse,
+                  t_lake - t_dlq, t_store - t_lake, t_commit - t_store,
+                  time.perf_counter() - t_commit)
         self._update_lag()
 
     def _commit(self, offsets: dict[TopicPartition, int], give_up_at: float | None) -> None:
@@ -325,6 +352,43 @@ class Ingestor:
             self.dead_letters.stale = True  # re-read the DLQ tail before the next dead letter
 
     # ------------------------------------------------------------------------------- upkeep
+    def _check_assignment(self) -> None:
+        """Rejoin when the group left this consumer without partitions for too long (a stalled
+        rebalance; with more instances than partitions an idle member is normal)."""
+        limit = float(self.icfg.rejoin_after_s)
+        if not limit or self.consumer is None or self._broker_down_since:
+            return
+        if self.consumer.assignment():
+            self._subscribed_at = time.monotonic()
+            return
+        if time.monotonic() - self._subscribed_at > limit:
+            log.warning("no partitions assigned for %.0fs; reconnecting to the group", limit)
+            self._close_clients()
+            self._connect()
+
+    def _probe_broker(self) -> bool:
+        """Can any bootstrap address be reached? (kafka-python reconnects by itself; this only
+        makes an outage visible as one clear log line)."""
+        for address in str(self.cfg.kafka.bootstrap).split(","):
+            host, _, port = address.strip().rpartition(":")
+            try:
+                with socket.create_connection((host or "127.0.0.1", int(port)), timeout=1.0):
+                    return True
+            except (OSError, ValueError):
+                continue
+        return False
+
+    def _broker_seen(self, reachable: bool) -> None:
+        if not reachable and not self._broker_down_since:
+            self._broker_down_since = time.monotonic()
+            log.warning("Kafka broker at %s unavailable; retrying with backoff (up to %.0fs "
+                        "between attempts), will resume from the committed offsets",
+                        self.cfg.kafka.bootstrap, self.icfg.retry_backoff_max_s)
+        elif reachable and self._broker_down_since:
+            log.info("Kafka broker at %s reachable again after %.0fs; resuming",
+                     self.cfg.kafka.bootstrap, time.monotonic() - self._broker_down_since)
+            self._broker_down_since = 0.0
+
     def _update_lag(self) -> None:
         if self.consumer is None:
             return

@@ -28,6 +28,8 @@ class IngestorConfig:
     retry_backoff_s: float = 0.5
     retry_backoff_max_s: float = 10.0
     shutdown_commit_timeout_s: float = 30.0
+    # leave and rejoin the group after this long without partitions (0: never)
+    rejoin_after_s: float = 60.0
     # lake maintenance: compaction and watch sessions
     session_gap_s: float = 1800.0  # a watch session ends after a gap longer than this
     compact_min_files: int = 16  # a partition with this many files is merged into one

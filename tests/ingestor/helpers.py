@@ -109,6 +109,7 @@ def start_ingestor(bootstrap: str, topic: str, workdir: Path, *extra: str,
                  f"data.online_store_path={workdir / 'online.sqlite'}",
                  "ingestor.metrics_port=0", "ingestor.enrichment=false",
                  "ingestor.batch_max_records=5000", "ingestor.retry_backoff_max_s=2",
+                 "ingestor.session_timeout_ms=6000",
                  *extra]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     log = open(workdir / log_name, "ab")  # noqa: SIM115 - owned by the child

@@ -47,7 +47,7 @@ def done(bootstrap: str, topic: str, workdir: Path, ledger) -> bool:
 
 def test_stream_lands_once_in_lake_dlq_and_online_store(kafka_broker, tmp_path) -> None:
     bootstrap, topic = kafka_broker.bootstrap, "it-basic"
-    lines, ledger = simulator_stream(30_000, seed=1)
+    lines, ledger = simulator_stream(20_000, seed=1)
     create_topic(bootstrap, topic)
     produce(bootstrap, topic, lines)
     proc = start_ingestor(bootstrap, topic, tmp_path, "ingestor.exit_when_idle_s=2")
@@ -77,7 +77,7 @@ def test_stream_lands_once_in_lake_dlq_and_online_store(kafka_broker, tmp_path) 
 
 def test_sigkill_three_times_mid_run_loses_and_duplicates_nothing(kafka_broker, tmp_path) -> None:
     bootstrap, topic = kafka_broker.bootstrap, "it-sigkill"
-    lines, ledger = simulator_stream(40_000, seed=2)
+    lines, ledger = simulator_stream(30_000, seed=2)
     create_topic(bootstrap, topic)
     rng = random.Random(7)
 
@@ -128,7 +128,7 @@ def test_broker_stop_and_restart_mid_run(fresh_kafka_broker, tmp_path) -> None:
 
 def test_two_instances_share_the_partitions(kafka_broker, tmp_path) -> None:
     bootstrap, topic = kafka_broker.bootstrap, "it-pair"
-    lines, ledger = simulator_stream(30_000, seed=4)
+    lines, ledger = simulator_stream(20_000, seed=4)
     create_topic(bootstrap, topic)
     first = start_ingestor(bootstrap, topic, tmp_path, log_name="a.log")
     second = start_ingestor(bootstrap, topic, tmp_path, log_name="b.log")
