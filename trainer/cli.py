@@ -138,6 +138,9 @@ def cmd_movielens_eval(cfg, argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     args, overrides = split_overrides(list(sys.argv[1:] if argv is None else argv))
+    if args and args[0] in ("-h", "--help", "help"):
+        print(__doc__)
+        return 0
     try:
         cfg = load_config(overrides)
     except Exception as exc:  # noqa: BLE001 - bad override: say so in one line
@@ -153,5 +156,4 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_movielens_eval(cfg, args[1:])
     except (RegistryError, InputError, TrainerInputError) as exc:
         return _fail(str(exc))
-    return _fail(f"unknown command {args[0]!r}; see python -m trainer --help" if args[0] not in (
-        "-h", "--help") else (__doc__ or ""), 2 if args[0] not in ("-h", "--help") else 0)
+    return _fail(f"unknown command {args[0]!r}; see python -m trainer --help")

@@ -295,6 +295,7 @@ def run(cfg: DictConfig, registry: FileRegistry | None = None) -> RunResult:
             log.info("candidate %-10s %s=%.4f fit %.2fs", name, tc.select_metric, score, fit_s)
             if score > best:
                 best, selected, eval_metrics = score, name, {**overall, "subpopulations": groups}
+        shutil.rmtree(run_dir / "candidates", ignore_errors=True)
         comparison["cold_start"] = evaluate_cold_start(train, test_pairs, users, segments,
                                                        list(tc.ks), tc)
         timings["candidates_s"] = time.perf_counter() - t
