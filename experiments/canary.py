@@ -206,14 +206,29 @@ class KafkaTelemetry:
             deadline -= 1
         self.consumer.seek_to_end()
 
-    def poll(self) -> list[bytes]:
+    def poll(self, max_s: float = 1.0) -> list[bytes]:
+        """What arrived since the last call, reading for at most ``max_s`` seconds."""
         lines: list[bytes] = []
-        while True:
-            batch = self.consumer.poll(timeout_ms=200, max_records=10_000)
+        deadline = time.monotonic() + max_s
+        while time.monotonic() < deadline:
+            batch = self.consumer.poll(timeout_ms=100, max_records=20_000)
             if not batch:
-                return lines
+                break
             for records in batch.values():
                 lines.extend(r.value for r in records)
+        return lines
+
+    def drain(self, max_s: float = 30.0) -> list[bytes]:
+        """Everything up to the topic's end as of now (before a weight change)."""
+        parts = self.consumer.assignment()
+        ends = self.consumer.end_offsets(list(parts)) if parts else {}
+        lines: list[bytes] = []
+        deadline = time.monotonic() + max_s
+        while time.monotonic() < deadline:
+            if all(self.consumer.position(tp) >= end for tp, end in ends.items()):
+                break
+            lines += self.poll(1.0)
+        return lines
 
     def close(self) -> None:
         self.consumer.close()
@@ -330,7 +345,8 @@ class CanaryController:
 
     def _set_percent(self, pct: int) -> None:
         # drain first: the change applies to requests after the newest one seen so far
-        self._ingest(self.telemetry.poll())
+        drain = getattr(self.telemetry, "drain", self.telemetry.poll)
+        self._ingest(drain())
         self.driver.set_weight(pct)
         since = self.request_watermark if self.history.changes else datetime.min
         weights = [(self.champion, 100 - pct), (self.challenger, pct)]

@@ -22,7 +22,7 @@ from movierec_core.events import RecommendationRequest, parse
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "artifacts" / "experiments"
-WORLD = ["world.n_users=1500", "world.n_movies=3000", "seed=11"]
+WORLD = ["world.n_users=1500", "world.n_movies=8000", "seed=11"]
 # simulated seconds per real second; with every pick preceded by a recommendation request this
 # is ~30 requests/s in ~5k lines/s: what one kafka-python consumer keeps up with on 2 busy cores
 SPEED = 400
@@ -34,23 +34,29 @@ def _variants(champion_url: str, challenger_url: str) -> str:
 
 
 def run_drill(name: str, kafka_bootstrap: str, tmp: Path, champion: str, challenger: str,
-              extra: list[str]) -> tuple[dict, list[RecommendationRequest], str]:
+              extra: list[str], kill_a_champion_replica: bool = False,
+              ) -> tuple[dict, list[RecommendationRequest], str]:
     topic = f"movielog-{name}"
-    ports = {"champion": free_port(), "challenger": free_port(), "router": free_port()}
+    ports = {"champion": free_port(), "challenger": free_port(), "router": free_port(),
+             "champion-2": free_port()}
+    kinds = {"champion": champion, "challenger": challenger}
+    if kill_a_champion_replica:
+        kinds["champion-2"] = champion
     out_dir = ARTIFACTS / name
     shutil.rmtree(out_dir, ignore_errors=True)
     sink = tmp / "movielog.txt"
     with Supervisor(tmp / "logs") as sup:
-        for variant, kind in (("champion", champion), ("challenger", challenger)):
-            sup.start(variant, ["python", "-m", "simulator", "endpoint", f"kind={kind}",
-                                f"port={ports[variant]}", *WORLD])
-        for variant in ("champion", "challenger"):
-            sup.wait_http(variant, f"http://127.0.0.1:{ports[variant]}/health", timeout=120)
+        for server, kind in kinds.items():
+            sup.start(server, ["python", "-m", "simulator", "endpoint", f"kind={kind}",
+                               f"port={ports[server]}", *WORLD])
+        for server in kinds:
+            sup.wait_http(server, f"http://127.0.0.1:{ports[server]}/health", timeout=120)
         router_url = f"http://127.0.0.1:{ports['router']}"
+        champion_urls = ",".join(f"http://127.0.0.1:{ports[s]}" for s in kinds if s != "challenger")
         sup.start("router", [
             "python", "-m", "experiments", "router", f"experiments.name={name}",
             f"serving.http_port={ports['router']}", f"experiments.state_dir={tmp / 'state'}",
-            _variants(f"http://127.0.0.1:{ports['champion']}", f"http://127.0.0.1:{ports['challenger']}"),
+            _variants(champion_urls, f"http://127.0.0.1:{ports['challenger']}"),
         ])
         sup.wait_http("router", f"{router_url}/healthz")
         sup.start("simulator", [
@@ -62,7 +68,9 @@ def run_drill(name: str, kafka_bootstrap: str, tmp: Path, champion: str, challen
         # the simulator's lines reach the broker through a forwarder (the file sink doubles as
         # the test's own record of every line)
         sup.start("forwarder", ["python", "-c", _FORWARD, kafka_bootstrap, topic, str(sink)])
-        time.sleep(8)  # the simulated service warms up on the champion alone
+        time.sleep(5)  # the simulated service warms up on the champion alone
+        if kill_a_champion_replica:
+            sup.kill("champion-2")  # a crashed replica: the router fails over, users see nothing
         canary = sup.start("canary", [
             "python", "-m", "experiments", "canary", f"experiments.name={name}",
             f"kafka.bootstrap={kafka_bootstrap}", f"kafka.topic={topic}",
@@ -121,7 +129,7 @@ CANARY = ["experiments.canary.window_s=15", "experiments.canary.min_requests=25"
 @pytest.mark.slow
 def test_drill_random_challenger_is_rolled_back_within_two_windows(kafka_broker, tmp_path):
     state, requests, metrics = run_drill("drill-random-rollback", kafka_broker.bootstrap, tmp_path,
-                                         "popularity", "random", CANARY)
+                                         "popularity", "random", CANARY, kill_a_champion_replica=True)
     assert state["outcome"] == "rolled_back", state["windows"]
     assert len(state["windows"]) <= 2
     assert state["windows"][-1]["decision"] == "rollback"
@@ -130,6 +138,7 @@ def test_drill_random_challenger_is_rolled_back_within_two_windows(kafka_broker,
     assert 'movierec_router_requests_total{status="200",variant="challenger"}' in metrics
     assert 'status="5' not in metrics and 'status="0"' not in metrics
     assert (ARTIFACTS / "drill-random-rollback" / "report.html").exists()
+    assert "unreachable" in (ARTIFACTS / "drill-random-rollback" / "router.log").read_text()
 
 
 @pytest.mark.integration
