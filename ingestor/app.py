@@ -79,7 +79,6 @@ class Ingestor:
         self.batches = 0
         self.records = 0
         self.last_batch_end = 0.0
-        self._last_probe = time.monotonic()
         self._subscribed_at = time.monotonic()
         self._broker_down_since = 0.0
         self.first_record_at = 0.0  # wall clock, for benchmarks across worker processes
@@ -181,6 +180,7 @@ class Ingestor:
                 timeout_s=float(self.cfg.metadata_api.timeout_s),
                 interval_s=float(self.icfg.enrichment_interval_s),
                 max_backoff_s=float(self.icfg.enrichment_max_backoff_s)).start()
+        threading.Thread(target=self._watch_broker, name="broker-probe", daemon=True).start()
         self._connect()
         idle_since = time.monotonic()
         try:
@@ -190,10 +190,6 @@ class Ingestor:
                     self._process_buffer()
                 if got:
                     idle_since = time.monotonic()
-                    self._broker_seen(True)
-                elif time.monotonic() - self._last_probe >= 5.0:
-                    self._last_probe = time.monotonic()
-                    self._broker_seen(self._probe_broker())
                 self._maybe_maintain()
                 self._check_assignment()
                 if (self.icfg.exit_when_idle_s and self._drained()
@@ -365,6 +361,11 @@ class Ingestor:
             log.warning("no partitions assigned for %.0fs; reconnecting to the group", limit)
             self._close_clients()
             self._connect()
+
+    def _watch_broker(self, every_s: float = 5.0) -> None:
+        # a thread of its own: during an outage kafka-python's poll() may block for long
+        while not self._stop.wait(every_s):
+            self._broker_seen(self._probe_broker())
 
     def _probe_broker(self) -> bool:
         """Can any bootstrap address be reached? (kafka-python reconnects by itself; this only

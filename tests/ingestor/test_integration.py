@@ -123,6 +123,8 @@ def test_broker_stop_and_restart_mid_run(fresh_kafka_broker, tmp_path) -> None:
     assert proc.poll() is None, "the ingestor must survive a broker outage"
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(60) == 0
+    log = (tmp_path / "ingestor.log").read_text()
+    assert "unavailable; retrying with backoff" in log and "reachable again" in log
     assert_exactly_once(bootstrap, topic, tmp_path, ledger)
 
 
