@@ -105,6 +105,7 @@ class Ingestor:
                     client_id=f"{self.cfg.kafka.client_id}-ingestor-dlq")
                 reader = KafkaConsumer(
                     bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+                    check_crcs=bool(self.icfg.check_crcs),
                     client_id=f"{self.cfg.kafka.client_id}-ingestor-dlq-reader")
                 self.dead_letters = DeadLetters(producer, reader, self.topic, self.dlq_topic,
                                                 self.instance)
@@ -136,7 +137,7 @@ class Ingestor:
                 log.info("connected to Kafka at %s: topic %s, group %s, dead letters to %s",
                          bootstrap, self.topic, self.cfg.kafka.group_id, self.dlq_topic)
                 return
-            except KafkaError as exc:
+            except (KafkaError, TimeoutError, OSError) as exc:
                 delay = min(self.icfg.retry_backoff_s * (2 ** attempt), self.icfg.retry_backoff_max_s)
                 log.warning("Kafka broker at %s unavailable (%s); retrying in %.1fs",
                             bootstrap, exc, delay)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 REGISTRY = CollectorRegistry()
@@ -29,4 +31,7 @@ ENRICHMENT = Counter("movierec_ingestor_enrichment_requests",
 def serve(port: int) -> None:
     """Serve ``/metrics`` on 0.0.0.0:``port`` from a daemon thread (0: do nothing)."""
     if port:
-        start_http_server(port, registry=REGISTRY)
+        try:
+            start_http_server(port, registry=REGISTRY)
+        except OSError as exc:  # metrics are not worth refusing to ingest
+            logging.getLogger("ingestor").error("cannot serve /metrics on port %d: %s", port, exc)
