@@ -16,6 +16,8 @@ so the score of a list is the position-weighted (DCG weights ``1/log2(position +
 each item's popularity score ``1 - percentile`` (1 = most popular, 0 = never watched in the
 popularity slice). It moves when the model starts recommending a different part of the
 catalogue (staler or more niche lists), which is what a recommendation-score drift means here.
+Each list also carries whether it was *accepted* (a listed movie started within
+``ACCEPT_WITHIN``): a model that has gone stale after a shift of tastes shows up there first.
 """
 
 from __future__ import annotations
