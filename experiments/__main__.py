@@ -24,6 +24,7 @@ def _canary(cfg) -> int:
         KafkaTelemetry,
         KServePatchDriver,
         LinesFileTelemetry,
+        MovieCosts,
         Policy,
         RouterDriver,
     )
@@ -57,11 +58,19 @@ def _canary(cfg) -> int:
             version = open_registry(cfg.data.registry_root).promote(c.model_name)
             logging.getLogger("experiments.canary").info("registry: champion -> %s", version)
 
+    from experiments.metrics import ExperimentMetrics
+
+    metrics = ExperimentMetrics()
+    if c.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(int(c.metrics_port), addr="127.0.0.1", registry=metrics.registry)
     controller = CanaryController(
         e.name, Policy.from_config(c), driver, telemetry, champion=c.champion,
         challenger=c.challenger, join_window_s=c.join_window_s, promote=promote,
         window_s=c.window_s, state_path=out_dir / "canary.json", max_windows=c.max_steps_total,
-        min_watch_minutes=c.min_watch_minutes,
+        min_watch_minutes=c.min_watch_minutes, metrics=metrics,
+        costs=MovieCosts(c.metadata_url) if c.metadata_url else None,
     )
     result = controller.run()
     write_report(out_dir / "canary.json", out_dir)

@@ -167,6 +167,33 @@ class KServePatchDriver:
         self.patches.append(k8s.write_patch(self.out_dir, name, patch))
 
 
+class MovieCosts:
+    """License cost per play from the metadata API (bulk ``GET /movie/a,b,...``), cached; an
+    outage or a bad record leaves the cost unknown, never stops the controller."""
+
+    def __init__(self, url: str, timeout_s: float = 2.0, bulk: int = 200) -> None:
+        self.url, self.timeout_s, self.bulk = url.rstrip("/"), timeout_s, bulk
+        self.costs: dict[str, float] = {}
+        self._tried: set[str] = set()
+
+    def fetch(self, movie_ids: Iterable[str]) -> dict[str, float]:
+        todo = sorted(set(movie_ids) - self._tried)
+        for i in range(0, len(todo), self.bulk):
+            chunk = todo[i:i + self.bulk]
+            self._tried.update(chunk)
+            try:
+                resp = httpx.get(f"{self.url}/movie/{','.join(chunk)}", timeout=self.timeout_s)
+                records = resp.json() if resp.status_code == 200 else []
+            except (httpx.HTTPError, ValueError):
+                continue
+            for rec in records if isinstance(records, list) else [records]:
+                try:
+                    self.costs[str(rec["id"])] = float(rec["cost"])
+                except (KeyError, TypeError, ValueError):
+                    pass
+        return self.costs
+
+
 class Telemetry(Protocol):
     def poll(self) -> list[bytes]: ...
 
@@ -287,7 +314,7 @@ class CanaryController:
         promote: Callable[[], Any] | None = None, metrics: ExperimentMetrics | None = None,
         sleep: Callable[[float], None] | None = None, clock: Callable[[], float] | None = None,
         window_s: float = 60.0,
-        costs: Mapping[str, float] | None = None, state_path: Path | str | None = None,
+        costs: MovieCosts | None = None, state_path: Path | str | None = None,
         max_windows: int = 50, min_watch_minutes: int = 15,
     ) -> None:
         self.experiment, self.policy, self.driver, self.telemetry = experiment, policy, driver, telemetry
@@ -298,7 +325,7 @@ class CanaryController:
         self.sleep = sleep or time.sleep
         self.clock = clock or time.monotonic
         self.window_s = window_s
-        self.costs = dict(costs or {})
+        self.costs = costs
         self.state_path = Path(state_path) if state_path else None
         self.max_windows = max_windows
         self.min_watch_minutes = min_watch_minutes
@@ -378,8 +405,9 @@ class CanaryController:
             pct = self.result.final_percent
             window_out = outcomes(window_requests, (), self.history, self.join_window_s)
             all_requests = [r for r in self.requests if r.time > start_watermark]
+            costs = self.costs.fetch({w.movie_id for w in self.watches}) if self.costs else None
             all_out = outcomes(all_requests, self.watches, self.history, self.join_window_s,
-                               self.costs, self.min_watch_minutes)
+                               costs, self.min_watch_minutes)
             matured = _minus_seconds(self.watermark, self.join_window_s)
             variants = (self.champion, self.challenger)
             window = aggregate(window_out, None, variants)

@@ -64,6 +64,8 @@ class CanaryConfig:
     kserve_mode: str = "standard"  # standard (spec.canary) | knative (canaryTrafficPercent)
     kserve_patch_dir: str = "artifacts/experiments/patches"
     max_steps_total: int = 50
+    metadata_url: str = ""  # metadata API for license costs per play; empty: costs unknown
+    metrics_port: int = 0  # > 0: serve the canary's /metrics (promotions, rollbacks, weights)
 
 
 @dataclass

@@ -60,7 +60,7 @@ class Outcome:
     watched: bool = False  # watched through (movierec_core.watch_through)
     minutes: int = 0  # minutes of the best listed movie within the window
     plays: int = 0  # 1 when watched through
-    cost: float = 0.0  # license cost of those plays
+    cost: float | None = None  # license cost of the play (None: unknown)
 
 
 @dataclass
@@ -73,6 +73,7 @@ class VariantMetrics:
     minutes: int = 0
     plays: int = 0
     cost: float = 0.0
+    costed_plays: int = 0  # plays whose license cost is known
     latencies_ms: list[float] = field(default_factory=list)
 
     @property
@@ -89,7 +90,7 @@ class VariantMetrics:
 
     @property
     def cost_per_play(self) -> float:
-        return self.cost / self.plays if self.plays else math.nan
+        return self.cost / self.costed_plays if self.costed_plays else math.nan
 
     @property
     def p50_ms(self) -> float:
@@ -112,9 +113,9 @@ class VariantMetrics:
 def join_watches(
     requests: Sequence[RecommendationRequest], watches: Iterable[WatchMinute], window_s: float,
     costs: Mapping[str, float] | None = None, min_minutes: int = watch_through.DEFAULT_MIN_MINUTES,
-) -> list[tuple[bool, int, int, float]]:
+) -> list[tuple[bool, int, int, float | None]]:
     """Per request: (watched through, minutes of the best listed movie in the window, plays,
-    license cost of the play). The join and its definition are ``movierec_core.watch_through``
+    license cost of the play, None when unknown). The join and its definition are ``movierec_core.watch_through``
     (a request is watched through when the user streamed >= ``min_minutes`` minutes of one
     listed movie within the window); failed requests get (False, 0, 0, 0.0). The played movie
     (for its cost) is the first listed movie the user watched in the window."""
@@ -134,15 +135,15 @@ def join_watches(
     row = 0
     for r in requests:
         if r.status != 200:
-            out.append((False, 0, 0, 0.0))
+            out.append((False, 0, 0, None))
             continue
         watched, minutes = bool(watched_flags[row]), int(best[row])
         row += 1
-        cost = 0.0
+        cost = None
         if watched and costs:
             for movie in r.movie_ids:
                 if any(r.time <= t <= r.time + window for t in watch_times.get((r.user_id, movie), ())):
-                    cost = float(costs.get(movie, 0.0))
+                    cost = costs.get(movie)
                     break
         out.append((watched, minutes, int(watched), cost))
     return out
@@ -183,5 +184,7 @@ def aggregate(
         m.watched += int(o.watched)
         m.minutes += o.minutes
         m.plays += o.plays
-        m.cost += o.cost
+        if o.cost is not None:
+            m.cost += o.cost
+            m.costed_plays += 1
     return result

@@ -208,3 +208,19 @@ def test_policy_steps_come_from_config(steps):
 
     c = OmegaConf.structured(CanaryConfig(steps=list(steps)))
     assert Policy.from_config(c).steps == steps
+
+
+def test_movie_costs_come_from_the_metadata_api_in_bulk_and_survive_an_outage():
+    from experiments.canary import MovieCosts
+
+    from .helpers import FakeModelServer
+
+    api = FakeModelServer([json.dumps([{"id": "a+2000", "cost": "2.5"}, {"id": "b+2001"},
+                                       {"id": "c+2002", "cost": None}])], "-")
+    try:
+        costs = MovieCosts(api.url)
+        assert costs.fetch(["a+2000", "b+2001", "c+2002"]) == {"a+2000": 2.5}
+        assert costs.fetch(["a+2000"]) == {"a+2000": 2.5} and api.hits == 1  # cached
+    finally:
+        api.stop()
+    assert MovieCosts(api.url).fetch(["z+1999"]) == {}  # API down: unknown, no exception

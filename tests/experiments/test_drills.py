@@ -38,7 +38,7 @@ def run_drill(name: str, kafka_bootstrap: str, tmp: Path, champion: str, challen
               ) -> tuple[dict, list[RecommendationRequest], str]:
     topic = f"movielog-{name}"
     ports = {"champion": free_port(), "challenger": free_port(), "router": free_port(),
-             "champion-2": free_port()}
+             "champion-2": free_port(), "api": free_port()}
     kinds = {"champion": champion, "challenger": challenger}
     if kill_a_champion_replica:
         kinds["champion-2"] = champion
@@ -61,7 +61,7 @@ def run_drill(name: str, kafka_bootstrap: str, tmp: Path, champion: str, challen
         sup.wait_http("router", f"{router_url}/healthz")
         sup.start("simulator", [
             "python", "-m", "simulator", "run", *WORLD, "duration_minutes=0",
-            f"clock.speed={SPEED}", "api.enabled=false", f"recommend.url={router_url}",
+            f"clock.speed={SPEED}", f"api.port={ports['api']}", f"recommend.url={router_url}",
             "behaviour.request_prob=1.0",
             "sink.kind=file", f"sink.path={sink}", f"ledger_path={tmp / 'ledger.json'}",
         ])
@@ -75,7 +75,8 @@ def run_drill(name: str, kafka_bootstrap: str, tmp: Path, champion: str, challen
             "python", "-m", "experiments", "canary", f"experiments.name={name}",
             f"kafka.bootstrap={kafka_bootstrap}", f"kafka.topic={topic}",
             f"experiments.report_dir={ARTIFACTS}", f"experiments.canary.router_url={router_url}",
-            "experiments.canary.promote_alias=false", *extra,
+            "experiments.canary.promote_alias=false",
+            f"experiments.canary.metadata_url=http://127.0.0.1:{ports['api']}", *extra,
         ])
         deadline = time.monotonic() + 240
         while canary.alive() and time.monotonic() < deadline:
@@ -151,4 +152,6 @@ def test_drill_strong_challenger_is_promoted_with_a_significant_lift(kafka_broke
     assert [h["weights"][1][1] for h in state["weights_history"]] == [5.0, 25.0, 50.0, 100.0]
     assert state["windows"][-1]["lift"]["ci_low"] > 0
     assert requests and all(r.status == 200 for r in requests)
+    final = state["windows"][-1]["cumulative"]
+    assert final["challenger"]["cost_per_play"] > 0 and final["champion"]["cost_per_play"] > 0
     assert (ARTIFACTS / "drill-promote" / "report.md").read_text().count("promote") >= 1
