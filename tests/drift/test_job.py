@@ -143,3 +143,35 @@ def test_python_m_drift_runs_and_writes_report(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("no drift ")
     assert len(list((lake_root / "_drift").glob("*.json"))) == 1
+
+
+@pytest.mark.integration
+def test_long_running_mode_serves_metrics(tmp_path: Path) -> None:
+    import subprocess
+    import time
+
+    import httpx
+
+    from drift.prom_local import free_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "drift", f"data.lake_root={tmp_path}", f"drift.serve_port={port}",
+         "drift.interval_s=0.5"],
+        cwd=Path(__file__).resolve().parents[2], stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        body = ""
+        for _ in range(600):
+            try:
+                body = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=1).text
+                if 'movierec_drift_runs_total{outcome="error"} 2.0' in body:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        assert 'movierec_drift_runs_total{outcome="error"} 2.0' in body  # empty lake, twice
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
