@@ -51,6 +51,17 @@ SCHEMA_CRDS = [
 ]
 
 
+# (kind, text in the default render, misspelling): each must make the API server refuse it
+NEGATIVE_CONTROLS = [
+    ("Deployment", "revisionHistoryLimit: 3", "revisionHistoryLimt: 3"),
+    ("InferenceService", "scaleTarget: 70", "scaleTargt: 70"),
+    ("WorkflowTemplate", "depends: train", "dependz: train"),
+    ("VirtualService", "subset: control", "subsett: control"),
+    ("PrometheusRule", "- name: movierec-sla", "- nam: movierec-sla"),
+    ("ServiceMonitor", "    - port: metrics\n      path: /metrics", "    - port: metrics\n      pathh: /metrics"),
+]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -213,6 +224,40 @@ class Cluster:
         return len(crds)
 
 
+def check_canary_patches(cluster: Cluster) -> list[str]:
+    """The canary step's patches (files/pipeline/canary_apply.py) against the installed
+    InferenceService: 25 % to the challenger, then cleared, each read back."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "canary_apply", k8s_render.CHART / "files" / "pipeline" / "canary_apply.py")
+    canary_apply = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(canary_apply)
+    ns = NAMESPACE
+    cm = cluster.client.get(f"/api/v1/namespaces/{ns}/configmaps/movierec-pipeline-scripts").json()
+    settings, predictors = (json.loads(cm["data"][k]) for k in ("settings.json", "predictors.json"))
+    url = (f"/apis/serving.kserve.io/v1beta1/namespaces/{ns}/inferenceservices/"
+           f"{settings['inference_service']}")
+    controller_patch = {"spec": {"canary": [{"predictor": {"model": {"name": "kserve-container"}},
+                                             "trafficPercent": 25}]}}
+    failures = []
+    for label, body, check in [
+        ("canary 25%", canary_apply.translate(controller_patch, settings["mode"],
+                                              predictors["primary"], predictors["canary"]),
+         lambda isvc: [c["trafficPercent"] for c in isvc["spec"].get("canary", [])] == [25]
+         and "serving.alias=challenger" in isvc["spec"]["canary"][0]["predictor"]["model"]["args"]),
+        ("clear", canary_apply.clear(settings["mode"], predictors["primary"]),
+         lambda isvc: not isvc["spec"].get("canary")),
+    ]:
+        resp = cluster.client.patch(url, params={"fieldValidation": "Strict"}, json=body,
+                                    headers={"Content-Type": "application/merge-patch+json"})
+        if resp.status_code != 200 or not check(resp.json()):
+            failures.append(f"canary patch {label}: {resp.status_code} {resp.text[:600]}")
+    print(f"apiserver: canary patches (25 %, clear) applied to the InferenceService: "
+          f"{'ok' if not failures else 'FAILED'}", file=sys.stderr)
+    return failures
+
+
 def main() -> int:
     started = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="movierec-apiserver-"))
@@ -244,6 +289,19 @@ def main() -> int:
         print(f"apiserver: {checked} objects from {len(renders)} renders created with "
               f"dryRun=All, fieldValidation=Strict: {checked - len(failures)} accepted", file=sys.stderr)
 
+        # negative controls: the same objects with one misspelt field must be refused, or the
+        # acceptance above proves nothing (e.g. a CRD that preserves unknown fields)
+        defaults = renders[0][1]
+        for kind, good, bad in NEGATIVE_CONTROLS:
+            obj = next(d for d in yaml.safe_load_all(defaults.replace(good, bad, 1))
+                       if d and d["kind"] == kind)
+            resp = cluster.create(obj, dry_run=True)
+            if resp.status_code == 201:
+                failures.append(f"negative control: {kind} with {bad!r} was accepted")
+        print(f"apiserver: {len(NEGATIVE_CONTROLS)} negative controls (misspelt fields) refused"
+              if not any(f.startswith("negative control") for f in failures) else
+              "apiserver: a negative control was accepted", file=sys.stderr)
+
         proc = subprocess.run(
             [str(k8s_render.HELM), "install", "movierec", str(k8s_render.CHART), "--namespace", NAMESPACE,
              "--kubeconfig", str(cluster.kubeconfig())], capture_output=True, text=True)
@@ -260,6 +318,7 @@ def main() -> int:
                 failures.append(f"helm install: objects not found afterwards: {missing}")
             print(f"apiserver: helm install movierec: {len(installed) - len(missing)}/{len(installed)} "
                   f"objects stored", file=sys.stderr)
+            failures += check_canary_patches(cluster)
             if proc.stderr.strip():
                 print(f"apiserver: helm said: {proc.stderr.strip()[:2000]}", file=sys.stderr)
     finally:
