@@ -147,6 +147,7 @@ class Ingestor:
 
     def _ensure_dlq_topic(self, bootstrap: str) -> None:
         admin = KafkaAdminClient(bootstrap_servers=bootstrap,
+                                 bootstrap_timeout_ms=int(self.icfg.connect_timeout_s * 1000),
                                  client_id=f"{self.cfg.kafka.client_id}-ingestor-admin")
         try:
             if self.dlq_topic not in set(admin.list_topics()):
@@ -363,7 +364,7 @@ class Ingestor:
             self._close_clients()
             self._connect()
 
-    def _watch_broker(self, every_s: float = 5.0) -> None:
+    def _watch_broker(self, every_s: float = 2.0) -> None:
         # a thread of its own: during an outage kafka-python's poll() may block for long
         while not self._stop.wait(every_s):
             self._broker_seen(self._probe_broker())

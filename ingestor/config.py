@@ -25,6 +25,7 @@ class IngestorConfig:
     # dead letters: the producer must carry the largest line the broker accepts
     dlq_max_request_bytes: int = 4 * 1024 * 1024
     # retries while the broker is unavailable (start or mid-run)
+    connect_timeout_s: float = 5.0  # first contact with the broker, per attempt
     retry_backoff_s: float = 0.5
     retry_backoff_max_s: float = 10.0
     shutdown_commit_timeout_s: float = 30.0

@@ -13,6 +13,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import TopicAlreadyExistsError
 
 from movierec_core.lake import EVENT_TABLES, table_dir
 from movierec_core.snapshot import data_files
@@ -37,6 +38,8 @@ def create_topic(bootstrap: str, topic: str, partitions: int = 4) -> None:
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
         admin.create_topics([NewTopic(topic, partitions, 1)])
+    except TopicAlreadyExistsError:  # auto-created by a consumer's metadata request
+        pass
     finally:
         admin.close()
 
