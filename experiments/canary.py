@@ -40,7 +40,7 @@ class Policy:
     min_requests: int = 50
     max_error_rate_delta: float = 0.02
     max_p99_ratio: float = 1.5
-    p99_slack_ms: float = 20.0
+    p99_slack_ms: float = 50.0
     alpha: float = 0.05
     require_significant_lift: bool = False
     min_lift: float = 0.0

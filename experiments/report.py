@@ -38,8 +38,10 @@ def _plot(result: dict, path: Path) -> Path:
     champion, challenger = result["champion"], result["challenger"]
     fig, axes = plt.subplots(2, 2, figsize=(10, 6.5), sharex=True)
     ax = axes[0][0]
-    ax.step(xs, [w["challenger_percent"] for w in windows], where="post", color="tab:red")
-    ax.set_title("challenger weight (%)")
+    # the weight during each window, then the weight the last decision left
+    ax.step([*xs, len(xs)], [*(w["challenger_percent"] for w in windows), result["final_percent"]],
+            where="post", color="tab:red")
+    ax.set_title("challenger weight (%) during each window")
     ax.set_ylim(-5, 105)
     for ax, (scope, key, title) in zip(
         (axes[0][1], axes[1][0], axes[1][1]),
@@ -53,6 +55,7 @@ def _plot(result: dict, path: Path) -> Path:
         ax.legend(loc="best", fontsize=8)
     for ax in axes[1]:
         ax.set_xlabel("analysis window")
+        ax.xaxis.get_major_locator().set_params(integer=True)
     fig.suptitle(f"{result['experiment']}: {result['outcome']}")
     fig.tight_layout()
     fig.savefig(path, dpi=90)

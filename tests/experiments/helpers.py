@@ -10,6 +10,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from experiments.router import ExperimentState, Router, RouterHTTPServer, Variant
 
 
+def serve_in_background(server: ThreadingHTTPServer) -> str:
+    """Serve on a daemon thread (fast shutdown polling); returns the base URL."""
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}"
+
+
 class FakeModelServer:
     """``GET /recommend/<uid>`` → a fixed list and ``X-Model-Version``; counts its hits."""
 
@@ -41,9 +47,7 @@ class FakeModelServer:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
+        self.url = serve_in_background(self.server)
 
     def stop(self) -> None:
         """Like a killed process: the listener and every open connection go away."""
@@ -64,9 +68,7 @@ class RunningRouter:
                                 fallback=fallback)
         self.router = Router(state, timeout_s=0.5)
         self.server = RouterHTTPServer(("127.0.0.1", 0), self.router)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
+        self.url = serve_in_background(self.server)
 
     def stop(self) -> None:
         self.server.shutdown()
