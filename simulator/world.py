@@ -78,12 +78,12 @@ class WorldConfig:
     seed: int = 42
     n_users: int = 10_000
     n_movies: int = 20_000
-    latent_dim: int = 12
+    latent_dim: int = 8
     sharpness: float = 6.0  # how strongly taste alignment drives affinity
     offset: float = 5.0  # affinity = sigmoid(score - offset): most movies are of low affinity
     demographic_weight: float = 0.6  # share of a user's taste explained by demographics
     genre_weight: float = 0.6  # share of a movie's taste explained by its genres
-    quality_sd: float = 0.3
+    quality_sd: float = 0.5
     popularity_exponent: float = 1.0  # Zipf exponent of the long tail
     movielens_dir: str = str(MOVIELENS_DIR)
     start_year: int = 2025  # the "current" year: new releases carry it

@@ -5,13 +5,17 @@ from omegaconf import OmegaConf
 
 from simulator.config import SimulatorConfig
 from simulator.runner import Simulator, watch_through_by_server
-from simulator.sinks import MemorySink
+from simulator.sinks import MemorySink, NullSink
 
 
 def _simulator(world, **overrides) -> Simulator:
+    """A simulation with a history: 20 simulated hours of organic choices (no lists), so that
+    users have watched the broadly liked movies, as in a running service."""
     cfg = OmegaConf.structured(SimulatorConfig)
     cfg.merge_with_dotlist([f"{k}={v}" for k, v in overrides.items()])
-    return Simulator(cfg, world=world.copy())
+    sim = Simulator(cfg, world=world.copy())
+    sim.run(1200, NullSink())
+    return sim
 
 
 def test_closed_loop_oracle_beats_popularity_beats_random(small_world):
@@ -19,7 +23,7 @@ def test_closed_loop_oracle_beats_popularity_beats_random(small_world):
     sim = _simulator(small_world, seed=21, **{"behaviour.session_rate_per_hour": 1.5})
     sim.use_arms([("oracle", 1), ("popularity", 1), ("random", 1)])
     sink = MemorySink()
-    sim.run(240, sink)
+    sim.run(180, sink)
     wt = watch_through_by_server(sink.lines)["watch_through"]
     assert wt["oracle"] >= 3 * wt["popularity"]
     assert wt["popularity"] >= wt["random"]
