@@ -21,7 +21,7 @@ class ClockConfig:
 class BehaviourConfig:
     """How users behave; the knobs that make the logged events learnable."""
 
-    session_rate_per_hour: float = 0.5  # an idle user starts a session at this rate
+    session_rate_per_hour: float = 1.5  # an idle user starts a session at this rate
     continue_prob: float = 0.6  # after a movie, pick another in the same session
     request_prob: float = 0.7  # a pick is preceded by a recommendation request
     k: int = 20  # list length asked for
