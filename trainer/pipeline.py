@@ -273,7 +273,7 @@ def run(cfg: DictConfig, registry: FileRegistry | None = None) -> RunResult:
             comparison["tuning"] = tuned
             for name, res in tuned.items():
                 configs[name] = {**configs[name], **res["best_params"]}
-        best = -np.inf
+        best, trained = -np.inf, []
         for name in candidates:
             try:
                 model, fit_s = fit_candidate(name, configs[name], train.matrix, segments, tc)
@@ -291,6 +291,7 @@ def run(cfg: DictConfig, registry: FileRegistry | None = None) -> RunResult:
             shutil.rmtree(mdir, ignore_errors=True)
             comparison["rows"].append(row)
             comparison["subpopulations"][name] = groups
+            trained.append(name)
             score = overall.get(tc.select_metric, -np.inf)
             log.info("candidate %-10s %s=%.4f fit %.2fs", name, tc.select_metric, score, fit_s)
             if score > best:
@@ -299,8 +300,12 @@ def run(cfg: DictConfig, registry: FileRegistry | None = None) -> RunResult:
         comparison["cold_start"] = evaluate_cold_start(train, test_pairs, users, segments,
                                                        list(tc.ks), tc)
         timings["candidates_s"] = time.perf_counter() - t
-        if best == -np.inf:
+        if not trained:
             raise TrainerInputError("every candidate failed to train (see the log)")
+        if best == -np.inf:  # no warm test user (e.g. every test user is new): cannot rank
+            selected = trained[0]
+            log.warning("no warm users to evaluate on; registering the first candidate %s",
+                        selected)
     comparison["selected"] = selected
 
     # the registered model: the selected configuration, fitted on every event (or on train only)

@@ -65,3 +65,15 @@ def test_bad_override_and_unknown_command(tmp_path, capsys):
     assert "bad configuration" in capsys.readouterr().err
     assert main(["frobnicate", f"data.registry_root={tmp_path}"]) == 2
     assert "unknown command" in capsys.readouterr().err
+
+
+def test_no_warm_test_users_registers_the_first_candidate(synthetic_lake, tmp_path):
+    lake_root, _ = synthetic_lake
+    # a split time after every event: no test events, so no warm user to rank candidates on
+    from trainer.cli import load_config
+    from trainer.pipeline import run
+
+    cfg = load_config(overrides(lake_root, tmp_path, "trainer.candidates=[popularity,als]",
+                                "trainer.split_time=2099-01-01"))
+    res = run(cfg)
+    assert res.model_type == "popularity" and res.version == "v0001"
