@@ -34,3 +34,25 @@ def test_assign_command_prints_bucket_and_variant(capsys):
     assert main(["assign", "48211", "experiments.name=baseline"]) == 0
     assert json.loads(capsys.readouterr().out) == {
         "experiment": "baseline", "user_id": 48211, "bucket": 3680, "variant": "champion"}
+
+
+def test_metric_names_are_exactly_the_documented_ones():
+    from experiments.metrics import ExperimentMetrics
+
+    m = ExperimentMetrics()
+    m.requests.labels("champion", "200").inc()
+    m.duration.labels("champion").observe(0.001)
+    m.weight.labels("e", "champion").set(100)
+    m.promotions.inc()
+    m.rollbacks.inc()
+    m.watch_through.labels("e", "champion").set(0.3)
+    text = m.exposition().decode()
+    for line in (
+        'movierec_router_requests_total{status="200",variant="champion"} 1.0',
+        'movierec_router_request_duration_seconds_count{variant="champion"} 1.0',
+        'movierec_router_variant_weight{experiment="e",variant="champion"} 100.0',
+        "movierec_canary_promotions_total 1.0",
+        "movierec_canary_rollbacks_total 1.0",
+        'movierec_experiment_watch_through{experiment="e",variant="champion"} 0.3',
+    ):
+        assert line in text.splitlines()

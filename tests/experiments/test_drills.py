@@ -138,7 +138,8 @@ def test_drill_random_challenger_is_rolled_back_within_two_windows(kafka_broker,
     assert len(state["windows"]) <= 2
     assert state["windows"][-1]["decision"] == "rollback"
     assert state["final_percent"] == 0
-    assert requests and all(r.status == 200 for r in requests)  # no failed user requests
+    failed = [r for r in requests if r.status != 200]
+    assert requests and not failed, failed[:10]  # no failed user requests
     assert 'movierec_router_requests_total{status="200",variant="challenger"}' in metrics
     assert 'status="5' not in metrics and 'status="0"' not in metrics
     assert (ARTIFACTS / "drill-random-rollback" / "report.html").exists()
@@ -154,7 +155,8 @@ def test_drill_strong_challenger_is_promoted_with_a_significant_lift(kafka_broke
     assert state["outcome"] == "promoted", state["windows"]
     assert [h["weights"][1][1] for h in state["weights_history"]] == [5.0, 25.0, 50.0, 100.0]
     assert state["windows"][-1]["lift"]["ci_low"] > 0
-    assert requests and all(r.status == 200 for r in requests)
+    failed = [r for r in requests if r.status != 200]
+    assert requests and not failed, failed[:10]
     final = state["windows"][-1]["cumulative"]
     assert final["challenger"]["cost_per_play"] > 0 and final["champion"]["cost_per_play"] > 0
     assert (ARTIFACTS / "drill-promote" / "report.md").read_text().count("promote") >= 1
