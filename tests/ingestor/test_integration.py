@@ -111,7 +111,7 @@ def test_broker_unavailable_at_start_and_restarted_mid_run(tmp_path) -> None:
 
     broker = KafkaBroker(data_dir=tmp_path / "kafka")  # not started yet
     bootstrap, topic = broker.bootstrap, "it-outage"
-    lines, ledger = simulator_stream(30_000, seed=3)
+    lines, ledger = simulator_stream(20_000, seed=3)
     half = len(lines) // 2
     log = tmp_path / "ingestor.log"
     proc = start_ingestor(bootstrap, topic, tmp_path)
