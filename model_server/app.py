@@ -54,6 +54,7 @@ def mount(app: FastAPI, model: MovierecModel, *, k: int, admin: bool = True) -> 
             else:
                 answer = await model.service.recommend(uid, k)
             items = answer.items
+            source = answer.source
             version = answer.engine.version if answer.engine is not None else ""
             model.log(request_id, uid if uid is not None else -1, answer, "recommend")
         except Exception:  # /recommend never fails: the service already falls back; belt and braces
@@ -61,11 +62,13 @@ def mount(app: FastAPI, model: MovierecModel, *, k: int, admin: bool = True) -> 
             FALLBACKS.labels(reason="error").inc()
             engine = model.holder.current
             items = engine.fallback(k).items if engine is not None else []
+            source = "fallback"
             version = engine.version if engine is not None else ""
         count_ok(version)
         duration.observe(time.perf_counter() - started)
         return Response(",".join(items), media_type=TEXT,
-                        headers={"x-request-id": request_id, "x-model-version": version})
+                        headers={"x-request-id": request_id, "x-model-version": version,
+                                 "x-recommendation-source": source})
 
     async def recommend_missing_id(_request: Request) -> Response:
         REQUESTS.labels(endpoint="recommend", status="400", model_version="").inc()

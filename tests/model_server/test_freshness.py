@@ -61,14 +61,17 @@ def test_watch_event_on_kafka_changes_the_recommendation(kafka_broker, tmp_path:
                 producer.send(topic, line.encode())
             producer.flush()
             producer.close()
-            after = before
-            while after == before and time.monotonic() - sent < 120:
+            after, source = before, ""
+            # a deadline fallback (a loaded machine) is not the model's answer: wait past it
+            while (movie in after or source == "fallback") and time.monotonic() - sent < 120:
                 time.sleep(0.02)
-                after = httpx.get(f"{base}/recommend/{USER}").text.split(",")
+                r = httpx.get(f"{base}/recommend/{USER}")
+                after, source = r.text.split(","), r.headers["x-recommendation-source"]
             freshness_s = time.monotonic() - sent
     record_property("freshness_s", round(freshness_s, 3))
     print(f"\nfreshness: Kafka event -> changed /recommend answer in {freshness_s:.2f} s")
     assert movie not in after
+    assert source == "fold_in"
     assert len(after) == 20
 
 

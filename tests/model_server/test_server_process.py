@@ -81,13 +81,16 @@ def test_known_user_gets_the_models_top_20_without_seen_movies(server: str, worl
     assert response.headers["content-type"] == "text/plain; charset=utf-8"
     assert response.text == ",".join(expected_known(world["v1"], KNOWN))
     assert response.headers["x-model-version"] == "v0001"
+    assert response.headers["x-recommendation-source"] == "model"
     assert re.fullmatch(r"[0-9a-f]{12}-[0-9a-f]+", response.headers["x-request-id"])
 
 
 def test_movie_watched_in_the_online_store_is_excluded_and_folded_in(server: str,
                                                                      world: dict) -> None:
     """90 of ~100 default-runtime minutes watched → confidence 0.9 folded into the user's row."""
-    items = get(server, f"/recommend/{WATCHER}").text.split(",")
+    response = get(server, f"/recommend/{WATCHER}")
+    assert response.headers["x-recommendation-source"] == "fold_in"
+    items = response.text.split(",")
     assert world["watched"] not in items
     assert items == expected_fold_in(world["v1"], WATCHER, {world["watched"]: 0.9})
     assert items != expected_known(world["v1"], WATCHER, extra_seen=(world["watched"],))
@@ -100,8 +103,9 @@ def test_new_user_with_metadata_gets_their_segments_list(server: str, world: dic
 
 
 def test_new_user_without_metadata_gets_global_popularity(server: str, world: dict) -> None:
-    assert get(server, f"/recommend/{NEW_WITHOUT_METADATA}").text == ",".join(
-        expected_popularity(world["v1"]))
+    response = get(server, f"/recommend/{NEW_WITHOUT_METADATA}")
+    assert response.text == ",".join(expected_popularity(world["v1"]))
+    assert response.headers["x-recommendation-source"] == "popularity"
 
 
 def test_new_user_with_online_events_is_folded_in(server: str, world: dict) -> None:
