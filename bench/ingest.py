@@ -22,14 +22,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 from kafka import KafkaConsumer, KafkaProducer  # noqa: E402
 from kafka.admin import KafkaAdminClient, NewTopic  # noqa: E402
 
+from bench.common import write_result  # noqa: E402
 from devstack.kafka import KafkaBroker  # noqa: E402
 
 FETCH = {"fetch_max_bytes": 64 * 1024 * 1024, "max_partition_fetch_bytes": 8 * 1024 * 1024,
@@ -156,7 +155,7 @@ def main() -> int:
     ratio = full["events_per_s"] / raw_rate
     ratio_single = single["events_per_s"] / raw_rate
     print(f"ratio to raw: {ratio:.2f} ({args.workers} workers), {ratio_single:.2f} (1 worker)")
-    result = {
+    out = write_result("ingest", {
         "lines": n_lines,
         "raw_events_per_s": round(raw_rate),
         "ingest_events_per_s": round(full["events_per_s"]),
@@ -166,18 +165,10 @@ def main() -> int:
         "ratio_single_worker_to_raw": round(ratio_single, 3),
         "duplicates": ledger["duplicates"],
         "invalid_lines": ledger["invalid_total"],
-        "cpu_count": os.cpu_count(),
-        "load_average_1m": round(os.getloadavg()[0], 2),
-        "python": platform.python_version(),
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "targets": {
-            "ingest_events_per_s >= 50000": full["events_per_s"] >= 50_000,
-            "ratio_to_raw >= 0.5": ratio >= 0.5,
-        },
-    }
-    out = ROOT / "bench" / "results" / "ingest.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    }, {
+        "ingest_events_per_s >= 50000": full["events_per_s"] >= 50_000,
+        "ratio_to_raw >= 0.5": ratio >= 0.5,
+    })
     print(f"wrote {out.relative_to(ROOT)}")
     return 0
 

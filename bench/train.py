@@ -15,15 +15,11 @@ Writes ``bench/results/train.json``.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import shutil
 import sys
 import tempfile
 import time
 import warnings
-from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -32,6 +28,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import write_result  # noqa: E402
 from movierec_core.registry import FileRegistry  # noqa: E402
 from trainer.data import InteractionMatrix  # noqa: E402
 from trainer.pipeline import fit_and_publish  # noqa: E402
@@ -109,20 +106,14 @@ def main() -> int:
     stages = {"matrix_s": round(matrix_s, 3), **{k: round(v, 3) for k, v in pub.timings.items()}}
     print(f"trainer pipeline: {pipeline_s:.1f}s  {stages}")
     print(f"ratio pipeline / implicit: {ratio:.2f} (target ≤ {TARGET_RATIO})")
-    result = {
+    out = write_result("train", {
         "users": int(final.user_ids.size), "items": int(n_items), "interactions": int(len(pairs)),
         "factors": factors, "iterations": iterations, "num_threads": a.threads,
         "implicit_fit_s": round(implicit_s, 3), "pipeline_s": round(pipeline_s, 3),
         "ratio_to_implicit": round(ratio, 3), "bundle_bytes": int(bundle_bytes),
         **{f"pipeline_{k}": v for k, v in stages.items()},
-        "quick": bool(a.quick), "load_average_1m_at_end": round(os.getloadavg()[0], 2),
-        "cpu_count": os.cpu_count(), "python": platform.python_version(),
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "targets": {f"ratio_to_implicit <= {TARGET_RATIO}": bool(ratio <= TARGET_RATIO)},
-    }
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+        "quick": bool(a.quick),
+    }, {f"ratio_to_implicit <= {TARGET_RATIO}": bool(ratio <= TARGET_RATIO)}, path=a.out)
     print(f"wrote {out}")
     return 0
 
