@@ -46,6 +46,7 @@ from movierec_core.watch_through import DEFAULT_MIN_MINUTES, request_outcomes
 
 EXPERIMENT = "demo-ab"  # the experiment Platform.serve starts the router with (the hash salt)
 WINDOW_MINUTES = 60  # watch-through join window (as the demo's report)
+MIN_BUCKET = 15  # matured requests an arm needs in a simulated hour to be drawn / tabled
 DOCS = ROOT / "docs"
 
 
@@ -62,6 +63,9 @@ class SoakSettings(DemoSettings):
     taste_shift_share: float = 0.5
     drift_check_every: int = 60
     drift_window_minutes: int = 60  # reference and current windows of the drift job
+    # the first hour of the loop is a transient (lists switch from popularity to the model, the
+    # online store fills): the drift job's reference window starts after it
+    drift_warmup_minutes: int = 60
     canary_window_s: float = 25.0
     canary_min_requests: int = 25
     # non-inferiority margin and patience per step: at 5 % of a few thousand users the
@@ -93,6 +97,7 @@ class Soak:
         self.canary: dict[str, Any] | None = None  # the running one
         self.retrain_pending = False
         self.drift_retrained_version: str | None = None
+        self.file_sink: Any = None  # the telemetry file of a file-telemetry canary
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -146,7 +151,10 @@ class Soak:
             if self.canary is not None:  # a canary moves weights: note them in simulated time
                 self.note_weights()
 
-        sim.start(minutes=minutes, sink=p.sink, speed=self.s.live_speed, on_tick=on_tick)
+        from simulator.sinks import TeeSink
+
+        sink = TeeSink(p.sink, self.file_sink) if self.file_sink is not None else p.sink
+        sim.start(minutes=minutes, sink=sink, speed=self.s.live_speed, on_tick=on_tick)
         thread = sim._thread
         while thread is not None and thread.is_alive():
             canary = ""
@@ -159,7 +167,7 @@ class Soak:
                             f" | ingested {p.ingested_total():,}{canary}")
             thread.join(0.5)
         sim.join()
-        p.sink.flush()
+        sink.flush()
         self.t += minutes
 
     def run_loop(self) -> None:
@@ -203,7 +211,7 @@ class Soak:
             self.event("drift_injected", f"{', '.join(s.drift_kinds)} "
                        f"({record.get('users_shifted', 0):,} users' tastes rotated)", record=record)
         retrained = False
-        if (self.canary is None and self.t >= 2 * s.drift_window_minutes
+        if (self.canary is None and self.t >= s.drift_warmup_minutes + 2 * s.drift_window_minutes
                 and self.t % s.drift_check_every == 0):
             retrained = self.drift_job()
         if self.t > 0 and self.t % s.retrain_every == 0:
@@ -286,13 +294,21 @@ class Soak:
         return False
 
     # ------------------------------------------------------------------ canaries
-    def canary_argv(self, report_dir: Path, challenger_url: str, promote: bool) -> list[str]:
+    @property
+    def telemetry_path(self) -> Path:
+        return self.p.run_dir / "telemetry.lines"
+
+    def canary_argv(self, report_dir: Path, challenger_url: str, promote: bool,
+                    telemetry: str) -> list[str]:
         s = self.s
+        source = (["experiments.canary.telemetry=kafka"] if telemetry == "kafka" else
+                  ["experiments.canary.telemetry=file",
+                   f"experiments.canary.telemetry_file={self.telemetry_path}"])
         return ["python", "-m", "experiments", "canary", *self.p.common(("kafka", "data")),
                 f"experiments.name={EXPERIMENT}", f"experiments.report_dir={report_dir}",
                 "experiments.canary.target=router", f"experiments.canary.router_url={self.router_url}",
                 f"experiments.canary.challenger_urls=[{challenger_url}]",
-                "experiments.canary.telemetry=kafka",
+                *source,
                 f"experiments.canary.window_s={s.canary_window_s}",
                 f"experiments.canary.min_requests={s.canary_min_requests}",
                 f"experiments.canary.join_window_s={s.canary_join_window_s}",
@@ -328,11 +344,18 @@ class Soak:
         self.launch_canary("rollback", random.url, promote=False, version="random",
                            text=f"a bad challenger: the simulator's random endpoint {random.url}")
 
-    def launch_canary(self, kind: str, url: str, promote: bool, version: str, text: str) -> None:
-        name = f"canary-{kind}"
-        report_dir = self.p.run_dir / name
-        self.p.sup.start(name, self.canary_argv(report_dir, url, promote))
+    def launch_canary(self, kind: str, url: str, promote: bool, version: str, text: str,
+                      attempt: int = 1, telemetry: str = "kafka") -> None:
+        from simulator.sinks import FileSink
+
+        name = f"canary-{kind}" + (f"-retry{attempt - 1}" if attempt > 1 else "")
+        report_dir = self.p.run_dir / f"canary-{kind}"
+        if telemetry == "file" and self.file_sink is None:
+            self.file_sink = FileSink(self.telemetry_path)  # the loop's lines, teed from now on
+        self.p.sup.start(name, self.canary_argv(report_dir, url, promote, telemetry))
         self.canary = {"kind": kind, "name": name, "url": url, "version": version,
+                       "promote": promote, "text": text, "attempt": attempt,
+                       "telemetry": telemetry,
                        "report_dir": str(report_dir), "start_minute": self.t,
                        "wall_start": time.monotonic(), "sim_start": self.p.sim.ledger.last_time}
         self.canary["event"] = self.event(f"canary_{kind}_start", text)
@@ -345,6 +368,17 @@ class Soak:
         state_path = Path(c["report_dir"]) / EXPERIMENT / "canary.json"
         state = json.loads(state_path.read_text()) if state_path.exists() else {}
         windows = state.get("windows", [])
+        exit_code = p.sup.children[c["name"]].process.returncode
+        if not windows and exit_code not in (0, None) and c["attempt"] < 3:
+            # e.g. the controller's Kafka consumer got no partition within its 5 s: the previous
+            # canary's member of the same group (movierec-canary-<experiment>) is still timing out
+            self.event("canary_retry", f"{c['kind']} canary exited {exit_code} before its first "
+                       f"window (see logs/{c['name']}.log); relaunched with file telemetry")
+            c["event"]["kind"] += "_failed"
+            self.launch_canary(c["kind"], c["url"], c["promote"], c["version"], c["text"],
+                               c["attempt"] + 1, telemetry="file")
+            return
+        self.close_file_sink()
         start = pd.Timestamp(p.live_start)
         ev = c.pop("event")
         first = [t for t, w in self.weights_log if t >= c["sim_start"] and w.get("challenger", 0) > 0]
@@ -358,7 +392,7 @@ class Soak:
                             if len(h["weights"]) > 1],
                   "last_reasons": windows[-1]["reasons"] if windows else [],
                   "wall_s": round(time.monotonic() - c.pop("wall_start"), 1),
-                  "exit_code": p.sup.children[c["name"]].process.returncode,
+                  "exit_code": exit_code,
                   "report": str(Path(c["report_dir"]) / EXPERIMENT / "report.md")})
         self.canaries.append(c)
         champion = p.registry_summary()["champion"]
@@ -444,7 +478,7 @@ class Soak:
 
         fig, ax = plt.subplots(figsize=(11, 5.5))
         for arm, g in hourly.groupby("arm"):
-            g = g[g["count"] >= 15]
+            g = g[g["count"] >= MIN_BUCKET]
             if g.empty:
                 continue
             ax.plot(g["bucket"] + 0.5, g["mean"], marker="o", ms=3, label=f"{arm}")
@@ -516,7 +550,14 @@ class Soak:
             (DOCS / "soak-report.md").write_text(md.replace(str(p.run_dir), "<run dir>"))
         return report
 
+    def close_file_sink(self) -> None:
+        if self.file_sink is not None:
+            self.file_sink.close()
+            self.file_sink = None
+            self.telemetry_path.unlink(missing_ok=True)
+
     def close(self) -> None:
+        self.close_file_sink()
         self.p.close()
 
 
@@ -586,11 +627,15 @@ def to_markdown(r: dict[str, Any], hourly: pd.DataFrame) -> str:
                      f"{_pct(w['ci95'][0])} – {_pct(w['ci95'][1])} |")
     pivot = hourly.pivot(index="bucket", columns="arm", values="mean")
     counts = hourly.pivot(index="bucket", columns="arm", values="count")
-    lines += ["", "Per simulated hour (watch-through, requests):", "",
+    lines += ["", f"Per simulated hour (watch-through, matured requests; fewer than {MIN_BUCKET}: —):",
+              "",
               "| hour | " + " | ".join(pivot.columns) + " |", "|---:|" + "---:|" * len(pivot.columns)]
     for hour, row in pivot.iterrows():
-        cells = [f"{_pct(row[c])} ({int(counts.loc[hour, c])})" if row[c] == row[c] else "—"
+        cells = [f"{_pct(row[c])} ({int(counts.loc[hour, c])})"
+                 if row[c] == row[c] and counts.loc[hour, c] >= MIN_BUCKET else "—"
                  for c in pivot.columns]
+        if all(c == "—" for c in cells):
+            continue
         lines.append(f"| {hour} | " + " | ".join(cells) + " |")
     if "prometheus" in r:
         lines += ["", "## Prometheus", "", "```", json.dumps(r["prometheus"], indent=1, default=str),
@@ -624,6 +669,7 @@ def main(argv: list[str] | None = None) -> int:
         s.users, s.history_minutes, s.live_minutes = 1_500, 300, 360
         s.segment_minutes, s.retrain_every, s.drift_at = 30, 120, 150
         s.drift_check_every, s.drift_window_minutes, s.canary_window_s = 30, 60, 15
+        s.drift_warmup_minutes = 0
         s.publish = False  # docs/ holds the figures of a full run
     if args.run_dir is not None:
         s.run_dir = args.run_dir
