@@ -22,10 +22,10 @@ help:
 	@echo "make kafka-up    start a local Apache Kafka broker (KRaft) on 127.0.0.1:\$${KAFKA_PORT:-9092}"
 	@echo "make kafka-down  stop it"
 
-.venv/.installed: pyproject.toml
+.venv/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || python3.11 -m venv .venv || python3 -m venv .venv
 	$(PIP) install -q -U pip setuptools wheel
-	$(PIP) install -q -e '.[dev]'
+	$(PIP) install -q -c constraints.txt -e '.[dev]'
 	touch $@
 
 # Debian packages the suite and the demo run for real (prometheus/promtool, pushgateway, redis).
