@@ -48,7 +48,7 @@ def _canary(cfg) -> int:
     if c.telemetry == "file":
         telemetry = LinesFileTelemetry(c.telemetry_file)
     else:
-        telemetry = KafkaTelemetry(cfg.kafka.bootstrap, cfg.kafka.topic, f"movierec-canary-{e.name}")
+        telemetry = KafkaTelemetry(cfg.kafka.bootstrap, cfg.kafka.topic)
 
     promote = None
     if c.promote_alias:
@@ -72,7 +72,12 @@ def _canary(cfg) -> int:
         min_watch_minutes=c.min_watch_minutes, metrics=metrics,
         costs=MovieCosts(c.metadata_url) if c.metadata_url else None,
     )
-    result = controller.run()
+    try:
+        result = controller.run()
+    finally:
+        close = getattr(telemetry, "close", None)
+        if close is not None:
+            close()
     write_report(out_dir / "canary.json", out_dir)
     print(json.dumps({"experiment": e.name, "outcome": result.outcome,
                       "final_percent": result.final_percent, "windows": len(result.windows),

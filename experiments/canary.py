@@ -217,20 +217,27 @@ class LinesFileTelemetry:
 
 
 class KafkaTelemetry:
-    """Reads the telemetry topic from its current end with a group of its own."""
+    """Reads the telemetry topic from its current end.
 
-    def __init__(self, bootstrap: str, topic: str, group_id: str) -> None:
-        from kafka import KafkaConsumer
+    Partitions are assigned by hand, with no consumer group: a reader of "everything from now
+    on" needs no coordination, and a previous controller that did not close its consumer can
+    never hold the partitions away from the next one."""
 
-        self.consumer = KafkaConsumer(
-            bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=True,
-            auto_offset_reset="latest", consumer_timeout_ms=200,
-        )
-        self.consumer.subscribe([topic])
-        deadline = 50
-        while not self.consumer.assignment() and deadline:
-            self.consumer.poll(timeout_ms=100)
-            deadline -= 1
+    def __init__(self, bootstrap: str, topic: str, wait_s: float = 30.0) -> None:
+        from kafka import KafkaConsumer, TopicPartition
+
+        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                      consumer_timeout_ms=200)
+        deadline = time.monotonic() + wait_s
+        parts = self.consumer.partitions_for_topic(topic)
+        while not parts and time.monotonic() < deadline:
+            time.sleep(0.2)
+            parts = self.consumer.partitions_for_topic(topic)
+        if not parts:
+            self.consumer.close()
+            raise RuntimeError(f"telemetry topic {topic!r} has no partitions on {bootstrap} "
+                               f"after {wait_s:.0f}s")
+        self.consumer.assign([TopicPartition(topic, p) for p in sorted(parts)])
         self.consumer.seek_to_end()
 
     def poll(self, max_s: float = 1.0) -> list[bytes]:
