@@ -8,13 +8,23 @@
 
 from __future__ import annotations
 
-import argparse
-import json
-import logging
-import sys
+import signal
+import threading
 
-from ingestor.config import register_configs
-from movierec_core.config import compose, split_overrides, write_resolved
+# A SIGTERM that arrives while the process is still importing or connecting (a supervisor
+# stopping it right after a restart) must end it cleanly too: nothing consumed, nothing to
+# commit, exit 0. Installed before the heavy imports below.
+_EARLY_STOP = threading.Event()
+if __name__ == "__main__":  # not when imported (tests, other entry points)
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: _EARLY_STOP.set())
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import sys  # noqa: E402
+
+from ingestor.config import register_configs  # noqa: E402
+from movierec_core.config import compose, split_overrides, write_resolved  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,6 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--end", help="snapshot: last event date (inclusive)")
     opts = parser.parse_args(args)
 
+    if opts.command != "run":  # one-shot commands stop on SIGTERM the ordinary way
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if _EARLY_STOP.is_set():
+            return 128 + signal.SIGTERM
     register_configs()
     cfg = compose("ingestor", overrides)
     logging.basicConfig(level=str(cfg.ingestor.log_level).upper(),
@@ -46,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         metrics.serve(int(cfg.ingestor.metrics_port))
         ingestor = Ingestor(cfg)
         install_signal_handlers(ingestor)
+        if _EARLY_STOP.is_set():
+            logging.getLogger("ingestor").info("stopped before consuming anything; exiting")
+            return 0
         return ingestor.run()
 
     from ingestor.lake import maintain, recover

@@ -38,3 +38,22 @@ def test_snapshot_command_prints_a_loadable_manifest(tmp_path, capsys) -> None:
     tables = load_snapshot(tmp_path, manifest["snapshot_id"])
     assert tables[WATCH_MINUTES].num_rows == 5
     assert tables["watch_sessions"].column("minutes_watched").to_pylist() == [5]
+
+
+def test_sigterm_while_starting_exits_zero(tmp_path) -> None:
+    """A supervisor may stop the ingestor right after (re)starting it: still a clean exit 0."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from devstack.ports import free_port
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ingestor", f"kafka.bootstrap=127.0.0.1:{free_port()}",
+         f"data.lake_root={tmp_path / 'lake'}", f"data.online_store_path={tmp_path / 'o.sqlite'}",
+         "ingestor.metrics_port=0", "ingestor.enrichment=false"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.3)  # still importing
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == 0
