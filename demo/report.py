@@ -7,6 +7,7 @@ topic, the registry, Prometheus — and compared with what the simulator says it
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,14 +36,32 @@ def read_table(root: Path, table: str, columns: list[str] | None = None) -> pd.D
     return ds.dataset(directory, format="parquet", partitioning="hive").to_table(columns=columns).to_pandas()
 
 
-def dlq_count(bootstrap: str, topic: str) -> int:
+def dead_letters(bootstrap: str, topic: str, timeout_s: float = 60.0) -> tuple[int, int]:
+    """(records in the DLQ topic, distinct source lines they dead-letter).
+
+    The DLQ is at-least-once: a broker outage while a dead letter is acknowledged can leave a
+    second copy. Each record names its source (topic, partition, offset) in its headers, so the
+    distinct count is what reconciles with the invalid lines produced."""
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    from ingestor.dlq import origin_of
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     try:
-        parts = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in parts]
-        return int(sum(consumer.end_offsets(tps).values())) if tps else 0
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        if not tps:
+            return 0, 0
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        end = consumer.end_offsets(tps)
+        records, sources = 0, set()
+        deadline = time.monotonic() + timeout_s
+        while any(consumer.position(tp) < end[tp] for tp in tps) and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=500).values():
+                for rec in batch:
+                    records += 1
+                    sources.add(origin_of(rec.headers) or (rec.partition, rec.offset))
+        return records, len(sources)
     finally:
         consumer.close()
 
@@ -53,7 +72,7 @@ def reconcile(p: Platform) -> dict[str, Any]:
                                  partitioning="hive").count_rows())
             if lake.table_dir(p.lake_root, table).exists() else 0
             for kind, table in KIND_TABLE.items()}
-    dlq = dlq_count(p.broker.bootstrap, "movielog.dlq")
+    dlq_records, dlq = dead_letters(p.broker.bootstrap, "movielog.dlq")
     expected_dlq = ledger.invalid_total
     lost = {k: int(ledger.valid.get(k, 0)) - rows[k] for k in KIND_TABLE}
     return {
@@ -61,7 +80,8 @@ def reconcile(p: Platform) -> dict[str, Any]:
         "valid_by_kind": dict(ledger.valid), "lake_rows_by_kind": rows,
         "lost_by_kind": lost, "events_ingested": sum(rows.values()),
         "duplicates_delivered": ledger.duplicates, "invalid_produced": expected_dlq,
-        "dlq_records": dlq, "reconciled": all(v == 0 for v in lost.values()) and dlq == expected_dlq,
+        "dlq_records": dlq_records, "dlq_distinct_lines": dlq,
+        "reconciled": all(v == 0 for v in lost.values()) and dlq == expected_dlq,
     }
 
 
@@ -179,7 +199,8 @@ def to_markdown(r: dict[str, Any]) -> str:
                      f"| {e['lost_by_kind'][kind]:,} |")
     lines += ["", f"Ingested {e['events_ingested']:,} events of {e['produced_lines']:,} lines; "
               f"{e['duplicates_delivered']:,} duplicate deliveries dropped; DLQ {e['dlq_records']:,} "
-              f"records for {e['invalid_produced']:,} invalid lines. Reconciled: **{e['reconciled']}**.", "",
+              f"records ({e['dlq_distinct_lines']:,} distinct source lines) "
+              f"for {e['invalid_produced']:,} invalid lines. Reconciled: **{e['reconciled']}**.", "",
               "## Models", ""]
     for v in m["versions"]:
         lines.append(f"- {v['version']}: {v['model_type']} {'(' + ', '.join(v['aliases']) + ')' if v['aliases'] else ''}")
