@@ -49,12 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         platform.start_infrastructure()
         platform.start_ingestor()
-        platform.status.stage(f"history: {settings.history_minutes} simulated minutes of "
-                              "popularity lists into Kafka")
-        platform.sim.use("popularity")
-        platform.simulate(settings.history_minutes, 0.0, "history")
-        platform.wait_ingested()
-        platform.train()
+        platform.history_and_champion()
         platform.serve()
         platform.start_prometheus()
         platform.closed_loop()

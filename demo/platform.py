@@ -232,6 +232,16 @@ class Platform:
                                     f"ingestor.metrics_port={port}"], restart=restart)
         self.sup.wait_http("ingestor", f"http://127.0.0.1:{port}/metrics", timeout=120)
 
+    def history_and_champion(self) -> None:
+        """Popularity lists for ``history_minutes`` simulated minutes, landed, then the first
+        champion trained on a snapshot of it (every closed loop starts from here)."""
+        self.status.stage(f"history: {self.s.history_minutes} simulated minutes of popularity "
+                          "lists into Kafka")
+        self.sim.use("popularity")
+        self.simulate(self.s.history_minutes, 0.0, "history")
+        self.wait_ingested()
+        self.train()
+
     def simulate(self, minutes: int, speed: float, label: str) -> None:
         start_lines = self.sim.ledger.lines_total
         ticks = [0]

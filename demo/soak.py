@@ -682,11 +682,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         p.start_infrastructure()
         p.start_ingestor()
-        p.status.stage(f"history: {s.history_minutes} simulated minutes of popularity lists")
-        p.sim.use("popularity")
-        p.simulate(s.history_minutes, 0.0, "history")
-        p.wait_ingested()
-        p.train()
+        p.history_and_champion()
         soak.trainings.append({"minute": 0, "trigger": "first",
                                "version": p.registry_summary()["champion"]})
         p.serve()

@@ -77,10 +77,7 @@ def running(tmp_path_factory: pytest.TempPathFactory):
     try:
         p.start_infrastructure()
         p.start_ingestor(restart=True)
-        p.sim.use("popularity")
-        p.simulate(settings.history_minutes, 0.0, "history")
-        p.wait_ingested()
-        p.train()
+        p.history_and_champion()
         p.serve(restart=True)
         tee = TeeSink(p.sink)
         p.sim.use("url", f"http://127.0.0.1:{p.ports['router']}")
