@@ -22,7 +22,6 @@ Ctrl-C or the end stops everything it started.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import subprocess
@@ -35,14 +34,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pyarrow.dataset as ds
 from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 
 from devstack.kafka import KafkaBroker
 from devstack.ports import free_port
 from devstack.supervisor import Supervisor
-from movierec_core import lake
 
 ROOT = Path(__file__).resolve().parents[1]
 TOPIC = "movielog"
@@ -128,24 +125,6 @@ def run_step(argv: list[str], log: Path, what: str) -> str:
     if proc.returncode != 0:
         raise RuntimeError(f"{what} failed (exit {proc.returncode}); see {log}:\n{proc.stderr[-2000:]}")
     return proc.stdout
-
-
-def count_rows(root: Path, table: str) -> int:
-    directory = lake.table_dir(root, table)
-    if not directory.exists():
-        return 0
-    return ds.dataset(directory, format="parquet", partitioning="hive").count_rows()
-
-
-def proportion_ci(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """Wilson score interval."""
-    if n == 0:
-        return (math.nan, math.nan)
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (centre - half, centre + half)
 
 
 class Platform:

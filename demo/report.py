@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 import pyarrow.dataset as ds
+from statsmodels.stats.proportion import proportion_confint
 
 from movierec_core import lake
 from movierec_core.watch_through import DEFAULT_MIN_MINUTES, request_outcomes
@@ -34,6 +35,13 @@ def read_table(root: Path, table: str, columns: list[str] | None = None) -> pd.D
     if not directory.exists():
         return pd.DataFrame(columns=columns or [])
     return ds.dataset(directory, format="parquet", partitioning="hive").to_table(columns=columns).to_pandas()
+
+
+def count_rows(root: Path, table: str) -> int:
+    directory = lake.table_dir(root, table)
+    if not directory.exists():
+        return 0
+    return ds.dataset(directory, format="parquet", partitioning="hive").count_rows()
 
 
 def dead_letters(bootstrap: str, topic: str, timeout_s: float = 60.0) -> tuple[int, int]:
@@ -68,10 +76,7 @@ def dead_letters(bootstrap: str, topic: str, timeout_s: float = 60.0) -> tuple[i
 
 def reconcile(p: Platform) -> dict[str, Any]:
     ledger = p.sim.ledger
-    rows = {kind: int(ds.dataset(lake.table_dir(p.lake_root, table), format="parquet",
-                                 partitioning="hive").count_rows())
-            if lake.table_dir(p.lake_root, table).exists() else 0
-            for kind, table in KIND_TABLE.items()}
+    rows = {kind: count_rows(p.lake_root, table) for kind, table in KIND_TABLE.items()}
     dlq_records, dlq = dead_letters(p.broker.bootstrap, "movielog.dlq")
     expected_dlq = ledger.invalid_total
     lost = {k: int(ledger.valid.get(k, 0)) - rows[k] for k in KIND_TABLE}
@@ -85,14 +90,12 @@ def reconcile(p: Platform) -> dict[str, Any]:
     }
 
 
-def wilson(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+def wilson(successes: int, n: int) -> tuple[float, float]:
+    """95 % Wilson score interval (statsmodels); NaN without trials."""
     if n == 0:
         return (float("nan"), float("nan"))
-    phat = successes / n
-    denom = 1 + z * z / n
-    centre = (phat + z * z / (2 * n)) / denom
-    half = z * np.sqrt(phat * (1 - phat) / n + z * z / (4 * n * n)) / denom
-    return (float(centre - half), float(centre + half))
+    lo, hi = proportion_confint(successes, n, alpha=0.05, method="wilson")
+    return (float(lo), float(hi))
 
 
 def online_metrics(p: Platform) -> dict[str, Any]:
