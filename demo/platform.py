@@ -304,7 +304,9 @@ class Platform:
                 summary[alias] = None
         return summary
 
-    def serve(self, restart: bool = False) -> None:
+    def serve(self, restart: bool = False, weights: tuple[float, float] = (50, 50)) -> None:
+        """Model servers for the registry's ``champion`` (two replicas) and ``challenger``
+        aliases behind the router; ``weights``: the champion's and the challenger's traffic."""
         self.status.stage("model servers (2 × champion, 1 × challenger) behind the A/B router")
         servers = {"champion-0": "champion", "champion-1": "champion", "challenger-0": "challenger"}
         for name, alias in servers.items():
@@ -319,8 +321,8 @@ class Platform:
         router = self.port("router")
         champ = [f"http://127.0.0.1:{self.ports['ms-champion-0']}", f"http://127.0.0.1:{self.ports['ms-champion-1']}"]
         chall = [f"http://127.0.0.1:{self.ports['ms-challenger-0']}"]
-        variants = (f"experiments.variants=[{{name:champion,weight:50,urls:[{','.join(champ)}]}},"
-                    f"{{name:challenger,weight:50,urls:[{','.join(chall)}]}}]")
+        variants = (f"experiments.variants=[{{name:champion,weight:{weights[0]},urls:[{','.join(champ)}]}},"
+                    f"{{name:challenger,weight:{weights[1]},urls:[{','.join(chall)}]}}]")
         self.sup.start("router", ["python", "-m", "experiments", "router", *self.common(("kafka", "data")),
                                   "experiments.name=demo-ab", f"experiments.port={router}", variants,
                                   f"experiments.state_dir={self.run_dir / 'experiments'}",

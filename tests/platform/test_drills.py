@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
 import time
-from collections import Counter
 from pathlib import Path
 
 import httpx
@@ -25,7 +23,7 @@ from rich.console import Console
 
 from demo.platform import DemoSettings, Platform
 from demo.report import reconcile
-from movierec_core import RecommendationRequest, parse
+from tests.platform.helpers import TeeSink, availability
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -34,38 +32,6 @@ AVAILABILITY_TARGET = 0.999  # over all drills together (issue 11's target)
 # machine is 0.2 %): each drill must stay above this floor, the whole run above the target.
 PER_DRILL_FLOOR = 0.99
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "drills"
-
-
-class TeeSink:
-    """Sends to the platform's Kafka sink and keeps the status of every recommendation line."""
-
-    def __init__(self, inner) -> None:
-        self.inner = inner
-        self.lock = threading.Lock()
-        self.statuses: list[int] = []
-
-    def send(self, lines: list[bytes]) -> None:
-        statuses = [e.status for e in map(parse, (ln for ln in lines if b"recommendation request" in ln))
-                    if isinstance(e, RecommendationRequest)]
-        with self.lock:
-            self.statuses.extend(statuses)
-        self.inner.send(lines)
-
-    def flush(self) -> None:
-        self.inner.flush()
-
-    def mark(self) -> int:
-        with self.lock:
-            return len(self.statuses)
-
-    def since(self, mark: int) -> Counter:
-        with self.lock:
-            return Counter(self.statuses[mark:])
-
-
-def availability(counts: Counter) -> float:
-    total = sum(counts.values())
-    return counts[200] / total if total else float("nan")
 
 
 @pytest.fixture(scope="module")
