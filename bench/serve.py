@@ -1,14 +1,16 @@
 """Model server throughput and latency against a bare KServe ModelServer, same machine, same run.
 
-    .venv/bin/python bench/serve.py [--quick]
+    .venv/bin/python bench/serve.py [--quick] [--loop uvloop|asyncio]
 
 Full size: a 1,000,000-user x 20,000-movie x 64-factor ALS bundle (synthetic factors, 8 seen
 movies per user, memory-mapped), served by ``python -m model_server`` with the online store on.
 Load from ``wrk`` (Debian package; ``make -f mk/model_server.mk wrk`` installs it) with random user
 ids (~95 % known, ~5 % cold starts): closed loop at c=16, then ~1,000 req/s (per-connection
 pacing). The baseline is a bare ``kserve.ModelServer`` whose ``predict`` does nothing, loaded
-by the same generator on ``POST /v1/models/bare:predict``. Prints rps, p50/p99, the ratio to the
-bare server and the server's RSS; writes bench/results/serve.json.
+by the same generator on ``POST /v1/models/bare:predict``. Both servers run the same event loop:
+uvloop by default (what KServe's ``event_loop=auto`` documents and ``model_server.event_loop``
+installs), the stdlib loop with ``--loop asyncio``. Prints rps, p50/p99, the ratio to the bare
+server and the server's RSS; writes bench/results/serve.json (serve-asyncio.json).
 
 Targets (issue 7): ratio_to_bare_server >= 0.8, p99_ms_at_1000_rps <= 10,
 rss_bytes <= 2 x factor bytes.
@@ -57,6 +59,10 @@ BARE_SERVER = textwrap.dedent('''
                                     enable_latency_logging=False)
         logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
         logging.getLogger("kserve.trace").setLevel(logging.WARNING)
+        if sys.argv[2] == "uvloop":  # the same loop as the model server under test
+            import asyncio, uvloop
+            asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+            asyncio.set_event_loop(asyncio.new_event_loop())
         server.start([Bare()])
 ''')
 
@@ -102,7 +108,8 @@ def make_bundle(directory: Path, n_users: int, n_items: int, factors: int, seen_
     from movierec_core.models.popularity import ColdStartModel
 
     tag = f"{n_users}x{n_items}x{factors}x{seen_per_user}"
-    path = directory / tag
+    # bundles written before compact CSR index types (uint16/int32) are rebuilt, not reused
+    path = directory / f"{tag}-compact"
     if (path / "manifest.json").is_file():
         return path
     t0 = time.perf_counter()
@@ -183,7 +190,9 @@ def rank_microbench(bundle_dir: Path, n_users: int, n_items: int) -> dict:
         engine.rank(int(u), [], 20, cost_lambda=0.5)
     cost_us = (time.perf_counter() - t0) / 500 * 1e6
     return {"rank_us_stored_factors": round(model_us, 1), "rank_us_fold_in": round(fold_us, 1),
-            "rank_us_cost_aware": round(cost_us, 1)}
+            "rank_us_cost_aware": round(cost_us, 1),
+            # the norm-pruned scorer's share of the catalogue scored per request (lambda 0)
+            "fraction_of_items_scored": round(engine.scorer.fraction_scored, 4)}
 
 
 def cpu_seconds(pid: int) -> float:
@@ -228,6 +237,9 @@ def fmt(r: dict) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="20K users x 2K movies, short runs")
+    ap.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop",
+                    help="event loop of both servers (model_server.event_loop; the bare server "
+                         "gets the same)")
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         print("wrk not found: apt-get install -y wrk (make -f mk/model_server.mk wrk)")
@@ -247,7 +259,8 @@ def main() -> int:
     print(f"ranking in-process: {micro}")
     max_id = int(n_users * 1.05)  # ~5 % of requests are users the model has never seen
     figures: dict = {"n_users": n_users, "n_items": n_items, "factors": factors,
-                     "factor_bytes": factor_bytes, "duration_s_per_run": seconds, **micro}
+                     "factor_bytes": factor_bytes, "duration_s_per_run": seconds,
+                     "event_loop": args.loop, **micro}
 
     # Both servers up at once; measurements interleave (bare, ours, bare, ours, ...) so that a
     # change in the load of this shared machine hits both alike. Medians over the rounds.
@@ -257,13 +270,15 @@ def main() -> int:
     supervisor = Supervisor(work / "logs")
     env = {"OPENBLAS_NUM_THREADS": "1"}
     try:
-        bare_proc = supervisor.start("bare", ["python", str(bare_py), str(bare_port)], env=env)
+        bare_proc = supervisor.start("bare", ["python", str(bare_py), str(bare_port), args.loop],
+                                     env=env)
         supervisor.wait_http("bare", f"http://127.0.0.1:{bare_port}/v2/models/bare/ready", 120)
         t0 = time.monotonic()
         proc = supervisor.start("model_server", [
             "python", "-m", "model_server", f"serving.http_port={port}",
             f"serving.model_dir={bundle}", f"data.online_store_path={store}",
-            f"serving.provenance_log={work / 'provenance.jsonl'}", "metadata_api.url="],
+            f"serving.provenance_log={work / 'provenance.jsonl'}", "metadata_api.url=",
+            f"model_server.event_loop={args.loop}"],
             env=env)
         supervisor.wait_http("model_server", f"http://127.0.0.1:{port}/v2/models/movierec/ready",
                              300)
@@ -363,7 +378,8 @@ def main() -> int:
         "p99_ms_at_1000_rps <= 10": p99_paced <= 10,
         "rss_bytes <= 2 x factor bytes": rss_now <= 2 * factor_bytes,
     }
-    path = write_result("serve" if not args.quick else "serve-quick", figures, targets)
+    name = "serve" + ("-quick" if args.quick else "") + ("-asyncio" if args.loop == "asyncio" else "")
+    path = write_result(name, figures, targets)
     print(f"targets: {targets}\nwrote {path}")
     shutil.rmtree(work, ignore_errors=True)
     return 0

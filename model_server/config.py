@@ -30,6 +30,7 @@ class ModelServerConfig:
     admin_enabled: bool = True  # POST /admin/reload
     log_requests: bool = False  # KServe's per-request latency log lines (off: hot path)
     access_log: bool = False  # uvicorn access log (off: the provenance log has every request)
+    event_loop: str = "auto"  # auto (uvloop if installed) | uvloop | asyncio; see server.py
     rank_threads: int = 0  # 0: rank inline on the event loop (fastest); N: on N threads, where
     # the deadline can also cut off a slow online-store read (see model_server/service.py)
 

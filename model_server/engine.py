@@ -15,9 +15,11 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from model_server.ranking import cost_adjusted, first_unseen, top_k
+from model_server.npy_rows import NpyRows
+from model_server.ranking import NormPrunedScorer, cost_adjusted, first_unseen, top_k
 from movierec_core.models.bundle import Bundle, load_bundle
 from movierec_core.models.confidence import ConfidenceWeights, confidence
+from movierec_core.models.factor import FactorModel
 
 FALLBACK_SIZE = 100  # popularity entries kept precomputed for fallbacks and cold starts
 
@@ -78,19 +80,28 @@ class Engine:
             # fold-in solves one user per request: OpenMP fan-out costs ~100x the solve
             # (27 ms vs 0.3 ms measured), so the lazily built solver gets one thread
             self.model.num_threads = 1
-        for name in ("user_factors", "item_factors"):
+        if isinstance(getattr(self.model, "user_factors", None), np.memmap):
             # same memory-mapped pages, without np.memmap's per-slice subclass overhead
-            if isinstance(getattr(self.model, name, None), np.memmap):
-                setattr(self.model, name, np.asarray(getattr(self.model, name)))
+            self.model.user_factors = np.asarray(self.model.user_factors)
+        items = getattr(self.model, "item_factors", None)
+        if isinstance(items, np.ndarray) and not items.flags.writeable:
+            # one in-memory copy (n_items x f, 5 MB at 20K x 64): implicit's fold-in kernels
+            # need a writable buffer and would copy it anyway; the mapping is then dropped
+            self.model.item_factors = np.array(items, dtype=np.float32)
         self.n_items = bundle.n_items
         self.item_ids: list[str] = [str(m) for m in bundle.item_ids]
         self._item_index = {m: i for i, m in enumerate(self.item_ids)}
         # plain ndarray views of the memory maps: np.memmap's subclass hooks cost microseconds
         # on every slice of the hot path; the data stays mapped, not copied
         self.user_ids = np.asarray(bundle.user_ids)
-        self.seen_indptr = np.asarray(bundle.seen.indptr)
-        self.seen_indices = np.asarray(bundle.seen.indices)
-        self.seen_data = np.asarray(bundle.seen.data)
+        limits = np.iinfo(self.user_ids.dtype)
+        self._id_type, self._id_min, self._id_max = self.user_ids.dtype.type, limits.min, limits.max
+        self.seen_indptr = np.asarray(bundle.seen_indptr)
+        self.seen_indices = np.asarray(bundle.seen_indices)
+        # the confidences are read only for users with fresh events: from the file, on demand
+        conf_file = self.path / "seen_confidence.npy"
+        self.seen_data = (NpyRows(conf_file) if isinstance(bundle.seen_data, np.memmap)
+                          and conf_file.is_file() else np.asarray(bundle.seen_data))
         self.costs = np.array(bundle.costs, dtype=np.float32)
         popularity = np.asarray(bundle.popularity, dtype=np.float32)
         self.popular = top_k(popularity.copy(), min(FALLBACK_SIZE, self.n_items))
@@ -98,6 +109,9 @@ class Engine:
         self._runtimes = np.load(runtimes_path) if runtimes_path.is_file() else None
         self._weights = confidence_weights(manifest.get("config") or {}, rating_scale_max)
         self._fallback = {k: self.answer(self.popular[:k], "fallback") for k in (20,)}
+        # factor models (ALS, BPR): exact top-k scoring only the items that can make the list
+        self.scorer = (NormPrunedScorer(self.model.item_factors, self.costs)
+                       if isinstance(self.model, FactorModel) and self.n_items else None)
         # touch the scorer once so the first request does not pay for lazy setup
         if self.n_items and self.user_ids.shape[0]:
             self.model.scores_for_user(0)
@@ -114,7 +128,11 @@ class Engine:
     def user_row(self, user_id: int) -> int:
         """Training row of a user, -1 for a user the model has never seen."""
         ids = self.user_ids
-        pos = int(np.searchsorted(ids, user_id))
+        if not self._id_min <= user_id <= self._id_max:
+            return -1
+        # the key in the array's own type: a Python int against int32 ids would make numpy
+        # widen the whole array to int64 on every call (4 MB copied per request at 1M users)
+        pos = int(np.searchsorted(ids, self._id_type(user_id)))
         if pos < ids.shape[0] and int(ids[pos]) == user_id:
             return pos
         return -1
@@ -147,22 +165,28 @@ class Engine:
         fresh = False
         if online_items.size:
             seen = np.union1d(hist_items, online_items)
-            # confidences are only read when there is something to compare (keeps the pages
-            # of the memory-mapped training matrix that most requests never need cold)
+            # confidences are only read when there is something to compare
             hist_conf = self.seen_data[start:end].astype(np.float32)
             fresh = self._has_news(hist_items, hist_conf, online_items, online_conf)
         else:
             seen = hist_items
         if fold_in and fresh:
             user_items = self._merged_row(hist_items, hist_conf, online_items, online_conf)
-            scores = np.asarray(self.model.scores_for_items(user_items), dtype=np.float32)
             source = "fold_in"
         elif row >= 0:
-            scores = np.asarray(self.model.scores_for_user(row), dtype=np.float32)
+            user_items = None
             source = "model"
         else:
             return ColdStart(frozenset(int(i) for i in seen))
-        ranked = top_k(cost_adjusted(scores, self.costs, cost_lambda), k, seen)
+        if self.scorer is not None and not cost_lambda:
+            vector = (self.model.fold_in(user_items) if user_items is not None
+                      else self.model.user_factors[row])
+            ranked = self.scorer.top_k(vector, k, seen, cost_lambda)
+        else:
+            scores = (self.model.scores_for_items(user_items) if user_items is not None
+                      else self.model.scores_for_user(row))
+            ranked = top_k(cost_adjusted(np.asarray(scores, dtype=np.float32), self.costs,
+                                         cost_lambda), k, seen)
         return self.answer(ranked, source, cold_start=row < 0)
 
     def cold_start(self, demographics: tuple[Any, Any, Any] | None, k: int,

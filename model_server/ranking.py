@@ -69,3 +69,84 @@ def first_unseen(ordered: Iterable[int], k: int, seen: Collection[int]) -> list[
             if len(out) == k:
                 break
     return out
+
+
+class NormPrunedScorer:
+    """Exact top-``k`` of ``item_factors @ u - lambda * cost`` that scores only the items that
+    can still make the list.
+
+    By Cauchy-Schwarz an item's score is at most ``||f_i|| * ||u||`` (costs are >= 0, so the
+    cost term only lowers it). Items are kept sorted by norm, largest first; the first block
+    is scored, its k-th best unexcluded score ``tau`` found, and only the items whose bound
+    reaches ``tau`` are scored after it: every other item scores strictly below ``tau`` and
+    cannot enter the list. ALS/BPR item norms grow with popularity and are heavy-tailed, so a
+    request scores a fraction of the catalogue (``fraction_scored`` tracks it); the answer is
+    the one a full scoring gives, ties by the lower item index included. The bound ignores
+    costs: with cost-aware re-ranking the k-th best score drops and little is pruned (98 % of
+    the items scored at lambda 0.5 on the benchmark model), so callers score in full then.
+    """
+
+    def __init__(self, item_factors: np.ndarray, costs: np.ndarray | None = None,
+                 first_block: int = 1024) -> None:
+        factors = np.asarray(item_factors, dtype=np.float32)
+        norms = np.linalg.norm(factors.astype(np.float64), axis=1)
+        self.order = np.argsort(-norms, kind="stable")
+        self.factors = np.ascontiguousarray(factors[self.order])
+        # 1 + 1e-5 covers float32 rounding of a dot product of nearly parallel vectors
+        self.neg_norms = -(norms[self.order] * (1 + 1e-5))  # ascending, for searchsorted
+        self.position = np.empty_like(self.order)
+        self.position[self.order] = np.arange(self.order.size)
+        self.costs = (None if costs is None else
+                      np.ascontiguousarray(np.asarray(costs, dtype=np.float32)[self.order]))
+        self.first_block = int(first_block)
+        self.scored = 0
+        self.requests = 0
+
+    @property
+    def fraction_scored(self) -> float:
+        n = self.order.size * max(self.requests, 1)
+        return self.scored / n
+
+    def top_k(self, u: np.ndarray, k: int, exclude: np.ndarray | None = None,
+              cost_lambda: float = 0.0) -> np.ndarray:
+        """Original item indices of the ``k`` best, best first, none of ``exclude``."""
+        n = self.order.size
+        k = min(k, n)
+        if k <= 0:
+            return np.empty(0, dtype=np.int64)
+        u = np.asarray(u, dtype=np.float32)
+        excluded = (self.position[exclude] if exclude is not None and len(exclude) else None)
+        lam = np.float32(cost_lambda) if cost_lambda and self.costs is not None else None
+        block = min(n, max(self.first_block, 4 * (k + (0 if excluded is None else excluded.size))))
+        scores = self._score(u, 0, block, lam, excluded)
+        # tau: the k-th best of the block (-inf when fewer than k are unexcluded), a lower bound
+        # of the final k-th best, since the block is a subset of the catalogue
+        tau = float(np.partition(scores, block - k)[block - k])
+        end = block
+        if block < n:
+            unorm = float(np.sqrt(np.dot(u, u)))
+            if tau == -np.inf or unorm == 0.0:
+                end = n
+            else:
+                # the items whose bound ||f|| * ||u|| reaches tau are a prefix: [0, end)
+                end = max(block, int(np.searchsorted(self.neg_norms, -tau / unorm, side="right")))
+            if end > block:
+                scores = np.concatenate([scores, self._score(u, block, end, lam, excluded)])
+        self.scored += end
+        self.requests += 1
+        # the final top k all score >= tau: only those are sorted
+        candidates = (np.flatnonzero(scores >= tau) if tau > -np.inf
+                      else np.flatnonzero(np.isfinite(scores)))
+        items = self.order[candidates]
+        # best first; equal scores go to the lower item index (as a full scoring's top_k does)
+        return items[np.lexsort((items, -scores[candidates]))][:k]
+
+    def _score(self, u: np.ndarray, start: int, end: int, lam: np.float32 | None,
+               excluded: np.ndarray | None) -> np.ndarray:
+        scores = self.factors[start:end] @ u
+        if lam is not None:
+            scores -= lam * self.costs[start:end]
+        if excluded is not None:
+            inside = excluded[(excluded >= start) & (excluded < end)] - start
+            scores[inside] = -np.inf
+        return scores

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -82,8 +83,25 @@ class Recommender(ABC):
     model_type: ClassVar[str] = ""
 
     def __init__(self) -> None:
-        self.user_items: sp.csr_matrix | None = None  # what was seen at fit (or attached by a bundle)
+        self._user_items: sp.csr_matrix | None = None
+        self._user_items_loader: Callable[[], sp.csr_matrix] | None = None
         self.n_items: int = 0
+
+    @property
+    def user_items(self) -> sp.csr_matrix | None:
+        """What was seen at fit, or the interactions of the bundle the model was loaded from
+        (built on first use: the model server ranks from the bundle's arrays and never does)."""
+        if self._user_items is None and self._user_items_loader is not None:
+            self._user_items = self._user_items_loader()
+        return self._user_items
+
+    @user_items.setter
+    def user_items(self, value: sp.csr_matrix | None) -> None:
+        self._user_items = value
+
+    def attach_seen(self, loader: Callable[[], sp.csr_matrix]) -> None:
+        """Let ``user_items`` come from ``loader()`` when first needed."""
+        self._user_items, self._user_items_loader = None, loader
 
     # --- training ------------------------------------------------------------------------
     def fit(self, interactions: sp.csr_matrix) -> Recommender:

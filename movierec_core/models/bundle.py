@@ -5,10 +5,12 @@ server ranks with. Layout (all arrays ``.npy``, loadable with ``np.load(mmap_mod
                              metrics, timings, created_at, counts (see save_bundle)
     model/model.json         model type + hyper-parameters; model/*.npy its arrays
     item_ids.npy             (n_items,) unicode: item index → movie id
-    user_ids.npy             (n_users,) int64, sorted ascending: user row = searchsorted position
-    seen_indptr.npy          (n_users+1,) int64  ┐ CSR of the training interactions
-    seen_indices.npy         (nnz,) int32        │ (rows = user rows, cols = item indices),
-    seen_confidence.npy      (nnz,) float32      ┘ for exclude-seen and fold-in
+    user_ids.npy             (n_users,) int32 (int64 if needed), sorted ascending: user row =
+                             searchsorted position
+    seen_indptr.npy          (n_users+1,) int32/64 ┐ CSR of the training interactions (rows =
+    seen_indices.npy         (nnz,) uint16/int32   │ user rows, cols = item indices), for
+    seen_confidence.npy      (nnz,) float32        ┘ exclude-seen and fold-in; the smallest
+                                                     index types that fit (half the pages)
     popularity.npy           (n_items,) float32 in 0..1
     costs.npy                (n_items,) float32 in 0..1 (license cost / max cost; 0 unknown)
     runtimes.npy             (n_items,) float32 minutes (NaN unknown), for confidence()
@@ -46,12 +48,25 @@ class Bundle:
     model: Recommender
     item_ids: np.ndarray
     user_ids: np.ndarray
-    seen: sp.csr_matrix
+    # the training interactions as CSR arrays, as stored (compact index types, memory-mapped)
+    seen_indptr: np.ndarray
+    seen_indices: np.ndarray
+    seen_data: np.ndarray
     popularity: np.ndarray
     costs: np.ndarray
     cold_start: ColdStartModel
     runtimes: np.ndarray | None = None
     _item_index: dict[str, int] | None = field(default=None, repr=False)
+    _seen: sp.csr_matrix | None = field(default=None, repr=False)
+
+    @property
+    def seen(self) -> sp.csr_matrix:
+        """The interactions as a scipy CSR matrix, built on first use (scipy widens compact
+        index types: a copy the model server, which reads the arrays directly, never makes)."""
+        if self._seen is None:
+            self._seen = sp.csr_matrix((self.seen_data, self.seen_indices, self.seen_indptr),
+                                       shape=(self.user_ids.shape[0], self.n_items))
+        return self._seen
 
     @property
     def n_items(self) -> int:
@@ -63,7 +78,11 @@ class Bundle:
 
     def user_row(self, user_id: int) -> int | None:
         """Row of a user seen in training, ``None`` for a user the model has never seen."""
-        pos = int(np.searchsorted(self.user_ids, user_id))
+        limits = np.iinfo(self.user_ids.dtype)
+        if not limits.min <= int(user_id) <= limits.max:
+            return None
+        # the key in the array's type: numpy would otherwise widen the whole array per call
+        pos = int(np.searchsorted(self.user_ids, self.user_ids.dtype.type(user_id)))
         if pos < self.user_ids.shape[0] and int(self.user_ids[pos]) == int(user_id):
             return pos
         return None
@@ -78,7 +97,8 @@ class Bundle:
 
     def seen_items(self, row: int) -> np.ndarray:
         """Item indices the user interacted with in training."""
-        return np.asarray(self.seen.indices[self.seen.indptr[row]:self.seen.indptr[row + 1]])
+        return np.asarray(self.seen_indices[self.seen_indptr[row]:self.seen_indptr[row + 1]],
+                          dtype=np.int64)
 
     @property
     def confidence_weights(self) -> ConfidenceWeights:
@@ -93,9 +113,9 @@ class Bundle:
         confidence wins. Movies unknown to the bundle are ignored."""
         conf: dict[int, float] = {}
         if base_row is not None:
-            lo, hi = int(self.seen.indptr[base_row]), int(self.seen.indptr[base_row + 1])
-            conf = dict(zip(np.asarray(self.seen.indices[lo:hi]).tolist(),
-                            np.asarray(self.seen.data[lo:hi]).tolist(), strict=True))
+            lo, hi = int(self.seen_indptr[base_row]), int(self.seen_indptr[base_row + 1])
+            conf = dict(zip(np.asarray(self.seen_indices[lo:hi]).tolist(),
+                            np.asarray(self.seen_data[lo:hi]).tolist(), strict=True))
         w = self.confidence_weights
         for movie_id, minutes, stars in online:
             i = self.item_index(movie_id)
@@ -144,9 +164,12 @@ def save_bundle(directory: Path | str, model: Recommender, item_ids: Any, user_i
         cold_start = ColdStartModel().fit(seen)
     model.save(d / "model")
     np.save(d / "item_ids.npy", item_ids)
-    np.save(d / "user_ids.npy", user_ids)
-    np.save(d / "seen_indptr.npy", seen.indptr.astype(np.int64))
-    np.save(d / "seen_indices.npy", seen.indices.astype(np.int32))
+    np.save(d / "user_ids.npy", user_ids.astype(np.int32) if user_ids.size and np.iinfo(
+        np.int32).min <= user_ids[0] and user_ids[-1] <= np.iinfo(np.int32).max else user_ids)
+    np.save(d / "seen_indptr.npy", seen.indptr.astype(
+        np.int32 if seen.nnz <= np.iinfo(np.int32).max else np.int64))
+    np.save(d / "seen_indices.npy", seen.indices.astype(
+        np.uint16 if item_ids.size <= np.iinfo(np.uint16).max + 1 else np.int32))
     np.save(d / "seen_confidence.npy", seen.data.astype(np.float32))
     np.save(d / "popularity.npy", np.asarray(popularity, dtype=np.float32))
     np.save(d / "costs.npy", costs)
@@ -194,16 +217,19 @@ def load_bundle(directory: Path | str, mmap: bool = True) -> Bundle:
 
     item_ids = np.load(d / "item_ids.npy", allow_pickle=False)
     user_ids = arr("user_ids.npy")
-    seen = sp.csr_matrix((arr("seen_confidence.npy"), arr("seen_indices.npy"), arr("seen_indptr.npy")),
-                         shape=(user_ids.shape[0], item_ids.shape[0]))
+    seen_indptr, seen_indices = arr("seen_indptr.npy"), arr("seen_indices.npy")
+    seen_data = arr("seen_confidence.npy")
     model = load_model(d / "model", mmap=mmap)
-    model.user_items = seen
     popularity = arr("popularity.npy")
     cold = ColdStartModel()
     cold.n_items = int(item_ids.shape[0])
     cold.popularity = popularity
     cold.lists = json.loads((d / "cold_start.json").read_text())["lists"]
     cold.lists.setdefault(ALL_USERS, [])
-    return Bundle(path=d, manifest=manifest, model=model, item_ids=item_ids, user_ids=user_ids,
-                  seen=seen, popularity=popularity, costs=arr("costs.npy"), cold_start=cold,
-                  runtimes=arr("runtimes.npy") if (d / "runtimes.npy").is_file() else None)
+    bundle = Bundle(path=d, manifest=manifest, model=model, item_ids=item_ids, user_ids=user_ids,
+                    seen_indptr=seen_indptr, seen_indices=seen_indices, seen_data=seen_data,
+                    popularity=popularity, costs=arr("costs.npy"), cold_start=cold,
+                    runtimes=arr("runtimes.npy") if (d / "runtimes.npy").is_file() else None)
+    model.attach_seen(lambda: bundle.seen)
+    return bundle
+

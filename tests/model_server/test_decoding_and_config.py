@@ -70,3 +70,21 @@ def test_config_composes_with_defaults_and_overrides() -> None:
     assert cfg.model_server.grpc_port == 0
     assert cfg.model_server.rank_threads == 2
     assert cfg.metadata_api.url == "http://127.0.0.1:8080"
+
+
+def test_event_loop_setting_installs_the_loop_kserve_documents():
+    """KServe's ``auto`` means uvloop, but ModelServer.start() would run the stdlib loop."""
+    import subprocess
+    import sys
+
+    from model_server.server import install_event_loop
+
+    assert install_event_loop("asyncio") == "asyncio"
+    with pytest.raises(ValueError, match="auto, uvloop or asyncio"):
+        install_event_loop("tokio")
+    probe = ("import asyncio; from model_server.server import install_event_loop as i; "
+             "print(i('auto')); "
+             "print(type(asyncio.new_event_loop()).__module__, "
+             "asyncio.run(asyncio.sleep(0, 'ran')))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["uvloop", "uvloop", "ran"]

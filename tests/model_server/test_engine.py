@@ -119,3 +119,11 @@ def test_confidence_rule_comes_from_the_trainers_config() -> None:
         2.0, 0.5, 2, 90.0, 10)
     assert confidence_weights({}, 5).scale_max == 5
     assert confidence_weights({"trainer": {"rating_scale_max": None}}, 7).scale_max == 7
+
+
+def test_user_rows_with_compact_int32_ids_and_ids_beyond_them(tmp_path):
+    """The bundle stores int32 user ids when they fit; lookups of any id stay exact."""
+    engine = Engine.load(tiny_bundle(tmp_path / "b"))
+    assert engine.user_ids.dtype.itemsize == 4
+    assert engine.user_row(1000) == 0 and engine.user_row(1590) == 59
+    assert [engine.user_row(u) for u in (0, 1001, 2**31 - 1, 2**31, 2**40, 2**63 - 1)] == [-1] * 6

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from movierec_core.models import confidence, load_bundle, segment_chain, segment_of
 from movierec_core.models.confidence import ConfidenceWeights
@@ -17,10 +18,13 @@ def test_tiny_bundle_loads_memory_mapped_with_everything_the_server_needs(tmp_pa
     b = load_bundle(tiny_bundle(tmp_path / "b"))
     assert b.manifest["model_type"] == "als"
     assert b.manifest["counts"] == {"users": 60, "items": 40, "interactions": 60 * 6}
-    assert isinstance(b.user_ids, np.memmap) and b.user_ids.dtype == np.int64
+    # the smallest index types that fit: half the pages of int64/int32
+    assert isinstance(b.user_ids, np.memmap) and b.user_ids.dtype == np.int32
+    assert b.seen_indices.dtype == np.uint16 and b.seen_indptr.dtype == np.int32
+    assert b.seen.indices.dtype == np.int32 and b.seen.nnz == 60 * 6  # scipy's view, on demand
     assert isinstance(b.model.item_factors, np.memmap) and b.model.item_factors.dtype == np.float32
     assert b.user_row(1000) == 0 and b.user_row(1590) == 59 and b.user_row(1001) is None
-    assert b.user_row(5) is None and b.user_row(10**9) is None
+    assert b.user_row(5) is None and b.user_row(10**9) is None and b.user_row(2**40) is None
     assert b.item_index("movie+7+2000") == 7 and b.movie_ids([0, 39]) == ["movie+0+2000", "movie+39+2000"]
     assert b.costs[0] == 0.0 and b.costs[-1] == pytest.approx(1.0)
     seen = set(b.seen_items(3).tolist())
@@ -94,3 +98,24 @@ def test_interactions_row_merges_training_row_and_online_events(tmp_path):
     assert fresh.nnz == 1 and fresh[0, 1] == pytest.approx(2.0)
     items, _ = b.model.recommend_items(fresh, k=5)
     assert 1 not in items.tolist() and len(items) == 5
+
+
+def test_user_ids_beyond_int32_keep_int64_and_large_catalogues_keep_int32_indices(tmp_path):
+    from movierec_core.models.bundle import save_bundle
+    from movierec_core.models.factor import ALSModel
+
+    rng = np.random.default_rng(0)
+    n_users, n_items = 5, 70_000
+    model = ALSModel(factors=4)
+    model.user_factors = rng.standard_normal((n_users, 4), dtype=np.float32)
+    model.item_factors = rng.standard_normal((n_items, 4), dtype=np.float32)
+    model.n_items = n_items
+    user_ids = np.array([1, 7, 2**31, 2**40, 2**62], dtype=np.int64)
+    seen = sp.csr_matrix((np.ones(5, np.float32), np.array([0, 65_536, 69_999, 3, 4]),
+                          np.arange(6)), shape=(n_users, n_items))
+    b = load_bundle(save_bundle(tmp_path / "b", model, [f"m{i}" for i in range(n_items)],
+                                user_ids, seen))
+    assert b.user_ids.dtype == np.int64 and b.seen_indices.dtype == np.int32
+    assert [b.user_row(int(u)) for u in user_ids] == [0, 1, 2, 3, 4]
+    assert b.user_row(2**40 + 1) is None
+    assert b.seen_items(1).tolist() == [65_536] and b.seen_items(2).tolist() == [69_999]
