@@ -10,19 +10,17 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.common import write_result  # noqa: E402
 from devstack.ports import free_port, wait_for_port  # noqa: E402
 
 # A stand-in model server: fixed 20-id list, keep-alive, as cheap as a Python server gets.
@@ -95,19 +93,14 @@ def main() -> int:
             p.wait(timeout=10)
     d50, d99, r50, r99 = pct(direct, 50), pct(direct, 99), pct(routed, 50), pct(routed, 99)
     added_p50 = r50 - d50
-    result = {
+    figures = {
         "requests": len(routed),
         "direct_p50_ms": round(d50, 3), "direct_p99_ms": round(d99, 3),
         "router_p50_ms": round(r50, 3), "router_p99_ms": round(r99, 3),
         "added_p50_ms": round(added_p50, 3), "added_p99_ms": round(r99 - d99, 3),
         "ratio_to_bare_server_p50": round(r50 / d50, 3),
-        "cpu_count": os.cpu_count(), "python": platform.python_version(),
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "targets": {"added_p50_ms < 2": added_p50 < 2.0},
     }
-    out = REPO / "bench" / "results" / "router.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out = write_result("router", figures, {"added_p50_ms < 2": added_p50 < 2.0})
     print(f"direct  p50 {d50:.3f} ms  p99 {d99:.3f} ms")
     print(f"router  p50 {r50:.3f} ms  p99 {r99:.3f} ms")
     print(f"added   p50 {added_p50:.3f} ms  p99 {r99 - d99:.3f} ms  (target < 2 ms: "

@@ -16,13 +16,10 @@ work, wall-clock rates measure the neighbours; ``events_per_s_wall`` is reported
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from threadpoolctl import threadpool_limits  # noqa: E402
 
+from bench.common import write_result  # noqa: E402
 from simulator.sinks import FileSink  # noqa: E402
 from simulator.stream import iter_batches  # noqa: E402
 from simulator.world import World, WorldConfig  # noqa: E402
@@ -87,7 +85,7 @@ def main() -> int:
                                              Path(tmp) / "clean.txt")
         faulty, _, _ = measure(world, minutes, warmup, 0.01, 0.01, Path(tmp) / "faulty.txt")
         raw = baseline(Path(tmp) / "raw.txt", n_clean)
-    result = {
+    figures = {
         "events_per_s": round(clean),
         "events_per_s_wall": round(clean_wall),
         "events_per_s_with_faults": round(faulty),
@@ -99,14 +97,8 @@ def main() -> int:
         "n_movies": movies,
         "simulated_minutes": minutes,
         "quick": args.quick,
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "targets": {f"events_per_s >= {TARGET}": clean >= TARGET},
     }
-    out = ROOT / "bench" / "results" / "simulate.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out = write_result("simulate", figures, {f"events_per_s >= {TARGET}": clean >= TARGET})
     print(f"simulator → file sink, one core: {clean:,.0f} events/s "
           f"({faulty:,.0f} with 1 % invalid + 1 % duplicates); raw file writes {raw:,.0f} lines/s; "
           f"world of {users:,} users × {movies:,} movies built in {build_s:.1f} s")
