@@ -48,20 +48,13 @@ CANARY = ["experiments.canary.window_s=15", "experiments.canary.min_requests=25"
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory):
-    from rich.console import Console
-
-    from demo.platform import DemoSettings, Platform
     from movierec_core.registry import open_registry
-    from tests.platform.helpers import TeeSink
+    from tests.platform.helpers import loop_through_router, trained_platform
 
-    settings = DemoSettings(users=1_500, seed=11, history_minutes=180, live_minutes=0,
-                            run_dir=tmp_path_factory.mktemp("drills"), prometheus=False,
-                            invalid_rate=0.0, duplicate_rate=0.0)
-    p = Platform(settings, Console(stderr=True))
+    # ALS registered as champion, popularity after it
+    p = trained_platform(tmp_path_factory.mktemp("drills"), users=1_500, seed=11,
+                         history_minutes=180, invalid_rate=0.0, duplicate_rate=0.0)
     try:
-        p.start_infrastructure()
-        p.start_ingestor()
-        p.history_and_champion()  # ALS registered as champion, popularity after it
         registry = open_registry(str(p.registry_root))
         als = registry.get_alias("movierec", "champion")
         popularity = next(v.version for v in registry.versions("movierec")
@@ -73,9 +66,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory):
         p.registry, p.als, p.popularity = registry, als, popularity
         warm(p, ("ms-champion-0", "ms-champion-1", "ms-challenger-0"))
         p.sim.simulation.cfg.behaviour.request_prob = 1.0  # every pick follows a /recommend call
-        p.sim.use("url", p.router_url)
-        p.tee = TeeSink(p.sink)
-        p.sim.start(minutes=0, sink=p.tee, speed=SPEED)
+        p.tee = loop_through_router(p, speed=SPEED)
         time.sleep(5)  # the service warms up on the champion alone
         yield p
     finally:

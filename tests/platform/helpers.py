@@ -38,3 +38,32 @@ class TeeSink:
 def availability(counts: Counter) -> float:
     total = sum(counts.values())
     return counts[200] / total if total else float("nan")
+
+
+def loop_through_router(p, speed: float) -> TeeSink:
+    """Start the simulator's closed loop with every user calling the platform's router, until
+    stopped; returns the sink that records the status of every recommendation request."""
+    tee = TeeSink(p.sink)
+    p.sim.use("url", f"http://127.0.0.1:{p.ports['router']}")
+    p.sim.start(minutes=0, sink=tee, speed=speed)
+    return tee
+
+
+def trained_platform(run_dir, *, restart_ingestor: bool = False, **settings):
+    """The platform up to its first models: broker, metadata API, ingestor, the history of
+    popularity lists landed, ALS (champion) and popularity trained on a snapshot. Closed again if
+    any step fails; the caller closes it otherwise."""
+    from rich.console import Console
+
+    from demo.platform import DemoSettings, Platform
+
+    p = Platform(DemoSettings(live_minutes=0, prometheus=False, run_dir=run_dir, **settings),
+                 Console(stderr=True))
+    try:
+        p.start_infrastructure()
+        p.start_ingestor(restart=restart_ingestor)
+        p.history_and_champion()
+    except BaseException:
+        p.close()
+        raise
+    return p

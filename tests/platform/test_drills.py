@@ -19,11 +19,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from rich.console import Console
 
-from demo.platform import DemoSettings, Platform
 from demo.report import reconcile
-from tests.platform.helpers import TeeSink, availability
+from tests.platform.helpers import TeeSink, availability, loop_through_router, trained_platform
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -36,18 +34,11 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "drills"
 
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory):
-    settings = DemoSettings(users=1_000, seed=3, history_minutes=120, live_minutes=0,
-                            run_dir=tmp_path_factory.mktemp("drills"), prometheus=False,
-                            invalid_rate=0.005, duplicate_rate=0.005)
-    p = Platform(settings, Console(stderr=True))
+    p = trained_platform(tmp_path_factory.mktemp("drills"), restart_ingestor=True, users=1_000,
+                         seed=3, history_minutes=120, invalid_rate=0.005, duplicate_rate=0.005)
     try:
-        p.start_infrastructure()
-        p.start_ingestor(restart=True)
-        p.history_and_champion()
         p.serve(restart=True)
-        tee = TeeSink(p.sink)
-        p.sim.use("url", f"http://127.0.0.1:{p.ports['router']}")
-        p.sim.start(minutes=0, sink=tee, speed=240)  # 4 simulated minutes per second, until stopped
+        tee = loop_through_router(p, speed=240)  # 4 simulated minutes per second, until stopped
         p.results = {}
         yield p, tee
     finally:
