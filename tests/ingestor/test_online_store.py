@@ -88,6 +88,28 @@ class OnlineStoreContract:
         print(f"{type(store).__name__}: {per_read * 1e3:.3f} ms per read of 200 interactions")
         assert len(store.interactions(14)) == 200
 
+    def test_apply_tables_equals_apply(self, store, tmp_path) -> None:
+        """``apply_tables`` (Arrow watch minutes, the ingestor's path) equals ``apply``."""
+        import pyarrow as pa
+
+        from movierec_core.lake import SCHEMAS, WATCH_MINUTES
+
+        watches = [WatchMinute(at(i), 20 + i % 3, f"m{i % 4}", i % 7) for i in range(60)]
+        watches.append(WatchMinute(at(99), 20, "m0", 999_999_999))  # an absurd minute stays exact
+        table = pa.table({
+            "event_id": list(range(len(watches))), "time": [w.time for w in watches],
+            "user_id": [w.user_id for w in watches], "movie_id": [w.movie_id for w in watches],
+            "minute": [w.minute for w in watches]}, schema=SCHEMAS[WATCH_MINUTES])
+        reference = SqliteOnlineStore(tmp_path / "reference.sqlite")
+        reference.apply(watches)
+        store.apply_tables(table, [Rating(at(200), 20, "m0", 3)])
+        store.apply_tables(table)  # replayed batch
+        reference.apply([Rating(at(200), 20, "m0", 3)])
+        for user in (20, 21, 22):
+            assert store.interactions(user) == reference.interactions(user)
+        assert store.interactions(20)[0] == UserInteraction("m0", 6, 999_999_999, 3, at(200))
+        reference.close()
+
 
 class TestSqliteOnlineStore(OnlineStoreContract):
     @pytest.fixture
@@ -123,46 +145,4 @@ class TestRedisOnlineStore(OnlineStoreContract):
     def test_open_store_redis(self, redis_url) -> None:
         s = open_store(DataConfig(online_store_backend="redis", redis_url=redis_url))
         assert isinstance(s, RedisOnlineStore)
-        s.close()
-
-
-class FastPathContract:
-    """``apply_tables`` (Arrow watch minutes, the ingestor's path) equals ``apply``."""
-
-    def test_apply_tables_equals_apply(self, store, tmp_path) -> None:
-        import pyarrow as pa
-
-        from movierec_core.lake import SCHEMAS, WATCH_MINUTES
-
-        watches = [WatchMinute(at(i), 20 + i % 3, f"m{i % 4}", i % 7) for i in range(60)]
-        watches.append(WatchMinute(at(99), 20, "m0", 999_999_999))  # an absurd minute stays exact
-        table = pa.table({
-            "event_id": list(range(len(watches))), "time": [w.time for w in watches],
-            "user_id": [w.user_id for w in watches], "movie_id": [w.movie_id for w in watches],
-            "minute": [w.minute for w in watches]}, schema=SCHEMAS[WATCH_MINUTES])
-        reference = SqliteOnlineStore(tmp_path / "reference.sqlite")
-        reference.apply(watches)
-        store.apply_tables(table, [Rating(at(200), 20, "m0", 3)])
-        store.apply_tables(table)  # replayed batch
-        reference.apply([Rating(at(200), 20, "m0", 3)])
-        for user in (20, 21, 22):
-            assert store.interactions(user) == reference.interactions(user)
-        assert store.interactions(20)[0] == UserInteraction("m0", 6, 999_999_999, 3, at(200))
-        reference.close()
-
-
-class TestSqliteFastPath(FastPathContract):
-    @pytest.fixture
-    def store(self, tmp_path):
-        s = SqliteOnlineStore(tmp_path / "online.sqlite")
-        yield s
-        s.close()
-
-
-@pytest.mark.integration
-class TestRedisFastPath(FastPathContract):
-    @pytest.fixture
-    def store(self, redis_url):
-        s = RedisOnlineStore(redis_url, prefix=f"f{next(_prefixes)}:")
-        yield s
         s.close()
