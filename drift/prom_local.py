@@ -15,7 +15,6 @@ config loads ``monitoring/alerts.yaml`` so the summary lists the alerts that fir
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -24,6 +23,8 @@ from typing import Any
 
 import httpx
 import yaml
+
+from devstack.ports import free_port  # a local-demo helper: devstack is on the path here
 
 DEFAULT_BINARY = "/usr/bin/prometheus"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -75,12 +76,6 @@ class LocalPrometheus:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def render_config(

@@ -20,7 +20,6 @@ import copy
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,7 +34,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / "shared"
 BIN = REPO_ROOT / ".cache" / "bin"
 sys.path.insert(0, str(REPO_ROOT / "tools"))
+sys.path.insert(0, str(REPO_ROOT))
 import k8s_render  # noqa: E402
+
+from devstack.ports import free_port  # noqa: E402
 
 NAMESPACE = "movierec"
 # CRDs rebuilt from the shared JSON schemas: (schema file, plural, kind, served versions)
@@ -60,12 +62,6 @@ NEGATIVE_CONTROLS = [
     ("PrometheusRule", "- name: movierec-sla", "- nam: movierec-sla"),
     ("ServiceMonitor", "    - port: metrics\n      path: /metrics", "    - port: metrics\n      pathh: /metrics"),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _structural(node: Any) -> Any:

@@ -152,7 +152,7 @@ def test_long_running_mode_serves_metrics(tmp_path: Path) -> None:
 
     import httpx
 
-    from drift.prom_local import free_port
+    from devstack.ports import free_port
 
     port = free_port()
     proc = subprocess.Popen(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
+from devstack.ports import free_port
 from drift import metrics
 from drift.online import (
     REQUEST_TYPE,
@@ -119,15 +119,9 @@ def test_http_cloudevents_update_metrics() -> None:
     assert metrics.ONLINE_PAYLOADS.labels(type="request", outcome="accepted")._value.get() >= 201
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.integration
 def test_python_m_drift_online_serves_cloudevents(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "drift", "online", f"drift.online.port={port}",
          f"data.lake_root={tmp_path}", "drift.online.reference_size=50",

@@ -12,10 +12,10 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
+from devstack.ports import free_port
 from drift.prom_local import (
     ALERTS,
     format_summary,
-    free_port,
     render_config,
     start_prometheus,
     summary,
