@@ -105,8 +105,7 @@ class Engine:
         self.costs = np.array(bundle.costs, dtype=np.float32)
         popularity = np.asarray(bundle.popularity, dtype=np.float32)
         self.popular = top_k(popularity.copy(), min(FALLBACK_SIZE, self.n_items))
-        runtimes_path = self.path / "runtimes.npy"
-        self._runtimes = np.load(runtimes_path) if runtimes_path.is_file() else None
+        self._runtimes = None if bundle.runtimes is None else np.array(bundle.runtimes)
         self._weights = confidence_weights(manifest.get("config") or {}, rating_scale_max)
         self._fallback = {k: self.answer(self.popular[:k], "fallback") for k in (20,)}
         # factor models (ALS, BPR): exact top-k scoring only the items that can make the list
@@ -181,7 +180,7 @@ class Engine:
         if self.scorer is not None and not cost_lambda:
             vector = (self.model.fold_in(user_items) if user_items is not None
                       else self.model.user_factors[row])
-            ranked = self.scorer.top_k(vector, k, seen, cost_lambda)
+            ranked = self.scorer.top_k(vector, k, seen)
         else:
             scores = (self.model.scores_for_items(user_items) if user_items is not None
                       else self.model.scores_for_user(row))
