@@ -16,7 +16,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.markdown import Markdown
 
-from demo.platform import DemoSettings, Platform
+from demo.platform import DemoSettings, Platform, run_until_report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,21 +46,17 @@ def main(argv: list[str] | None = None) -> int:
     console.print(f"[bold]movierec demo[/] — run directory {settings.run_dir}")
     platform = Platform(settings, console)
     t0 = time.monotonic()
-    try:
-        platform.start_infrastructure()
-        platform.start_ingestor()
-        platform.history_and_champion()
-        platform.serve()
-        platform.start_prometheus()
+
+    def stages() -> dict:
+        platform.bring_up()
         platform.closed_loop()
         platform.wait_ingested()
         platform.drift()
-        report = platform.report()
-    except KeyboardInterrupt:
-        console.print("\n[yellow]interrupted: stopping everything[/]")
+        return platform.report()
+
+    report = run_until_report(console, stages, platform.close)
+    if report is None:
         return 130
-    finally:
-        platform.close()
     console.print(Markdown((platform.run_dir / "report.md").read_text()))
     console.print(f"report: {platform.run_dir / 'report.md'} (json beside it); "
                   f"{time.monotonic() - t0:.0f}s wall")

@@ -127,6 +127,19 @@ def run_step(argv: list[str], log: Path, what: str) -> str:
     return proc.stdout
 
 
+def run_until_report(console: Console, stages: Callable[[], dict[str, Any]],
+                     close: Callable[[], None]) -> dict[str, Any] | None:
+    """``stages()`` (they end in the report) with ``close()`` after them whatever happens;
+    Ctrl-C stops everything they started and gives None."""
+    try:
+        return stages()
+    except KeyboardInterrupt:
+        console.print("\n[yellow]interrupted: stopping everything[/]")
+        return None
+    finally:
+        close()
+
+
 class Platform:
     """Everything the demo starts, stopped by :meth:`close` whatever happens."""
 
@@ -203,6 +216,15 @@ class Platform:
         self.console.print(f"   broker {self.broker.bootstrap}, metadata API {api.url}, "
                            f"{self.sim.world.n_users:,} users × {self.sim.world.n_movies:,} movies")
         self.timings["infrastructure_s"] = time.monotonic() - t0
+
+    def bring_up(self) -> None:
+        """Every closed loop's start: broker, metadata API, ingestor, history landed and the
+        first champion trained, model servers behind the router, Prometheus."""
+        self.start_infrastructure()
+        self.start_ingestor()
+        self.history_and_champion()
+        self.serve()
+        self.start_prometheus()
 
     def start_ingestor(self, restart: bool = False) -> None:
         self.status.stage("ingestor: Kafka → DLQ, Parquet lake, online store, enrichment")

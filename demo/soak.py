@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -39,7 +38,7 @@ import pandas as pd
 from rich.console import Console
 from rich.markdown import Markdown
 
-from demo.platform import ROOT, DemoSettings, Platform, run_step
+from demo.platform import ROOT, DemoSettings, Platform, run_step, run_until_report
 from demo.report import read_table, reconcile, wilson
 from movierec_core import lake
 from movierec_core.watch_through import DEFAULT_MIN_MINUTES, request_outcomes
@@ -644,10 +643,6 @@ def to_markdown(r: dict[str, Any], hourly: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def _interrupt(*_: Any) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m demo.soak", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -677,25 +672,20 @@ def main(argv: list[str] | None = None) -> int:
     console = Console()
     console.print(f"[bold]movierec soak[/] — run directory {s.run_dir}")
     soak = Soak(s, console)
-    signal.signal(signal.SIGTERM, _interrupt)
     p = soak.p
-    try:
-        p.start_infrastructure()
-        p.start_ingestor()
-        p.history_and_champion()
+
+    def stages() -> dict[str, Any]:
+        p.bring_up()
         soak.trainings.append({"minute": 0, "trigger": "first",
                                "version": p.registry_summary()["champion"]})
-        p.serve()
-        p.start_prometheus()
         soak.run_loop()
         p.wait_ingested()
         p.status.stage("report")
-        report = soak.report()
-    except KeyboardInterrupt:
-        console.print("\n[yellow]interrupted: stopping everything[/]")
+        return soak.report()
+
+    report = run_until_report(console, stages, soak.close)
+    if report is None:
         return 130
-    finally:
-        soak.close()
     console.print(Markdown((p.run_dir / "report.md").read_text()))
     console.print(f"report: {p.run_dir / 'report.md'} (json beside it), plot {report['plot']}")
     return 0 if report["events"]["reconciled"] else 1
