@@ -14,11 +14,14 @@ import time
 import yaml
 
 from drift.config import register_configs
-from movierec_core.config import compose, split_overrides
+from movierec_core.config import asks_help, compose, split_overrides
 
 
 def main(argv: list[str] | None = None) -> int:
     args, overrides = split_overrides(list(sys.argv[1:] if argv is None else argv))
+    if asks_help(args):
+        print(__doc__)
+        return 0
     command = args[0] if args else "run"
     register_configs()
     cfg = compose("drift", overrides)

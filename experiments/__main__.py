@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from experiments.config import register_configs
-from movierec_core.config import compose, split_overrides, write_resolved
+from movierec_core.config import asks_help, compose, split_overrides, write_resolved
 
 
 def _canary(cfg) -> int:
@@ -88,6 +88,9 @@ def _canary(cfg) -> int:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     args, overrides = split_overrides(list(sys.argv[1:] if argv is None else argv))
+    if asks_help(args):
+        print(__doc__)
+        return 0
     if not args:
         print(__doc__)
         return 2

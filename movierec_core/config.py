@@ -126,6 +126,12 @@ def split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
     return args, overrides
 
 
+def asks_help(args: list[str]) -> bool:
+    """True when a command line asks for help (``-h``/``--help`` anywhere): every entry point then
+    prints its usage and exits 0 instead of starting a service."""
+    return any(a in ("-h", "--help") for a in args)
+
+
 def write_resolved(cfg: DictConfig, directory: Path | str, name: str = "config.yaml") -> Path:
     """Write the resolved config next to a run's outputs (lineage)."""
     path = Path(directory) / name

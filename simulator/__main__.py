@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from movierec_core.config import compose, split_overrides, write_resolved
+from movierec_core.config import asks_help, compose, split_overrides, write_resolved
 from simulator import config as _config  # noqa: F401  (registers the schema)
 from simulator.runner import Simulator
 from simulator.sinks import make_sink
@@ -51,6 +51,9 @@ def _stream_defaults(overrides: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args, overrides = split_overrides(list(sys.argv[1:] if argv is None else argv))
+    if asks_help(args):
+        print(__doc__)
+        return 0
     command = args[0] if args else "run"
     if command not in {"run", "api", "endpoint", "stream"}:
         print(__doc__)
