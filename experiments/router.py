@@ -15,6 +15,7 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import signal
 import socket
 import threading
 import time
@@ -424,6 +425,9 @@ def build_router(cfg: Any, metrics: ExperimentMetrics | None = None) -> Router:
 def serve(cfg: Any) -> None:
     router = build_router(cfg)
     server = RouterHTTPServer((str(cfg.host), int(cfg.port)), router)
+    # Kubernetes stops a pod with SIGTERM: finish in-flight requests and exit 0 at once, rather
+    # than being killed at the end of the grace period (30 s per pod on every rollout).
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     log.info("router for experiment %s on %s:%d: %s", cfg.name, cfg.host, cfg.port,
              router.state.snapshot())
     try:

@@ -56,3 +56,25 @@ def test_metric_names_are_exactly_the_documented_ones():
         'movierec_experiment_watch_through{experiment="e",variant="champion"} 0.3',
     ):
         assert line in text.splitlines()
+
+
+def test_router_process_exits_zero_promptly_on_sigterm(tmp_path):
+    """A pod's router is stopped with SIGTERM; it must not sit out the 30 s grace period."""
+    import signal
+    import subprocess
+    import sys
+
+    from devstack.ports import free_port, wait_for_port
+    from tests.conftest import REPO_ROOT
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "experiments", "router", f"serving.http_port={port}",
+                             f"experiments.state_dir={tmp_path}"], cwd=REPO_ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        assert wait_for_port("127.0.0.1", port, timeout=30)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        proc.kill()
+        proc.wait()
