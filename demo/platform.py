@@ -356,19 +356,19 @@ class Platform:
     def start_prometheus(self) -> None:
         if not self.s.prometheus:
             return
-        from drift import prom_local
+        from devstack import prometheus
 
-        if shutil.which("prometheus") is None and not Path(prom_local.DEFAULT_BINARY).exists():
+        if shutil.which("prometheus") is None and not Path(prometheus.DEFAULT_BINARY).exists():
             self.console.print("   [yellow]prometheus not installed (make apt-deps): skipped[/]")
             return
         p = lambda n: f"127.0.0.1:{self.ports[n]}"  # noqa: E731
-        config = prom_local.render_config(
+        config = prometheus.render_config(
             self.run_dir / "prometheus.yml",
             {"router": [p("router")],
              "model-server": [p("ms-champion-0"), p("ms-champion-1"), p("ms-challenger-0")],
              "ingestor": [p("ingestor")]},
             rule_files=[str(ROOT / "monitoring" / "alerts.yaml")] if (ROOT / "monitoring" / "alerts.yaml").exists() else [])
-        self.prom = prom_local.start_prometheus(config, self.run_dir / "prometheus", port=self.port("prometheus"))
+        self.prom = prometheus.start_prometheus(config, self.run_dir / "prometheus", port=self.port("prometheus"))
         self.console.print(f"   Prometheus {self.prom.url} scraping router, model servers, ingestor")
 
     def closed_loop(self) -> None:
@@ -414,7 +414,7 @@ class Platform:
                 pass
         self.sup.stop_all()
         if self.prom is not None:
-            from drift import prom_local
+            from devstack import prometheus
 
-            prom_local.stop_prometheus(self.prom)
+            prometheus.stop_prometheus(self.prom)
         self.broker.stop()

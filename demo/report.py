@@ -166,10 +166,10 @@ def build_report(p: Platform) -> dict[str, Any]:
         "timings_s": {k: round(v, 1) for k, v in p.timings.items()},
     }
     if p.prom is not None:
-        from drift import prom_local
+        from devstack import prometheus
 
         try:
-            report["prometheus"] = prom_local.summary(p.prom.url)
+            report["prometheus"] = prometheus.summary(p.prom.url)
         except Exception as exc:  # noqa: BLE001 - the report still stands without it
             report["prometheus"] = {"error": str(exc)}
     online = report["online"]

@@ -522,10 +522,10 @@ class Soak:
             "plot": str(plot),
         }
         if p.prom is not None:
-            from drift import prom_local
+            from devstack import prometheus
 
             try:
-                report["prometheus"] = prom_local.summary(p.prom.url)
+                report["prometheus"] = prometheus.summary(p.prom.url)
             except Exception as exc:  # noqa: BLE001 - the report stands without it
                 report["prometheus"] = {"error": str(exc)}
         c = {x["kind"]: x for x in self.canaries}

@@ -13,7 +13,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
 from devstack.ports import free_port
-from drift.prom_local import (
+from devstack.prometheus import (
     ALERTS,
     format_summary,
     render_config,

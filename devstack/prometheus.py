@@ -2,7 +2,7 @@
 
 The demo orchestrator calls::
 
-    from drift.prom_local import start_prometheus, summary, format_summary
+    from devstack.prometheus import start_prometheus, summary, format_summary
     prom = start_prometheus("monitoring/prometheus-demo.yml", data_dir=".cache/prometheus")
     ...                                   # run the platform; Prometheus scrapes it every 5 s
     print(format_summary(summary(prom.url)))
