@@ -25,7 +25,7 @@ help:
 .venv/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || python3.11 -m venv .venv || python3 -m venv .venv
 	$(PIP) install -q -U pip setuptools wheel
-	$(PIP) install -q -c constraints.txt -e '.[dev]'
+	$(PIP) install -q -c constraints.txt -e '.[all,dev]'
 	touch $@
 
 # Debian packages the suite and the demo run for real (prometheus/promtool, pushgateway, redis).

@@ -1,19 +1,21 @@
 # syntax=docker/dockerfile:1
 # Router (`python -m experiments router`, :8082) and canary controller (`python -m experiments canary`).
-# Build from the repository root:  docker build -f docker/experiments.Dockerfile -t ghcr.io/movierec/movierec-experiments:0.1.0 .
-# (Not built on the project's build machine: it has no Docker daemon.)
+# Build from the repository root:
+#   docker build -f docker/experiments.Dockerfile -t ghcr.io/movierec/movierec-experiments:0.1.0 .
+# Without a registry, `make images` builds it with buildah on a Debian base made here with
+# mmdebstrap, passed as --build-arg PYTHON_IMAGE=... (cluster/images.py, docs/cluster.md).
 ARG PYTHON_IMAGE=python:3.11.7-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-COPY pyproject.toml ./
-# the project's pinned dependencies only; the source is copied as-is into the runtime stage so
-# hydra_configs/ stays next to the packages (movierec_core.config finds it there)
-RUN python -c "import tomllib; print('\\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
- && python -m venv /opt/venv \
+COPY pyproject.toml constraints.txt ./
+# the core dependencies and the `experiments` extra (pyproject.toml), at the tested lock's versions (constraints.txt);
+# the source is copied as-is into the runtime stage so hydra_configs/ stays next to the packages
+RUN python3 -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\\n'.join(p['dependencies'] + p['optional-dependencies']['experiments']))" > requirements.txt \
+ && python3 -m venv /opt/venv \
  && /opt/venv/bin/pip install --upgrade pip==25.3 \
- && /opt/venv/bin/pip install -r requirements.txt
+ && /opt/venv/bin/pip install -c constraints.txt -r requirements.txt
 
 FROM ${PYTHON_IMAGE} AS runtime
 LABEL org.opencontainers.image.source="https://github.com/movierec/movierec" \

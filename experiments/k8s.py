@@ -1,7 +1,8 @@
 """Kubernetes renderings of an experiment: the Istio VirtualService and DestinationRule (the
 same shape as the Helm chart's ``templates/router/istio.yaml``), and the KServe
 InferenceService patch the canary controller applies; plus validation against the pinned CRD
-schemas in ``../shared/schemas``.
+schemas, shipped in ``experiments/crds`` (copies of ``../shared/schemas``, kept equal by a test) so
+the container image, which has no ``../shared``, validates too.
 
 Semantics shared with the chart: one DestinationRule subset per variant selected by the pod
 label ``movierec.io/variant``; one header-match route per variant (``x-movierec-variant:
@@ -19,13 +20,10 @@ from typing import Any
 import jsonschema
 import yaml
 
-from movierec_core.config import SHARED_DIR
-
 VARIANT_LABEL = "movierec.io/variant"
-ISTIO_SCHEMAS = SHARED_DIR / "schemas" / "crds" / "networking.istio.io"
-KSERVE_ISVC_CRD = (
-    SHARED_DIR / "schemas" / "crds-yaml" / "kserve-v0.20.0" / "serving.kserve.io_inferenceservices.yaml"
-)
+CRDS = Path(__file__).resolve().parent / "crds"
+ISTIO_SCHEMAS = CRDS  # {virtualservice,destinationrule}_v1.json
+KSERVE_ISVC_CRD = CRDS / "serving.kserve.io_inferenceservices.yaml"
 
 
 def percent_weights(weights: Sequence[tuple[str, float]]) -> list[tuple[str, int]]:

@@ -109,3 +109,19 @@ def test_crd_schema_rejects_out_of_range_and_incomplete_canaries():
     no_percent = k8s.merge_patch(ISVC, {"spec": {"canary": [{"predictor": CANARY}]}})
     with pytest.raises(jsonschema.ValidationError):
         k8s.validate_isvc(no_percent)
+
+
+def test_the_packaged_crd_schemas_equal_the_pinned_shared_ones() -> None:
+    """experiments/crds ships the schemas in the image (which has no ../shared): keep them equal."""
+    from experiments import k8s
+    from tests.conftest import SHARED_DIR
+
+    shared = SHARED_DIR / "schemas"
+    pairs = [(k8s.CRDS / "virtualservice_v1.json",
+              shared / "crds" / "networking.istio.io" / "virtualservice_v1.json"),
+             (k8s.CRDS / "destinationrule_v1.json",
+              shared / "crds" / "networking.istio.io" / "destinationrule_v1.json"),
+             (k8s.KSERVE_ISVC_CRD,
+              shared / "crds-yaml" / "kserve-v0.20.0" / "serving.kserve.io_inferenceservices.yaml")]
+    for packaged, pinned in pairs:
+        assert packaged.read_bytes() == pinned.read_bytes(), packaged.name
