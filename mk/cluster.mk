@@ -1,0 +1,40 @@
+# The local single-node Kubernetes cluster (issue 16): python -m cluster, docs/cluster.md.
+# Opt-in (root, minutes cold): not part of `make test`.
+.PHONY: cluster-deps cluster-up cluster-down cluster-reset cluster-status images cluster-smoke
+
+CLUSTER_APT := containerd runc containernetworking-plugins etcd-server iptables conntrack \
+  buildah mmdebstrap uidmap fuse-overlayfs
+.cache/cluster-apt.done:
+	@mkdir -p .cache
+	@missing=""; for p in $(CLUSTER_APT); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "apt-get install:$$missing"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	@# the packages may start system daemons on machines with an init system; the cluster runs its own
+	-@for s in containerd etcd; do (systemctl disable --now $$s || service $$s stop) >/dev/null 2>&1; done
+	touch $@
+
+cluster-deps: .cache/cluster-apt.done
+
+cluster-up: .venv/.installed cluster-deps
+	PATH="$$PATH:/usr/local/go/bin" $(PY) -m cluster up
+
+cluster-down: .venv/.installed
+	$(PY) -m cluster down
+
+cluster-reset: .venv/.installed
+	$(PY) -m cluster reset
+
+cluster-status: .venv/.installed
+	$(PY) -m cluster status
+
+# every image the chart references, built here with buildah (no registry) and imported into the node
+images: .venv/.installed cluster-deps
+	$(PY) -m cluster images $(IMAGES)
+
+# the project's image on the cluster: DNS, Service, NodePort, logs, exec (restricted policy)
+cluster-smoke: .venv/.installed
+	$(PY) -m cluster smoke
