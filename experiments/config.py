@@ -82,6 +82,10 @@ class ExperimentsConfig:
     model_url: str = ""
     fallback_variant: str = ""  # empty: the first variant (the champion)
     upstream_timeout_s: float = 0.5
+    # Kubernetes without a mesh: weights from this ConfigMap (key weights.json), polled through
+    # the API by every replica (experiments/weights_source.py); empty: weights from config/admin
+    weights_configmap: str = ""
+    weights_poll_s: float = 2.0
     state_dir: str = "data/experiments"  # weights history, request log, reports
     request_log: bool = True
     report_dir: str = "artifacts/experiments"

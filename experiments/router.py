@@ -1,5 +1,6 @@
-"""The experiment router in front of ``GET /recommend/<user_id>`` (local runs; on Kubernetes
-Istio splits and each router pod is pinned to one variant).
+"""The experiment router in front of ``GET /recommend/<user_id>``: locally; on Kubernetes without a
+mesh, where every replica follows the weights of one ConfigMap (``weights_source``); or pinned to
+one variant per pod when Istio splits the traffic.
 
 Threads and blocking sockets on purpose: one pooled keep-alive connection per thread and
 upstream replica is the cheapest proxy path in CPython (well under the 2 ms budget), and
@@ -422,8 +423,25 @@ def build_router(cfg: Any, metrics: ExperimentMetrics | None = None) -> Router:
                   request_log=request_log, weights_log=weights_log)
 
 
+def follow_configmap(router: Router, cfg: Any, api: Any = None) -> Any:
+    """Keep the router's weights equal to the ``weights_configmap`` (every replica does)."""
+    from experiments.weights_source import ConfigMapWeights, InClusterAPI, WeightsUpdate
+
+    def apply(update: WeightsUpdate) -> None:
+        at = update.effective_at.isoformat() if update.effective_at else None
+        router.set_weights(update.weights, source=f"configmap:{update.source}", event_time=at)
+        log.info("weights from ConfigMap %s (version %s): %s", cfg.weights_configmap,
+                 update.version, update.weights)
+
+    watcher = ConfigMapWeights(str(cfg.weights_configmap), apply, api or InClusterAPI(),
+                               poll_s=float(cfg.weights_poll_s))
+    watcher.start()
+    return watcher
+
+
 def serve(cfg: Any) -> None:
     router = build_router(cfg)
+    watcher = follow_configmap(router, cfg) if cfg.weights_configmap else None
     server = RouterHTTPServer((str(cfg.host), int(cfg.port)), router)
     # Kubernetes stops a pod with SIGTERM: finish in-flight requests and exit 0 at once, rather
     # than being killed at the end of the grace period (30 s per pod on every rollout).
@@ -435,5 +453,7 @@ def serve(cfg: Any) -> None:
     except KeyboardInterrupt:
         pass
     finally:
+        if watcher is not None:
+            watcher.stop()
         server.server_close()
         router.close()
