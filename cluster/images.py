@@ -34,10 +34,14 @@ ARCHIVES = CACHE / "images"
 BUILDAH_ROOT = CACHE / "buildah" / "storage"
 BUILDAH_RUNROOT = Path("/run/movierec-buildah")
 BASE_IMAGES = {
-    # build-arg name -> (image name, Debian packages)
+    # build-arg name -> (image name, Debian packages); a Dockerfile gets the ones it declares
     "PYTHON_IMAGE": ("localhost/movierec/debian-python:bookworm",
                      ("python3", "python3-venv", "ca-certificates", "tzdata")),
+    "DEBIAN_IMAGE": ("localhost/movierec/debian:bookworm", ("ca-certificates",)),
+    "JAVA_IMAGE": ("localhost/movierec/debian-java:bookworm",
+                   ("openjdk-17-jre-headless", "ca-certificates")),
 }
+BUILD_ARG = re.compile(r"^ARG\s+([A-Z_]+)=", re.M)
 SUITE = "bookworm"
 
 
@@ -108,6 +112,9 @@ def build_base(arg: str, log=print) -> str:
            # no docs, man pages or apt lists in the image (what the slim images drop too)
            "--dpkgopt=path-exclude=/usr/share/man/*", "--dpkgopt=path-exclude=/usr/share/doc/*",
            "--dpkgopt=path-include=/usr/share/doc/*/copyright",
+           # Java's postinst links its man page with update-alternatives into man1 (as slim
+           # images do, keep the directory while its contents are excluded)
+           "--setup-hook=mkdir -p \"$1\"/usr/share/man/man1",
            "--customize-hook=rm -rf \"$1\"/var/lib/apt/lists/* \"$1\"/var/cache/apt/*",
            SUITE, str(rootfs), *map(str, apt_sources())]
     subprocess.run(cmd, check=True)
@@ -177,13 +184,26 @@ def package_of(component: str) -> str:
     return component.replace("-", "_")
 
 
+# Images that do not run `python -m <package>`: what proves their entry point is complete.
+INFRA_CHECKS = {
+    "kafka": ["sh", "-c", "java -version 2>&1 | head -1 && ls /opt/kafka/libs/kafka_2.13-*.jar "
+                          "&& java -cp '/opt/kafka/libs/*' kafka.tools.StorageTool --help >/dev/null "
+                          "&& echo StorageTool ok"],
+    "redis": ["redis-server", "--version"],
+    "prometheus": ["sh", "-c", "prometheus --version 2>&1 | head -1"],
+}
+
+
 def check_inside(image: Image) -> str:
-    """Import every module of the image's package from inside the image (as its own user)."""
+    """Run the image's check from inside it, as its own user: every module of its Python
+    package imports and its entry point answers --help (or, for Kafka, Redis and Prometheus,
+    the program runs)."""
     ctr = buildah("from", "--pull-never", image.name).stdout.strip()
     try:
-        res = buildah("run", "--network", "none", ctr, "--", "python", "-c", IMPORT_CHECK,
-                      package_of(image.component))
-        return res.stdout.strip().splitlines()[-1]
+        argv = INFRA_CHECKS.get(image.component) or \
+            ["python", "-c", IMPORT_CHECK, package_of(image.component)]
+        res = buildah("run", "--network", "none", ctr, "--", *argv)
+        return " | ".join(res.stdout.strip().splitlines()[-3:])
     finally:
         buildah("rm", ctr)
 
@@ -206,7 +226,8 @@ def build_machine_volumes() -> list[str]:
 
 def build_image(image: Image, log=print) -> bool:
     """Build one image unless its inputs are unchanged; True when it was (re)built."""
-    bases = {arg: build_base(arg, log) for arg in BASE_IMAGES}
+    declared = BUILD_ARG.findall(image.dockerfile.read_text())
+    bases = {arg: build_base(arg, log) for arg in declared if arg in BASE_IMAGES}
     digest = inputs_digest(build_inputs(image.dockerfile),
                            " ".join(f"{a}={n}:{BASE_IMAGES[a][1]}" for a, n in bases.items()))
     stamp = ARCHIVES / f"movierec-{image.component}.stamp"

@@ -1,6 +1,6 @@
 # The local single-node Kubernetes cluster (issue 16): python -m cluster, docs/cluster.md.
 # Opt-in (root, minutes cold): not part of `make test`.
-.PHONY: cluster-deps cluster-up cluster-down cluster-reset cluster-status images cluster-smoke
+.PHONY: cluster-deps cluster-up cluster-down cluster-reset cluster-status images cluster-smoke kserve-up
 
 CLUSTER_APT := containerd runc containernetworking-plugins etcd-server iptables conntrack \
   buildah mmdebstrap uidmap fuse-overlayfs
@@ -32,9 +32,13 @@ cluster-status: .venv/.installed
 	$(PY) -m cluster status
 
 # every image the chart references, built here with buildah (no registry) and imported into the node
-images: .venv/.installed cluster-deps
+images: .venv/.installed cluster-deps kafka-fetch
 	$(PY) -m cluster images $(IMAGES)
 
 # the project's image on the cluster: DNS, Service, NodePort, logs, exec (restricted policy)
 cluster-smoke: .venv/.installed
 	$(PY) -m cluster smoke
+
+# KServe v0.20.0's controller (built from its Go module) with CRDs and webhooks (issue 17)
+kserve-up: .venv/.installed k8s-tools
+	PATH="$$PATH:/usr/local/go/bin" $(PY) -m cluster.kserve up

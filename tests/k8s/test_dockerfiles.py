@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.k8s.conftest import REPO_ROOT, containers_of, objects, render
+from tests.k8s.conftest import CHART, REPO_ROOT, containers_of, objects, render
 
 DOCKER = REPO_ROOT / "docker"
 PACKAGES = {"ingestor": "ingestor", "model-server": "model_server", "experiments": "experiments",
@@ -16,9 +16,24 @@ PACKAGES = {"ingestor": "ingestor", "model-server": "model_server", "experiments
 PINNED_PYTHON = re.compile(r"^ARG PYTHON_IMAGE=python:3\.11\.\d+-slim-bookworm$", re.M)
 
 
-def test_one_dockerfile_per_deployable() -> None:
+# the chart's optional in-release infrastructure for local clusters (kafka/redis/prometheus.enabled)
+INFRA = {"kafka": "JAVA_IMAGE", "redis": "DEBIAN_IMAGE", "prometheus": "DEBIAN_IMAGE"}
+
+
+def test_one_dockerfile_per_deployable_and_per_infrastructure_image() -> None:
     assert sorted(p.name for p in DOCKER.glob("*.Dockerfile")) == sorted(
-        f"{c}.Dockerfile" for c in PACKAGES)
+        f"{c}.Dockerfile" for c in [*PACKAGES, *INFRA])
+
+
+@pytest.mark.parametrize("component", sorted(INFRA))
+def test_infrastructure_images_take_a_swappable_pinned_base_and_run_as_the_chart_user(
+        component: str) -> None:
+    text = (DOCKER / f"{component}.Dockerfile").read_text()
+    arg = INFRA[component]
+    base = re.search(rf"^ARG {arg}=(\S+)$", text, re.M)
+    assert base and ":" in base.group(1) and "latest" not in base.group(1)
+    assert re.search(rf"^FROM \${{{arg}}}", text, re.M)
+    assert re.findall(r"^USER (\S+)$", text, re.M) == ["10001:10001"]
 
 
 def test_every_chart_image_has_a_dockerfile() -> None:
@@ -26,6 +41,12 @@ def test_every_chart_image_has_a_dockerfile() -> None:
     components = {re.match(r".*/movierec-([a-z-]+):", image).group(1) for image in images}
     assert components == {"ingestor", "model-server", "experiments", "trainer", "drift"}
     assert all((DOCKER / f"{c}.Dockerfile").exists() for c in components)
+    local = {c["image"] for o in objects(render(CHART / "ci" / "local-values.yaml"))
+             for _, c in containers_of(o) if "image" in c}
+    local_components = {re.match(r"localhost/movierec-([a-z-]+):", i).group(1) for i in local}
+    assert local_components == {"ingestor", "model-server", "experiments", "drift", "kafka",
+                                "redis", "prometheus"}
+    assert all((DOCKER / f"{c}.Dockerfile").exists() for c in local_components)
 
 
 @pytest.mark.parametrize("component", sorted(PACKAGES))
