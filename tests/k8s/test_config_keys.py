@@ -59,7 +59,10 @@ def _python_m_containers(manifest: str) -> list[dict]:
         found = []
         kind, spec = o["kind"], o.get("spec", {})
         if kind == "Deployment":
-            found = [(c["command"], c.get("args", [])) for c in spec["template"]["spec"]["containers"]]
+            # the Python deployables; infrastructure images (Kafka, Redis, Prometheus) run their
+            # image's entry point with their own flags
+            found = [(c["command"], c.get("args", [])) for c in spec["template"]["spec"]["containers"]
+                     if "command" in c]
         elif kind == "CronJob":
             pod = spec["jobTemplate"]["spec"]["template"]["spec"]
             found = [(c["command"], c.get("args", [])) for c in pod["containers"]]

@@ -97,20 +97,32 @@ def test_writable_tmp_is_an_emptydir(values_file: Path | None) -> None:
             assert mounts.get("/tmp") == "tmp", f"{o['kind']}/{o['metadata']['name']}/{where}"
 
 
-TOKEN_HOLDERS = {"pipeline", "pipeline-canary", "drift-job"}  # the accounts with a Role
+# accounts whose ServiceAccount object mounts a token by default (the pipeline's steps)
+TOKEN_HOLDERS = {"pipeline", "pipeline-canary", "drift-job"}
+
+
+def _bound_accounts(objs: list[dict]) -> set[str]:
+    return {s["name"] for o in objs if o["kind"] == "RoleBinding" for s in o["subjects"]
+            if s["kind"] == "ServiceAccount"}
 
 
 @pytest.mark.parametrize("values_file", RENDER_CASES, ids=RENDER_IDS)
 def test_only_accounts_with_a_role_mount_api_tokens(values_file: Path | None) -> None:
-    for o in rendered(values_file):
+    """A pod mounts an API token exactly when its account is bound to a Role of the release
+    (pipeline steps; the router without a mesh reads its weights ConfigMap; the in-chart
+    Prometheus lists pods); no other account holds one."""
+    objs = list(rendered(values_file))
+    bound = _bound_accounts(objs)
+    for o in objs:
         for where, pod in pod_specs(o):
             account = pod.get("serviceAccountName", "")
             assert account, f"{o['kind']}/{where} uses the default account"
-            expected = account.removeprefix("movierec-") in TOKEN_HOLDERS
-            assert pod.get("automountServiceAccountToken") is expected, f"{o['kind']}/{where}"
-        if o["kind"] == "ServiceAccount":
+            assert pod.get("automountServiceAccountToken") is (account in bound), \
+                f"{o['kind']}/{where}"
+        if o["kind"] == "ServiceAccount" and o["automountServiceAccountToken"]:
+            # an account mounts by default only for the pipeline's steps, and only when bound
             component = o["metadata"]["labels"]["app.kubernetes.io/component"]
-            assert o["automountServiceAccountToken"] is (component in TOKEN_HOLDERS)
+            assert component in TOKEN_HOLDERS and o["metadata"]["name"] in bound
 
 
 def test_rbac_is_least_privilege() -> None:

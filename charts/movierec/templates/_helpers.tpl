@@ -89,13 +89,13 @@ imagePullSecrets:
 {{- define "movierec.platformArgsWith" -}}
 {{- $p := .root.Values.platform -}}
 {{- if .kafka }}
-- kafka.bootstrap={{ $p.kafka.bootstrap }}
+- kafka.bootstrap={{ include "movierec.kafkaBootstrap" .root }}
 - kafka.topic={{ $p.kafka.topic }}
 {{- end }}
 - data.lake_root={{ $p.data.lakeRoot }}
 - data.registry_root={{ .registryRoot }}
 - data.online_store_backend={{ $p.onlineStore.backend }}
-- data.redis_url={{ $p.onlineStore.redisUrl }}
+- data.redis_url={{ include "movierec.redisUrl" .root }}
 {{- range $p.extraArgs }}
 - {{ . | quote }}
 {{- end }}
@@ -115,12 +115,23 @@ imagePullSecrets:
 {{- end -}}
 {{- end -}}
 
+{{/* The primary predictor's in-cluster URL. Standard (raw) mode: KServe v0.20 makes one
+     Service per predictor Deployment, `<isvc>-predictor` (port 80); the `<isvc>` host exists only
+     behind Knative's or a gateway's routing. */}}
 {{- define "movierec.modelUrl" -}}
 {{- if .Values.router.modelUrl -}}
 {{- .Values.router.modelUrl -}}
+{{- else if eq .Values.modelServer.deploymentMode "Standard" -}}
+{{- printf "http://%s-predictor.%s.svc.cluster.local" (include "movierec.isvcName" .) .Release.Namespace -}}
 {{- else -}}
 {{- printf "http://%s.%s.svc.cluster.local" (include "movierec.isvcName" .) .Release.Namespace -}}
 {{- end -}}
+{{- end -}}
+
+{{/* Standard mode: a `spec.canary` entry named <name> runs as Deployment + Service
+     `<isvc>-<name>-predictor` */}}
+{{- define "movierec.canaryModelUrl" -}}
+{{- printf "http://%s-%s-predictor.%s.svc.cluster.local" (include "movierec.isvcName" .) .Values.modelServer.canary.name .Release.Namespace -}}
 {{- end -}}
 
 {{- define "movierec.driftOnlineUrl" -}}
@@ -181,4 +192,72 @@ imagePullSecrets:
   value: "1"
 - name: PYTHONUNBUFFERED
   value: "1"
+{{- end -}}
+
+{{/* Local single-node storage (localStorage.hostPathRoot set): each claim the chart creates binds
+     a hostPath PersistentVolume the chart creates for it, statically (no provisioner). On one
+     node every pod sees the same directory, so ReadWriteMany holds; on several nodes it does not.
+     (dict "root" $ "volume" "data" "claim" <claim> "size" <size> "accessMode" <mode>) */}}
+{{- define "movierec.localVolumeName" -}}
+{{- printf "%s-%s-%s" .root.Release.Namespace (include "movierec.fullname" .root) .volume | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "movierec.localVolumeClaim" -}}
+{{- if .root.Values.localStorage.hostPathRoot -}}
+storageClassName: ""
+volumeName: {{ include "movierec.localVolumeName" . }}
+{{- else if .storageClassName -}}
+storageClassName: {{ .storageClassName }}
+{{- end -}}
+{{- end -}}
+
+{{- define "movierec.localVolume" -}}
+{{- if .root.Values.localStorage.hostPathRoot }}
+---
+apiVersion: v1
+kind: PersistentVolume
+metadata:
+  name: {{ include "movierec.localVolumeName" . }}
+  labels:
+    {{- include "movierec.labels" (dict "root" .root "component" .volume) | nindent 4 }}
+  annotations:
+    helm.sh/resource-policy: keep
+spec:
+  capacity:
+    storage: {{ .size }}
+  accessModes: [{{ .accessMode }}]
+  persistentVolumeReclaimPolicy: Retain
+  storageClassName: ""
+  claimRef:
+    namespace: {{ .root.Release.Namespace }}
+    name: {{ .claim }}
+  hostPath:
+    # created beforehand, owned by the pods' UID (hostPath volumes ignore fsGroup)
+    path: {{ printf "%s/%s/%s" (trimSuffix "/" .root.Values.localStorage.hostPathRoot) .root.Release.Namespace .volume }}
+    type: Directory
+{{- end }}
+{{- end -}}
+
+{{/* Kafka bootstrap and Redis URL: the in-chart services when enabled, else platform.* */}}
+{{- define "movierec.kafkaBootstrap" -}}
+{{- if .Values.kafka.enabled -}}
+{{- printf "%s.%s.svc:9092" (include "movierec.componentName" (dict "root" . "component" "kafka")) .Release.Namespace -}}
+{{- else -}}
+{{- .Values.platform.kafka.bootstrap -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "movierec.redisUrl" -}}
+{{- if .Values.redis.enabled -}}
+{{- printf "redis://%s.%s.svc:6379/0" (include "movierec.componentName" (dict "root" . "component" "redis")) .Release.Namespace -}}
+{{- else -}}
+{{- .Values.platform.onlineStore.redisUrl -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Pod annotations for the in-chart Prometheus (kubernetes_sd, role pod): (dict "port" 9101) */}}
+{{- define "movierec.scrapeAnnotations" -}}
+prometheus.io/scrape: "true"
+prometheus.io/port: {{ .port | quote }}
+prometheus.io/path: /metrics
 {{- end -}}
