@@ -21,6 +21,9 @@ help:
 	@echo "make test        the whole suite (ruff + pytest incl. real-broker integration tests)"
 	@echo "make kafka-up    start a local Apache Kafka broker (KRaft) on 127.0.0.1:\$${KAFKA_PORT:-9092}"
 	@echo "make kafka-down  stop it"
+	@echo "make cluster-up  a real single-node Kubernetes on this machine (root; docs/cluster.md)"
+	@echo "make images      build every image of docker/ and import it into the cluster"
+	@echo "make cluster-smoke / cluster-down / cluster-reset / kserve-up"
 
 .venv/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || python3.11 -m venv .venv || python3 -m venv .venv

@@ -22,6 +22,11 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("status", help="the node supervisor and every pod")
     sub.add_parser("build", help="only build the binaries and the system images")
     sub.add_parser("kubeconfig", help="print the admin kubeconfig's path")
+    vol = sub.add_parser("volumes", help="make the hostPath directories a release's local "
+                                         "PersistentVolumes use (owned by the pods' UID)")
+    vol.add_argument("namespace")
+    vol.add_argument("names", nargs="+", help="volume names (data, kafka, ...)")
+    vol.add_argument("--uid", type=int, default=10001)
     smoke = sub.add_parser("smoke", help="the project's image on the cluster: DNS, Service, "
                                          "NodePort, logs, exec under the restricted policy")
     smoke.add_argument("--keep", action="store_true", help="leave the smoke namespace in place")
@@ -53,6 +58,13 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "smoke":
         from cluster import smoke as smoke_mod
         smoke_mod.run(keep=args.keep)
+    elif args.command == "volumes":
+        for name in args.names:
+            path = PATHS.volumes / args.namespace / name
+            path.mkdir(parents=True, exist_ok=True)
+            os.chown(path, args.uid, args.uid)
+            path.chmod(0o750)
+            print(path)
     elif args.command == "kubeconfig":
         print(PATHS.admin_kubeconfig)
     elif args.command == "node":

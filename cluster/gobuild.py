@@ -37,10 +37,12 @@ class GoBuild:
     replaces: Callable[[str], list[str]] = field(default=lambda gomod: copied_replaces(gomod))
     ldflags: Sequence[str] = ()
     cgo: bool = False
+    # prepended to each binary's name in .cache/bin (KServe's cmd/manager -> kserve-manager)
+    prefix: str = ""
 
     @property
     def binaries(self) -> list[str]:
-        return [p.rstrip("/").rsplit("/", 1)[-1] for p in self.packages]
+        return [self.prefix + p.rstrip("/").rsplit("/", 1)[-1] for p in self.packages]
 
 
 _REPLACE_LINE = re.compile(r"^\s*(?:replace\s+)?(\S+)(\s+v\S+)?\s+=>\s+(\S+)(\s+v\S+)?\s*$")
@@ -128,9 +130,11 @@ def stamp_path(build: GoBuild) -> Path:
 
 def stamp(build: GoBuild) -> str:
     """The recipe: module@version plus a hash of packages, flags and the replace rule."""
-    body = json.dumps({"packages": list(build.packages), "ldflags": list(build.ldflags),
-                       "cgo": build.cgo, "replaces": getattr(build.replaces, "__name__", "?")},
-                      sort_keys=True)
+    recipe = {"packages": list(build.packages), "ldflags": list(build.ldflags), "cgo": build.cgo,
+              "replaces": getattr(build.replaces, "__name__", "?")}
+    if build.prefix:
+        recipe["prefix"] = build.prefix
+    body = json.dumps(recipe, sort_keys=True)
     return f"{build.module}@{build.version} {hashlib.sha256(body.encode()).hexdigest()[:16]}"
 
 
@@ -173,8 +177,8 @@ def build(b: GoBuild, log: Callable[[str], None] = print) -> bool:
     res = subprocess.run(cmd, cwd=wrapper, env=env, capture_output=True, text=True)
     if res.returncode != 0:
         raise SystemExit(f"gobuild: {b.name}: go build failed:\n{res.stderr[-6000:]}")
-    for name in b.binaries:
-        os.replace(outdir / name, BIN / name)
+    for pkg, name in zip(b.packages, b.binaries, strict=True):
+        os.replace(outdir / pkg.rstrip("/").rsplit("/", 1)[-1], BIN / name)
     stamp_path(b).write_text(stamp(b) + "\n")
     log(f"gobuild: {b.name}: built in {time.monotonic() - t0:.0f} s")
     return True

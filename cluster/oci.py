@@ -18,14 +18,16 @@ from pathlib import Path
 EPOCH = 0  # fixed mtimes: the same binary gives the same image digest
 
 
-def _tar_bytes(members: Mapping[str, tuple[bytes, int]]) -> bytes:
+def _tar_bytes(members: Mapping[str, tuple[bytes, int]],
+               extra_dirs: Mapping[str, int] | None = None) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        dirs = sorted({str(parent) for p in members for parent in Path(p).parents
-                       if str(parent) != "."})
-        for d in dirs:
+        dirs = {str(parent): 0o755 for p in members for parent in Path(p).parents
+                if str(parent) != "."}
+        dirs.update(extra_dirs or {})
+        for d, mode in sorted(dirs.items()):
             info = tarfile.TarInfo(d)
-            info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, EPOCH
+            info.type, info.mode, info.mtime = tarfile.DIRTYPE, mode, EPOCH
             tar.addfile(info)
         for path, (data, mode) in sorted(members.items()):
             info = tarfile.TarInfo(path)
@@ -48,7 +50,7 @@ def write_archive(out: Path, name: str, files: Mapping[str, tuple[bytes, int]],
     Returns the manifest digest.
     """
     blobs: dict[str, bytes] = {}
-    layer_tar = _tar_bytes(files)
+    layer_tar = _tar_bytes(files, {"tmp": 0o1777})  # as distroless images have
     layer_gz = gzip.compress(layer_tar, mtime=EPOCH)
     layer = _blob(blobs, layer_gz)
     config = {
