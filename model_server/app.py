@@ -48,6 +48,11 @@ def mount(app: FastAPI, model: MovierecModel, *, k: int, admin: bool = True) -> 
             return Response(f"invalid user id {user_id[:40]!r}: must be a non-negative integer",
                             status_code=400, media_type=TEXT,
                             headers={"x-request-id": request_id})
+        if model.holder.current is None:
+            REQUESTS.labels(endpoint="recommend", status="503", model_version="").inc()
+            return Response("no model version is loaded yet: the registry has none to serve",
+                            status_code=503, media_type=TEXT,
+                            headers={"x-request-id": request_id, "retry-after": "5"})
         try:
             if uid is None:
                 answer = model.holder.current.popular_answer(k)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import orjson
 from kserve import InferOutput, InferRequest, InferResponse, Model
-from kserve.errors import InvalidInput
+from kserve.errors import InvalidInput, ModelNotReady
 
 from model_server.engine import Answer, Engine
 from model_server.metrics import REQUEST_DURATION, REQUESTS
@@ -79,10 +79,16 @@ class MovierecModel(Model):
         self.default_k = default_k
         self.max_k = max_k
 
-    def load(self) -> bool:
-        self.holder.load_initial()
-        self.ready = True
+    def load(self, wait: bool = False) -> bool:
+        """Load the configured version; with ``wait`` an absent alias leaves the model without
+        a version (registered with KServe, but :meth:`healthy` is False until one loads)."""
+        self.holder.load_initial(wait=wait)
+        self.ready = True  # KServe registers only ready models; healthy() says whether it serves
         return self.ready
+
+    async def healthy(self) -> bool:
+        """``/v2/models/<name>/ready``: a version is loaded (the readiness probe uses it)."""
+        return self.holder.current is not None
 
     # --- V1 / V2 -------------------------------------------------------------------------
     async def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> Query:
@@ -102,6 +108,9 @@ class MovierecModel(Model):
     async def predict(self, query: Query, headers: dict[str, str] | None = None,
                       response_headers: dict[str, str] | None = None) -> dict | InferResponse:
         engine = self.holder.current
+        if engine is None:
+            self._count(query.protocol, "503", "")
+            raise ModelNotReady(self.name, "no model version is loaded yet")
         answers = await asyncio.gather(
             *(self.service.recommend(u, k, engine) for u, k in zip(query.user_ids, query.ks,
                                                                     strict=True)))

@@ -131,7 +131,7 @@ def run(cfg: DictConfig) -> None:
     # other requests (and the implicit fold-in warns about multi-threaded BLAS).
     threadpool_limits(1)
     model = build(cfg)
-    model.load()
+    model.load(wait=bool(serving.wait_for_model) and not serving.model_dir)
     if not serving.model_dir:
         model.holder.start_polling(serving.poll_alias_s)
     if serving.provenance_log:

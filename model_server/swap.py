@@ -15,6 +15,10 @@ from pathlib import Path
 from typing import Generic, Protocol, TypeVar
 
 from model_server.metrics import MODEL_SWAPS, set_model_info
+from movierec_core.registry import RegistryError
+
+# what resolving an alias raises while the registry does not have it yet
+NOT_THERE_YET = (RegistryError, FileNotFoundError)
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +46,17 @@ class ModelHolder(Generic[S]):
         self.current: S | None = None
         self._alias_seen: Path | None = None  # where the alias pointed at the last poll
 
-    def load_initial(self) -> S:
-        self._alias_seen = Path(self._resolve(None)).resolve()
+    def load_initial(self, wait: bool = False) -> S | None:
+        """Load what the config points at. With ``wait``, a registry that has no such alias yet
+        (a fresh install, before the first training) is not an error: nothing is loaded and the
+        poller loads the first version once the alias appears."""
+        try:
+            self._alias_seen = Path(self._resolve(None)).resolve()
+        except NOT_THERE_YET:
+            if not wait:
+                raise
+            log.warning("no model to serve yet; waiting for it to be registered")
+            return None
         return self.reload(None)
 
     def reload(self, version: str | None = None, *, force: bool = False) -> S:
@@ -82,7 +95,12 @@ class ModelHolder(Generic[S]):
     def _poll(self, interval_s: float) -> None:
         while not self._stop.wait(interval_s):
             try:
-                path = Path(self._resolve(None)).resolve()
+                try:
+                    path = Path(self._resolve(None)).resolve()
+                except NOT_THERE_YET:
+                    if self.current is None:
+                        continue  # still waiting for the first version: not an error
+                    raise
                 if path == self._alias_seen:
                     continue
                 self._alias_seen = path

@@ -91,6 +91,8 @@ class ServingConfig:
     cost_lambda: float = 0.0
     fold_in: bool = True
     poll_alias_s: float = 2.0
+    # a fresh install has no model yet: start anyway, not ready (503) until the alias appears
+    wait_for_model: bool = True
     provenance_log: str = "data/provenance.jsonl"
 
 

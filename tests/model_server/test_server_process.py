@@ -310,3 +310,36 @@ def test_recommend_never_answers_500_whatever_the_id(server: str) -> None:
             if response.status_code == 200:
                 assert len(response.text.split(",")) == 20
     assert {200, 400} <= statuses
+
+
+def test_a_fresh_install_serves_503_until_the_first_model_is_registered(tmp_path: Path) -> None:
+    """Before the first training the registry is empty: the server starts (no crash loop on a
+    cluster), is not ready and answers 503, and serves the first version once it appears."""
+    from devstack.ports import free_port
+    from devstack.supervisor import Supervisor
+
+    port, base = free_port(), None
+    base = f"http://127.0.0.1:{port}"
+    registry = FileRegistry(tmp_path / "registry")
+    with Supervisor(tmp_path) as supervisor:
+        supervisor.start("model_server", [
+            "python", "-m", "model_server", f"serving.http_port={port}",
+            f"data.registry_root={tmp_path / 'registry'}",
+            f"data.online_store_path={tmp_path / 'online.sqlite'}",
+            f"serving.provenance_log={tmp_path / 'provenance.jsonl'}",
+            "metadata_api.url=http://127.0.0.1:9", "serving.poll_alias_s=0.2"],
+            env={"OPENBLAS_NUM_THREADS": "1"})
+        supervisor.wait_http("model_server", f"{base}/v2/health/live", 90)
+        assert get(base, "/v2/models/movierec/ready").status_code == 503
+        waiting = get(base, "/recommend/1000")
+        assert (waiting.status_code, waiting.text) == (
+            503, "no model version is loaded yet: the registry has none to serve")
+        v1 = httpx.post(f"{base}/v1/models/movierec:predict",
+                        json={"instances": [{"user_id": 1000}]}, timeout=10)
+        assert v1.status_code == 503 and "not ready" in v1.text
+        assert registry.register("movierec", tiny_bundle(tmp_path / "b1", seed=0),
+                                 aliases=("champion",)) == "v0001"
+        supervisor.wait_http("model_server", f"{base}/v2/models/movierec/ready", 30)
+        served = get(base, "/recommend/1000")
+        assert served.status_code == 200 and served.headers["x-model-version"] == "v0001"
+        assert served.text == ",".join(expected_known(registry.resolve("movierec", "v0001"), 1000))
