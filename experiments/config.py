@@ -88,6 +88,7 @@ class ExperimentsConfig:
     weights_poll_s: float = 2.0
     state_dir: str = "data/experiments"  # weights history, request log, reports
     request_log: bool = True
+    request_log_max_bytes: int = 32 * 1024 * 1024  # rotated past this (keeps 2 old files)
     report_dir: str = "artifacts/experiments"
     istio: IstioConfig = field(default_factory=IstioConfig)
     canary: CanaryConfig = field(default_factory=CanaryConfig)

@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 
 from experiments.assignment import Allocation, bucket
 from experiments.metrics import CONTENT_TYPE_LATEST, ExperimentMetrics
+from movierec_core.rotating import RotatingFile
 
 log = logging.getLogger("experiments.router")
 
@@ -124,28 +125,20 @@ class ExperimentState:
 
 
 class JsonLines:
-    """Append-only JSON-lines file shared by threads (request log, weights history)."""
+    """Append-only JSON-lines file shared by threads (request log, weights history); rotated
+    past ``max_bytes`` so a pod's size-limited /tmp never fills (0: never)."""
 
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path | None, max_bytes: int = 0, backups: int = 2) -> None:
         self.path = path
-        self._lock = threading.Lock()
-        self._fh = None
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115
+        self._file = RotatingFile(path, max_bytes, backups) if path is not None else None
 
     def write(self, record: Mapping[str, Any]) -> None:
-        if self._fh is None:
-            return
-        line = json.dumps(record, separators=(",", ":")) + "\n"
-        with self._lock:
-            self._fh.write(line)
+        if self._file is not None:
+            self._file.write(json.dumps(record, separators=(",", ":")).encode() + b"\n")
 
     def close(self) -> None:
-        if self._fh is not None:
-            with self._lock:
-                self._fh.close()
-                self._fh = None
+        if self._file is not None:
+            self._file.close()
 
 
 class UpstreamPool:
@@ -418,7 +411,7 @@ def build_router(cfg: Any, metrics: ExperimentMetrics | None = None) -> Router:
         base = Path(str(cfg.state_dir)) / str(cfg.name)
         weights_log = JsonLines(base / "weights.jsonl")
         if cfg.request_log:
-            request_log = JsonLines(base / "requests.jsonl")
+            request_log = JsonLines(base / "requests.jsonl", int(cfg.request_log_max_bytes))
     return Router(state, timeout_s=float(cfg.upstream_timeout_s), metrics=metrics,
                   request_log=request_log, weights_log=weights_log)
 

@@ -27,6 +27,9 @@ class ModelServerConfig:
     metadata_backoff_s: float = 5.0  # after a metadata API failure, skip lookups this long
     provenance_topic: str = ""  # Kafka topic for provenance records; empty: file only
     provenance_queue_size: int = 100_000
+    # rotate the provenance file past this size (0: never), keeping this many old files
+    provenance_max_bytes: int = 64 * 1024 * 1024
+    provenance_backups: int = 2
     admin_enabled: bool = True  # POST /admin/reload
     log_requests: bool = False  # KServe's per-request latency log lines (off: hot path)
     access_log: bool = False  # uvicorn access log (off: the provenance log has every request)

@@ -20,6 +20,7 @@ from pathlib import Path
 import orjson
 
 from model_server.metrics import PROVENANCE_DROPPED
+from movierec_core.rotating import RotatingFile
 
 log = logging.getLogger(__name__)
 
@@ -30,18 +31,18 @@ class ProvenanceLog:
     """Bounded queue + background writer of provenance records (JSON lines)."""
 
     def __init__(self, path: str | Path | None, *, kafka_sink: Sink | None = None,
-                 max_queue: int = 100_000, flush_interval_s: float = 0.2) -> None:
-        self._path = Path(path) if path else None
+                 max_queue: int = 100_000, flush_interval_s: float = 0.2,
+                 max_bytes: int = 0, backups: int = 2) -> None:
+        """``max_bytes`` > 0: the file rotates (:class:`~movierec_core.rotating.RotatingFile`),
+        so a pod's size-limited scratch volume never fills with it; the Kafka topic, when given,
+        keeps every record."""
         self._kafka_sink = kafka_sink
         self._pending: deque[tuple] = deque()
         self._max_pending = max_queue
         self._flush_interval_s = flush_interval_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="provenance-writer", daemon=True)
-        self._file = None
-        if self._path is not None:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(self._path, "ab")  # noqa: SIM115 - closed in close()
+        self._file = RotatingFile(path, max_bytes, backups) if path else None
         self._thread.start()
 
     def log(self, request_id: str, user_id: int, items: Sequence[str], model: dict[str, str],
@@ -68,7 +69,6 @@ class ProvenanceLog:
         if self._file is not None:
             try:
                 self._file.write(b"".join(lines))
-                self._file.flush()
             except OSError:
                 log.exception("provenance file write failed")
                 PROVENANCE_DROPPED.inc(len(lines))

@@ -76,7 +76,8 @@ def build(cfg: DictConfig) -> MovierecModel:
                               threads=ms.rank_threads)
     sink = kafka_sink(cfg.kafka.bootstrap, ms.provenance_topic) if ms.provenance_topic else None
     provenance = ProvenanceLog(serving.provenance_log or None, kafka_sink=sink,
-                               max_queue=ms.provenance_queue_size)
+                               max_queue=ms.provenance_queue_size,
+                               max_bytes=ms.provenance_max_bytes, backups=ms.provenance_backups)
     return MovierecModel(serving.model_name, holder, service, provenance, default_k=serving.k,
                          max_k=ms.max_k)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -55,3 +56,49 @@ def test_a_failing_sink_drops_and_counts_without_raising(tmp_path: Path) -> None
     log = ProvenanceLog(None, kafka_sink=sink)
     log.log("r1", 1, ["a"], {}, "recommend", "model")
     log.close()
+
+
+def test_provenance_file_is_rotated_so_a_pods_scratch_volume_never_fills(tmp_path: Path) -> None:
+    """On the cluster the file lives in a size-limited emptyDir: past ``max_bytes`` it rotates,
+    keeping ``backups`` old files; every record of the last files is whole, none split."""
+    path = tmp_path / "provenance.jsonl"
+    log = ProvenanceLog(path, max_bytes=2000, backups=2, flush_interval_s=0.01)
+    model = {"model_version": "v0001"}
+    for i in range(300):
+        log.log(f"r{i}", i, ["a", "b", "c"], model, "recommend", "model")
+        if i % 10 == 9:
+            time.sleep(0.02)  # several flushes, so several writes
+    log.close()
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["provenance.jsonl", "provenance.jsonl.1", "provenance.jsonl.2"]
+    sizes = [p.stat().st_size for p in tmp_path.iterdir()]
+    assert sum(sizes) <= 3 * 2000 + 5000  # bounded: at most one batch over per file
+    kept = [json.loads(line) for name in ("provenance.jsonl.2", "provenance.jsonl.1",
+                                          "provenance.jsonl")
+            for line in (tmp_path / name).read_text().splitlines()]
+    ids = [r["user_id"] for r in kept]
+    assert ids == sorted(ids) and ids[-1] == 299  # the newest records, in order, none torn
+    assert len(ids) < 300  # the oldest were dropped from the file
+
+
+def test_holder_waits_for_an_alias_that_does_not_exist_yet(tmp_path: Path) -> None:
+    from movierec_core.registry import RegistryError
+
+    state = {"alias": None}
+
+    def resolve(ref: str | None) -> Path:
+        if ref is None and state["alias"] is None:
+            raise RegistryError("movierec: no alias or version 'champion'")
+        return tmp_path / (ref or state["alias"])
+
+    holder: ModelHolder[Fake] = ModelHolder(load=Fake, resolve=resolve)
+    with pytest.raises(RegistryError):
+        holder.load_initial()
+    assert holder.load_initial(wait=True) is None and holder.current is None
+    holder.start_polling(0.01)
+    state["alias"] = "v1"
+    deadline = time.monotonic() + 5
+    while holder.current is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    holder.stop()
+    assert holder.current is not None and holder.current.version == "v1"
