@@ -25,7 +25,7 @@ def binary_image(name: str, files: Mapping[str, Path], entrypoint: Sequence[str]
                           entrypoint)
         stamp.write_text(source)
     mark = PATHS.root / "imported" / archive.name
-    if not mark.is_file() or mark.read_text() != source:
+    if not mark.is_file() or mark.read_text() != source or not node.image_present(name):
         t0 = time.monotonic()
         node.import_archive(archive)
         mark.parent.mkdir(parents=True, exist_ok=True)
@@ -36,3 +36,20 @@ def binary_image(name: str, files: Mapping[str, Path], entrypoint: Sequence[str]
 
 def binary(name: str) -> Path:
     return BIN / name
+
+
+PROMETHEUS_VERSION = "v0.316.0"  # the Go module version of Prometheus v3.16
+
+
+def prometheus_build():
+    """Prometheus built from its Go module: Debian's package omits Kubernetes service discovery
+    (its 2.42 refuses `kubernetes_sd_configs`), which the chart's in-release Prometheus needs."""
+    from cluster import gobuild
+
+    return gobuild.GoBuild(name="prometheus", module="github.com/prometheus/prometheus",
+                           version=PROMETHEUS_VERSION,
+                           packages=["github.com/prometheus/prometheus/cmd/prometheus",
+                                     "github.com/prometheus/prometheus/cmd/promtool"],
+                           ldflags=["-X github.com/prometheus/common/version.Version=3.16.0",
+                                    f"-X github.com/prometheus/common/version.Revision={PROMETHEUS_VERSION}",
+                                    "-X github.com/prometheus/common/version.Branch=go-module"])

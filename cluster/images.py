@@ -6,10 +6,11 @@
 2. Each ``docker/<component>.Dockerfile`` built by ``buildah bud --layers`` with the base passed
    as ``PYTHON_IMAGE``, tagged ``localhost/movierec-<component>:<chart appVersion>``.
 3. Each image checked from inside itself (every module of its package imports, its entry point
-   answers ``--help``), exported as a docker archive and imported into the node's containerd.
+   answers ``--help``), exported as a docker archive, imported into the node's containerd, and
+   the archive deleted (disk is the scarce resource here).
 
 Incremental: an image is rebuilt only when a file its Dockerfile copies changed (a digest of the
-build inputs is stamped next to the archive), and imported only when containerd lacks it.
+build inputs is stamped in .cache/images), and imported only when containerd lacks that build.
 Buildah's storage lives under .cache/buildah, not in /var/lib/containers.
 """
 
@@ -41,6 +42,14 @@ BASE_IMAGES = {
     "JAVA_IMAGE": ("localhost/movierec/debian-java:bookworm",
                    ("openjdk-17-jre-headless", "ca-certificates")),
 }
+def _prometheus() -> None:
+    from cluster import addons, gobuild
+
+    gobuild.build(addons.prometheus_build())
+
+
+# Go binaries a Dockerfile copies from .cache/bin, built (and stamped) first
+PREBUILT = {"prometheus": _prometheus}
 BUILD_ARG = re.compile(r"^ARG\s+([A-Z_]+)=", re.M)
 SUITE = "bookworm"
 
@@ -162,9 +171,22 @@ def inputs_digest(paths: Iterable[Path], extra: str) -> str:
 # imports, and the entry point answers --help. Lazy imports inside functions are not caught by
 # importing modules; the cluster tests exercise those paths for real.
 IMPORT_CHECK = """
-import importlib, pkgutil, subprocess, sys
-pkg = sys.argv[1]
+import importlib, importlib.metadata, pkgutil, subprocess, sys
+pkg, requirements = sys.argv[1], sys.argv[2:]
 names = []
+# every direct requirement's top-level modules: the project imports many of them lazily, inside
+# functions, where importing the project's modules does not reach (e.g. implicit's OpenMP)
+provides = {}
+for module, dists in importlib.metadata.packages_distributions().items():
+    for dist in dists:
+        provides.setdefault(dist.lower().replace("_", "-"), set()).add(module)
+for requirement in requirements:
+    modules = sorted(m for m in provides.get(requirement, ()) if not m.startswith("_"))
+    if not modules:
+        sys.exit(f"requirement {requirement} is not installed in the image")
+    for module in modules:
+        importlib.import_module(module)
+        names.append(module)
 for top in (pkg, "movierec_core"):
     mod = importlib.import_module(top)
     names.append(top)
@@ -194,6 +216,22 @@ INFRA_CHECKS = {
 }
 
 
+EXTRA = re.compile(r"p\['optional-dependencies'\]\['([a-z-]+)'\]")
+
+
+def direct_requirements(dockerfile: Path) -> list[str]:
+    """Distribution names the Dockerfile installs: pyproject's core dependencies plus the
+    extras its RUN line names."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    reqs = list(project["dependencies"])
+    for extra in EXTRA.findall(dockerfile.read_text()):
+        reqs += project["optional-dependencies"][extra]
+    return sorted({re.split(r"[=<>!~\[ ]", r, maxsplit=1)[0].lower().replace("_", "-")
+                   for r in reqs})
+
+
 def check_inside(image: Image) -> str:
     """Run the image's check from inside it, as its own user: every module of its Python
     package imports and its entry point answers --help (or, for Kafka, Redis and Prometheus,
@@ -201,7 +239,8 @@ def check_inside(image: Image) -> str:
     ctr = buildah("from", "--pull-never", image.name).stdout.strip()
     try:
         argv = INFRA_CHECKS.get(image.component) or \
-            ["python", "-c", IMPORT_CHECK, package_of(image.component)]
+            ["python", "-c", IMPORT_CHECK, package_of(image.component),
+             *direct_requirements(image.dockerfile)]
         res = buildah("run", "--network", "none", ctr, "--", *argv)
         return " | ".join(res.stdout.strip().splitlines()[-3:])
     finally:
@@ -226,13 +265,14 @@ def build_machine_volumes() -> list[str]:
 
 def build_image(image: Image, log=print) -> bool:
     """Build one image unless its inputs are unchanged; True when it was (re)built."""
+    if image.component in PREBUILT:
+        PREBUILT[image.component]()  # binaries its Dockerfile copies from the context
     declared = BUILD_ARG.findall(image.dockerfile.read_text())
     bases = {arg: build_base(arg, log) for arg in declared if arg in BASE_IMAGES}
     digest = inputs_digest(build_inputs(image.dockerfile),
                            " ".join(f"{a}={n}:{BASE_IMAGES[a][1]}" for a, n in bases.items()))
     stamp = ARCHIVES / f"movierec-{image.component}.stamp"
-    if image_exists(image.name) and image.archive.is_file() and stamp.is_file() \
-            and stamp.read_text().strip() == digest:
+    if image_exists(image.name) and stamp.is_file() and stamp.read_text().strip() == digest:
         return False
     t0 = time.monotonic()
     args = ["bud", "--layers", "--pull-never", "--network", "host", "--quiet",
@@ -243,11 +283,10 @@ def build_image(image: Image, log=print) -> bool:
     buildah(*args, str(ROOT))
     log(f"images: {image.name} built in {time.monotonic() - t0:.0f} s; "
         f"inside it: {check_inside(image)}")
-    tmp = image.archive.with_suffix(".tmp")
-    tmp.unlink(missing_ok=True)
-    buildah("push", "--quiet", image.name, f"docker-archive:{tmp}:{image.name}")
-    tmp.replace(image.archive)
     stamp.write_text(digest + "\n")
+    # the layers of earlier builds of this tag, now untagged, are only disk (buildah's cache
+    # keeps the intermediate images it reuses)
+    buildah("rmi", "--prune")
     return True
 
 
@@ -260,12 +299,16 @@ def import_into_cluster(image: Image, log=print) -> bool:
                          f"{ARCHIVES}")
     build_stamp = (ARCHIVES / f"movierec-{image.component}.stamp").read_text().strip()
     mark = PATHS.root / "imported" / f"movierec-{image.component}"
-    listed = subprocess.run(node.ctr("images", "ls", "-q", f"name=={image.name}"),
-                            capture_output=True, text=True).stdout.split()
-    if mark.is_file() and mark.read_text().strip() == build_stamp and image.name in listed:
+    if mark.is_file() and mark.read_text().strip() == build_stamp and node.image_present(image.name):
         return False
     t0 = time.monotonic()
-    node.import_archive(image.archive)
+    # an archive only for the import: kept, every image would be on the disk a third time
+    image.archive.unlink(missing_ok=True)
+    buildah("push", "--quiet", image.name, f"docker-archive:{image.archive}:{image.name}")
+    try:
+        node.import_archive(image.archive)
+    finally:
+        image.archive.unlink(missing_ok=True)
     mark.parent.mkdir(parents=True, exist_ok=True)
     mark.write_text(build_stamp + "\n")
     log(f"images: {image.name} imported into the node in {time.monotonic() - t0:.0f} s")

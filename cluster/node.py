@@ -141,8 +141,11 @@ def kubelet_config() -> dict:
         # Images are built here and cannot be pulled again: never garbage-collect them.
         "imageGCHighThresholdPercent": 100,
         "imageGCLowThresholdPercent": 99,
-        "evictionHard": {"memory.available": "200Mi", "nodefs.available": "2%",
-                         "imagefs.available": "2%"},
+        # absolute, small thresholds: a percentage of a large, shared disk is gigabytes, and
+        # under imagefs pressure the eviction manager deletes images (even the pause image)
+        # whatever imageGCHighThresholdPercent says
+        "evictionHard": {"memory.available": "200Mi", "nodefs.available": "1Gi",
+                         "imagefs.available": "1Gi"},
         "serializeImagePulls": False,
     }
 
@@ -334,6 +337,12 @@ def import_archive(archive: Path) -> None:
                              str(archive)), capture_output=True, text=True)
     if res.returncode != 0:
         raise SystemExit(f"node: importing {archive.name} failed: {res.stderr.strip()}")
+
+
+def image_present(name: str) -> bool:
+    listed = subprocess.run(ctr("images", "ls", "-q", f"name=={name}"), capture_output=True,
+                            text=True).stdout.split()
+    return name in listed
 
 
 def ready_marker() -> Path:

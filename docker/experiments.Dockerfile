@@ -20,7 +20,11 @@ RUN python3 -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['
 FROM ${PYTHON_IMAGE} AS runtime
 LABEL org.opencontainers.image.source="https://github.com/movierec/movierec" \
       org.opencontainers.image.title="movierec-experiments"
-RUN groupadd --system --gid 10001 movierec \
+# libgomp1: implicit's compiled ALS/BPR link OpenMP (the slim and Debian bases lack it)
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libgomp1 \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --system --gid 10001 movierec \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /tmp movierec
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app

@@ -1,6 +1,6 @@
 # The local single-node Kubernetes cluster (issue 16): python -m cluster, docs/cluster.md.
 # Opt-in (root, minutes cold): not part of `make test`.
-.PHONY: cluster-deps cluster-up cluster-down cluster-reset cluster-status images cluster-smoke kserve-up
+.PHONY: cluster-deps cluster-up cluster-down cluster-reset cluster-status images cluster-smoke kserve-up prometheus-build cluster-demo
 
 CLUSTER_APT := containerd runc containernetworking-plugins etcd-server iptables conntrack \
   buildah mmdebstrap uidmap fuse-overlayfs
@@ -42,3 +42,13 @@ cluster-smoke: .venv/.installed
 # KServe v0.20.0's controller (built from its Go module) with CRDs and webhooks (issue 17)
 kserve-up: .venv/.installed k8s-tools
 	PATH="$$PATH:/usr/local/go/bin" $(PY) -m cluster.kserve up
+
+# Prometheus v3.16 from its Go module (Debian's 2.42 lacks Kubernetes service discovery);
+# docker/prometheus.Dockerfile copies it (make images runs this first)
+prometheus-build: .venv/.installed
+	PATH="$$PATH:/usr/local/go/bin" $(PY) -c "from cluster import addons, gobuild; gobuild.build(addons.prometheus_build())"
+
+# the platform on the local cluster: KServe, helm install, the closed loop from the host, report,
+# helm test, helm uninstall (issue 17; docs/kubernetes.md). DEMO_ARGS=--quick for a small run.
+cluster-demo: cluster-up images kserve-up
+	$(PY) -m demo --target cluster $(DEMO_ARGS)

@@ -53,7 +53,8 @@ def test_a_changed_input_changes_the_digest(tmp_path: Path, monkeypatch: pytest.
 @pytest.mark.parametrize("component", ["ingestor", "experiments"])
 def test_the_inside_check_imports_every_module_and_asks_for_help(component: str) -> None:
     """The same script `make images` runs in each image, run here against the dev venv."""
-    res = subprocess.run([sys.executable, "-c", images.IMPORT_CHECK, images.package_of(component)],
+    res = subprocess.run([sys.executable, "-c", images.IMPORT_CHECK, images.package_of(component),
+                          *images.direct_requirements(images.Image(component).dockerfile)],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]
     assert res.stdout.strip().endswith(f"python -m {images.package_of(component)} --help ok")
@@ -99,3 +100,22 @@ def test_extras_pin_the_versions_of_the_lock() -> None:
     for req in reqs:
         name, version = req.split("==")
         assert pins.get(name.lower().replace("_", "-")) == version, req
+
+
+def test_the_inside_check_fails_on_a_requirement_the_image_lacks(tmp_path: Path) -> None:
+    """implicit is imported lazily by the project; the check imports every direct requirement,
+    so a missing one (or a missing shared library under it) fails the build."""
+    pkg = tmp_path / "okpkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    res = subprocess.run([sys.executable, "-c", images.IMPORT_CHECK, "okpkg", "numpy",
+                          "no-such-distribution"], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=60, env={"PYTHONPATH": f"{tmp_path}:{ROOT}"})
+    assert res.returncode != 0 and "no-such-distribution is not installed" in res.stderr
+
+
+def test_direct_requirements_are_the_core_plus_the_dockerfiles_extra() -> None:
+    ingestor = images.direct_requirements(images.Image("ingestor").dockerfile)
+    server = images.direct_requirements(images.Image("model-server").dockerfile)
+    assert "implicit" in ingestor and "kserve" not in ingestor
+    assert set(server) - set(ingestor) == {"kserve", "uvloop"}
