@@ -36,12 +36,15 @@ def _canary(cfg) -> int:
     if c.target == "router":
         driver = RouterDriver(c.router_url, c.champion, c.challenger, list(c.challenger_urls))
     elif c.target == "kserve":
-        predictor = {"model": {"name": "kserve-container", "modelFormat": {"name": "movierec"},
-                               "args": [f"serving.alias={c.challenger}"]}}
+        # KServe v0.20: the webhook refuses model.name on the stable predictor, the CRD requires
+        # it on a canary's, which also needs a predictor name (the pipeline's canary step swaps
+        # in the chart's full predictor)
+        predictor = {"name": "canary", "model": {"name": "kserve-container",
+                                                 "modelFormat": {"name": "movierec"},
+                                                 "args": [f"serving.alias={c.challenger}"]}}
         base = {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
                 "metadata": {"name": c.model_name},
-                "spec": {"predictor": {"model": {"name": "kserve-container",
-                                                 "modelFormat": {"name": "movierec"}}}}}
+                "spec": {"predictor": {"model": {"modelFormat": {"name": "movierec"}}}}}
         driver = KServePatchDriver(base, c.kserve_mode, predictor, c.kserve_patch_dir)
     else:
         raise SystemExit(f"experiments.canary.target must be router or kserve, not {c.target}")

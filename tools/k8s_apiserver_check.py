@@ -234,7 +234,7 @@ def check_canary_patches(cluster: Cluster) -> list[str]:
     settings, predictors = (json.loads(cm["data"][k]) for k in ("settings.json", "predictors.json"))
     url = (f"/apis/serving.kserve.io/v1beta1/namespaces/{ns}/inferenceservices/"
            f"{settings['inference_service']}")
-    controller_patch = {"spec": {"canary": [{"predictor": {"model": {"name": "kserve-container"}},
+    controller_patch = {"spec": {"canary": [{"predictor": {"name": "canary", "model": {"name": "kserve-container"}},
                                              "trafficPercent": 25}]}}
     failures = []
     for label, body, check in [

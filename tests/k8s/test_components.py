@@ -59,9 +59,11 @@ def test_knative_mode_canary_uses_canary_traffic_percent() -> None:
 
 def test_predictor_serves_the_registry_from_the_data_claim() -> None:
     model = only(None, "InferenceService")["spec"]["predictor"]["model"]
-    assert model["storageUri"] == "pvc://movierec-data/registry"
+    # the whole claim: a sub-path mount of registry/ would fail before the first training
+    # creates it (found on the cluster: root-owned 0750, unreadable by UID 10001)
+    assert model["storageUri"] == "pvc://movierec-data"
     assert model["runtime"] == "movierec-runtime" and model["modelFormat"] == {"name": "movierec"}
-    assert "data.registry_root=/mnt/models" in model["args"]
+    assert "data.registry_root=/mnt/models/registry" in model["args"]
     assert "serving.http_port=8080" in model["args"]
     runtime = only(None, "ServingRuntime")
     (container,) = runtime["spec"]["containers"]
@@ -264,7 +266,7 @@ class FakeApi:
 def test_canary_apply_replaces_the_controllers_predictor_with_the_charts() -> None:
     ca = _canary_apply()
     primary, canary = {"model": {"args": ["serving.alias=champion"]}}, {"model": {"args": ["serving.alias=challenger"]}}
-    minimal = {"model": {"name": "kserve-container", "args": ["serving.alias=challenger"]}}
+    minimal = {"name": "canary", "model": {"args": ["serving.alias=challenger"]}}
     assert ca.translate({"spec": {"canary": [{"predictor": minimal, "trafficPercent": 25}]}},
                         "standard", primary, canary) == \
         {"spec": {"canary": [{"trafficPercent": 25, "predictor": canary}]}}
@@ -287,3 +289,59 @@ def test_canary_apply_applies_each_new_patch_once_in_order(tmp_path) -> None:
     assert ca.apply_new(tmp_path, seen, api, "standard", {}, {"model": {}}) == 1
     assert [p["spec"]["canary"][0]["trafficPercent"] if p["spec"]["canary"] else 0
             for p in api.patches] == [5, 25, 0]
+
+
+# -- what KServe v0.20's admission webhook refuses (found by the real controller) -------------
+
+@pytest.mark.parametrize("values", [None, "canary", "knative", "local"])
+def test_predictors_pass_kserve_v020_webhook_rules(values: str | None) -> None:
+    """pkg/apis/serving/v1beta1/inference_service_validation.go: no `name` on a standard
+    predictor's model; a Standard-mode canary needs predictor.name and fixed replicas (no
+    maxReplicas, scaleMetric, scaleTarget, autoScaling)."""
+    isvc = only(values, "InferenceService")
+    spec = isvc["spec"]
+    assert "name" not in spec["predictor"]["model"]
+    for entry in spec.get("canary", []):
+        canary = entry["predictor"]
+        assert canary["model"]["name"]  # the v0.20 CRD requires it on a canary's model
+        assert canary["name"] and canary["name"] != spec["predictor"].get("name")
+        assert not {"maxReplicas", "scaleMetric", "scaleTarget", "autoScaling"} & set(canary)
+        assert canary.get("minReplicas", 1) <= spec["predictor"].get("minReplicas", 1)
+    if spec.get("canary"):
+        assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Standard"
+
+
+def test_pipeline_canary_predictor_follows_the_same_rules() -> None:
+    cm = next(o for o in objects(render(None)) if o["kind"] == "ConfigMap"
+              and o["metadata"]["name"] == "movierec-pipeline-scripts")
+    predictors = json.loads(cm["data"]["predictors.json"])
+    assert "name" not in predictors["primary"]["model"]
+    assert predictors["canary"]["name"] == "canary" and predictors["canary"]["model"]["name"]
+    assert not {"maxReplicas", "scaleMetric", "scaleTarget"} & set(predictors["canary"])
+    assert {"maxReplicas", "scaleMetric", "scaleTarget"} <= set(predictors["primary"])
+
+
+def test_helm_test_pod_calls_recommend_for_a_known_and_an_unknown_user() -> None:
+    """Found on the cluster: Helm renders a large integer value as a float (999999999.0) and
+    the router answers 400 for it; the ids must reach the script as integers."""
+    pod = next(o for o in objects(render(CHART / "ci" / "local-values.yaml")) if o["kind"] == "Pod")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    script = pod["spec"]["containers"][0]["args"][0]
+    assert '("known", 1), ("unknown", 999999999)' in script
+    assert "http://movierec-router.movierec.svc:8082" in script
+    compile(script, "recommend-test", "exec")
+
+
+@pytest.mark.parametrize("values", [None, "canary", "local"])
+def test_standard_mode_predictors_are_scraped_on_the_model_servers_own_port(values) -> None:
+    """Found on the cluster: KServe's enable-prometheus-scraping annotates pods with the
+    Knative queue-proxy's port 9091, which nothing serves in Standard mode."""
+    isvc = only(values, "InferenceService")
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/enable-prometheus-scraping"] == "false"
+    spec = isvc["spec"]
+    for predictor in [spec["predictor"], *(c["predictor"] for c in spec.get("canary", []))]:
+        assert predictor["annotations"] == {"prometheus.io/scrape": "true",
+                                            "prometheus.io/port": "8080",
+                                            "prometheus.io/path": "/metrics"}
+    knative = only("knative", "InferenceService")
+    assert knative["metadata"]["annotations"]["serving.kserve.io/enable-prometheus-scraping"] == "true"

@@ -106,12 +106,23 @@ imagePullSecrets:
 {{- include "movierec.componentName" (dict "root" . "component" "model") -}}
 {{- end -}}
 
+{{/* The whole data claim, mounted read-only at /mnt/models: a sub-path mount of the registry
+     directory would fail before the first training creates it (the kubelet then makes it
+     root-owned 0750, which the pods' UID cannot read). */}}
 {{- define "movierec.storageUri" -}}
 {{- if .Values.modelServer.storageUri -}}
 {{- .Values.modelServer.storageUri -}}
 {{- else -}}
-{{- $rel := trimPrefix .Values.platform.data.mountPath .Values.platform.data.registryRoot | trimPrefix "/" -}}
-{{- printf "pvc://%s/%s" (include "movierec.dataClaim" .) $rel -}}
+{{- printf "pvc://%s" (include "movierec.dataClaim" .) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The registry as the model server sees it under the claim's mount at /mnt/models. */}}
+{{- define "movierec.servedRegistryRoot" -}}
+{{- if .Values.modelServer.storageUri -}}
+/mnt/models
+{{- else -}}
+{{- printf "/mnt/models/%s" (trimPrefix .Values.platform.data.mountPath .Values.platform.data.registryRoot | trimPrefix "/") -}}
 {{- end -}}
 {{- end -}}
 

@@ -3,13 +3,24 @@
 {{- $root := .root -}}
 {{- $m := $root.Values.modelServer -}}
 {{- $c := dict "root" $root "component" "model-server" -}}
-serviceAccountName: {{ include "movierec.componentName" $c }}
-automountServiceAccountToken: false
+{{- if .canary }}
+# a canary predictor is named (its Deployment/Service: <isvc>-<name>-predictor) and has fixed
+# replicas: KServe v0.20 refuses maxReplicas/scaleMetric/scaleTarget on it
+name: {{ .canary }}
+minReplicas: 1
+{{- else }}
 minReplicas: {{ $m.minReplicas }}
 maxReplicas: {{ $m.maxReplicas }}
 scaleMetric: {{ $m.scaleMetric }}
 scaleTarget: {{ $m.scaleTarget }}
+{{- end }}
+serviceAccountName: {{ include "movierec.componentName" $c }}
+automountServiceAccountToken: false
 timeout: {{ $m.timeoutSeconds }}
+{{- if ne $m.deploymentMode "Knative" }}
+annotations:
+  {{- include "movierec.scrapeAnnotations" (dict "port" $m.httpPort) | nindent 2 }}
+{{- end }}
 labels:
   {{- include "movierec.labels" $c | nindent 2 }}
   movierec.io/alias: {{ .target.alias }}
@@ -21,14 +32,18 @@ logger:
   url: {{ include "movierec.driftOnlineUrl" $root }}
 {{- end }}
 model:
+  {{- if .canary }}
+  # the v0.20 CRD requires a container name on a canary's model...
   name: kserve-container
+  {{- end }}
+  # ...and its webhook refuses one on the stable predictor's model
   modelFormat:
     name: {{ $m.modelFormat }}
   runtime: {{ include "movierec.componentName" (dict "root" $root "component" "runtime") }}
   storageUri: {{ .target.storageUri }}
   args:
     {{- if eq $m.storageLayout "registry" }}
-    {{- include "movierec.platformArgsWith" (dict "root" $root "registryRoot" "/mnt/models" "kafka" true) | nindent 4 }}
+    {{- include "movierec.platformArgsWith" (dict "root" $root "registryRoot" (include "movierec.servedRegistryRoot" $root) "kafka" true) | nindent 4 }}
     - serving.alias={{ .target.alias }}
     {{- else }}
     {{- include "movierec.platformArgs" $root | nindent 4 }}
