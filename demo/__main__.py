@@ -34,6 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--run-dir", type=Path, default=None)
     ap.add_argument("--no-prometheus", action="store_true")
     ap.add_argument("--quick", action="store_true", help="a small run (2,000 users, short history)")
+    ap.add_argument("--target", choices=("local", "cluster"), default="local",
+                    help="local: every process on this machine (default); cluster: the chart on "
+                         "the local Kubernetes cluster (make cluster-demo; docs/kubernetes.md)")
+    ap.add_argument("--keep", action="store_true",
+                    help="cluster: leave the release installed at the end")
     args = ap.parse_args(argv)
     settings = DemoSettings(users=args.users, seed=args.seed, history_minutes=args.history_minutes,
                             live_minutes=args.live_minutes, live_speed=args.live_speed,
@@ -44,7 +49,12 @@ def main(argv: list[str] | None = None) -> int:
         settings.run_dir = args.run_dir
     console = Console()
     console.print(f"[bold]movierec demo[/] — run directory {settings.run_dir}")
-    platform = Platform(settings, console)
+    if args.target == "cluster":
+        from demo.cluster import ClusterPlatform, attribution
+
+        platform: Platform = ClusterPlatform(settings, console, keep=args.keep)
+    else:
+        platform = Platform(settings, console)
     t0 = time.monotonic()
 
     def stages() -> dict:
@@ -52,6 +62,11 @@ def main(argv: list[str] | None = None) -> int:
         platform.closed_loop()
         platform.wait_ingested()
         platform.drift()
+        if args.target == "cluster":
+            # attribution first: the helm test's own requests reach the model servers too
+            counted = attribution(platform, platform.probes)
+            platform.figures["cluster"] = {"attribution": counted,
+                                           "helm_test": platform.helm_test()}
         return platform.report()
 
     report = run_until_report(console, stages, platform.close)

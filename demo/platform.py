@@ -179,6 +179,11 @@ class Platform:
         }
         return [o for g in groups for o in values[g]]
 
+    @property
+    def router_address(self) -> str:
+        """``host:port`` the simulator's service calls the router at (the telemetry's server)."""
+        return f"127.0.0.1:{self.ports['router']}"
+
     def port(self, name: str) -> int:
         self.ports[name] = free_port()
         return self.ports[name]
@@ -188,6 +193,10 @@ class Platform:
             return scrape(f"http://127.0.0.1:{self.ports['ingestor']}/metrics")
         except httpx.HTTPError:
             return {}
+
+    def ingestor_restarted(self) -> bool:
+        """After a restart the ingestor's counters start over: reconcile from the lake."""
+        return self.sup.children["ingestor"].restarts > 0
 
     def ingested_total(self) -> int:
         return int(self.ingestor_counts().get("movierec_ingestor_events_total", 0))
@@ -277,7 +286,7 @@ class Platform:
         state: dict[str, Any] = {}
 
         def caught_up() -> bool:
-            if self.ingested_total() < target and self.sup.children["ingestor"].restarts == 0:
+            if self.ingested_total() < target and not self.ingestor_restarted():
                 return False  # cheap check first; after a restart the counters start over
             state.update(reconcile(self))
             return bool(state["reconciled"])
@@ -375,7 +384,7 @@ class Platform:
         self.status.stage(f"closed loop: {self.s.live_minutes} simulated minutes, "
                           f"{self.s.router_share:.0%} of users via the router")
         rest = (1 - self.s.router_share) / 2
-        router_url = f"http://127.0.0.1:{self.ports['router']}"
+        router_url = f"http://{self.router_address}"
         self.sim.use_arms([("url", self.s.router_share, router_url), ("oracle", rest), ("popularity", rest)])
         self.live_start = self.sim.ledger.last_time  # simulated time the loop starts from
         t0 = time.monotonic()

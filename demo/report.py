@@ -109,7 +109,7 @@ def online_metrics(p: Platform) -> dict[str, Any]:
     live_start = pd.Timestamp(p.live_start) if p.live_start else req["time"].min()
     end = pd.Timestamp(p.sim.ledger.last_time) if p.sim.ledger.last_time else req["time"].max()
     req = req[req["time"] >= live_start].reset_index(drop=True)
-    router = f"127.0.0.1:{p.ports['router']}"
+    router = p.router_address
     alloc = Allocation.from_weights(AB_WEIGHTS)
 
     def arm_of(row_server: str, user: int) -> str:
@@ -179,6 +179,11 @@ def build_report(p: Platform) -> dict[str, Any]:
         "champion watch-through >= 3 x popularity": bool(online["champion_over_popularity"] >= 3),
         "/recommend success rate >= 99.9 %": bool(online["served"]["success_rate"] >= 0.999),
     }
+    if "cluster" in report:
+        cluster = report["cluster"]
+        report["targets"]["helm test passed"] = bool(cluster["helm_test"]["passed"])
+        report["targets"]["analysis counts == model servers' own counts"] = \
+            bool(cluster["attribution"]["equal"])
     (p.run_dir / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     (p.run_dir / "report.md").write_text(to_markdown(report))
     return report
@@ -220,6 +225,18 @@ def to_markdown(r: dict[str, Any]) -> str:
         ab = o["ab_test"]
         lines += ["", f"A/B champion − challenger: {ab['champion_minus_challenger']:+.1%} "
                   f"(95 % CI {ab['ci95'][0]:+.1%} … {ab['ci95'][1]:+.1%}, p = {ab['p_value']:.2g})"]
+    if "cluster" in r:
+        a = r["cluster"]["attribution"]
+        lines += ["", "## Who served each request (on the cluster)", "",
+                  "| variant | model version | analysis (router requests) | model servers' provenance |",
+                  "|---|---|---:|---:|"]
+        for variant in sorted(a["analysis_requests"]):
+            lines.append(f"| {variant} | {a['versions'].get(variant)} | "
+                         f"{a['analysis_requests'][variant]:,} | "
+                         f"{a['model_server_requests'].get(variant, 0):,} |")
+        lines += ["", f"Equal: **{a['equal']}**; {a['non_200_at_the_caller']} requests failed or "
+                  f"timed out at the caller. `helm test`: "
+                  f"**{'passed' if r['cluster']['helm_test']['passed'] else 'FAILED'}**."]
     lines += ["", "## Targets", ""]
     lines += [f"- {'✓' if ok else '✗'} {name}" for name, ok in r["targets"].items()]
     if "prometheus" in r:
