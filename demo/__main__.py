@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
             # attribution first: the helm test's own requests reach the model servers too
             counted = attribution(platform, platform.probes)
             platform.figures["cluster"] = {"attribution": counted,
-                                           "helm_test": platform.helm_test()}
+                                           "helm_test": platform.helm_test(),
+                                           "restarts": platform.restarts()}
         return platform.report()
 
     report = run_until_report(console, stages, platform.close)

@@ -236,7 +236,8 @@ def to_markdown(r: dict[str, Any]) -> str:
                          f"{a['model_server_requests'].get(variant, 0):,} |")
         lines += ["", f"Equal: **{a['equal']}**; {a['non_200_at_the_caller']} requests failed or "
                   f"timed out at the caller. `helm test`: "
-                  f"**{'passed' if r['cluster']['helm_test']['passed'] else 'FAILED'}**."]
+                  f"**{'passed' if r['cluster']['helm_test']['passed'] else 'FAILED'}**.",
+                  "", f"Container restarts during the run: {r['cluster']['restarts'] or 'none'}."]
     lines += ["", "## Targets", ""]
     lines += [f"- {'✓' if ok else '✗'} {name}" for name, ok in r["targets"].items()]
     if "prometheus" in r:

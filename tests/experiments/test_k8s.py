@@ -67,11 +67,11 @@ ISVC = {
     "apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
     "metadata": {"name": "movierec-model", "namespace": "movierec"},
     "spec": {"predictor": {"minReplicas": 1, "model": {
-        "name": "kserve-container", "modelFormat": {"name": "movierec"},
+        "modelFormat": {"name": "movierec"},
         "storageUri": "pvc://movierec-data/registry/movierec/versions/v0001",
         "args": ["serving.alias=champion"]}}},
 }
-CANARY = {"model": {"name": "kserve-container", "modelFormat": {"name": "movierec"},
+CANARY = {"name": "canary", "model": {"name": "kserve-container", "modelFormat": {"name": "movierec"},
                     "storageUri": "pvc://movierec-data/registry/movierec/versions/v0002",
                     "args": ["serving.alias=challenger"]}}
 

@@ -345,3 +345,25 @@ def test_standard_mode_predictors_are_scraped_on_the_model_servers_own_port(valu
                                             "prometheus.io/path": "/metrics"}
     knative = only("knative", "InferenceService")
     assert knative["metadata"]["annotations"]["serving.kserve.io/enable-prometheus-scraping"] == "true"
+
+
+def test_router_calls_the_predictor_services_kserve_creates_in_standard_mode() -> None:
+    """Found on the cluster: in Standard mode KServe v0.20 makes `<isvc>-predictor` (port 80)
+    and, per canary, `<isvc>-<name>-predictor`; `<isvc>.<ns>.svc` exists only behind Knative
+    or a gateway. Without a mesh the router knows both and the weights ConfigMap splits."""
+    objs = objects(render(CHART / "ci" / "local-values.yaml", "modelServer.canary.enabled=true",
+                          "modelServer.canary.name=challenger",
+                          "modelServer.canary.trafficPercent=25"))
+    router = next(o for o in objs if o["kind"] == "Deployment"
+                  and o["metadata"]["name"] == "movierec-router")
+    args = router["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "experiments.variants=[{name:control,weight:75,urls:[http://movierec-model-predictor"\
+        ".movierec.svc.cluster.local]},{name:challenger,weight:25,urls:[http://movierec-model-"\
+        "challenger-predictor.movierec.svc.cluster.local]}]" in args
+    assert "experiments.weights_configmap=movierec-router-weights" in args
+    weights = next(o for o in objs if o["kind"] == "ConfigMap"
+                   and o["metadata"]["name"] == "movierec-router-weights")
+    assert json.loads(weights["data"]["weights.json"]) == {
+        "source": "helm", "weights": {"control": 75, "challenger": 25}}
+    canary = next(o for o in objs if o["kind"] == "InferenceService")["spec"]["canary"][0]
+    assert canary["predictor"]["name"] == "challenger" and canary["trafficPercent"] == 25
