@@ -52,3 +52,8 @@ prometheus-build: .venv/.installed
 # helm test, helm uninstall (issue 17; docs/kubernetes.md). DEMO_ARGS=--quick for a small run.
 cluster-demo: cluster-up images kserve-up
 	$(PY) -m demo --target cluster $(DEMO_ARGS)
+
+# Argo Workflows v3.7.18 built from its module (controller, argoexec, server with its UI built
+# from the npm registry's packages), installed in namespace argo acting in movierec (issue 18)
+argo-up: .venv/.installed k8s-tools
+	PATH="$$PATH:/usr/local/go/bin" $(PY) -m cluster.argo up
