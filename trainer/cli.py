@@ -1,7 +1,8 @@
 """Command line: ``python -m trainer [subcommand] [--flags] [key=value overrides]``.
 
     python -m trainer [snapshot=<id>|latest] [trainer.promote=true] ...   the main run
-    python -m trainer list | show <version|alias> | promote [<version>] | rollback
+    python -m trainer [trainer.register=false] ...   train and write the bundle only (a JSON line)
+    python -m trainer list | show <version|alias> | register <bundle> | promote [<version>] | rollback
     python -m trainer batch-recommend --interactions FILE --k 10 --output FILE
     python -m trainer movielens-eval --interactions FILE     (the offline protocol's figures)
 
@@ -18,7 +19,8 @@ import sys
 import time
 
 from movierec_core.config import compose, split_overrides
-from movierec_core.registry import CHAMPION, FileRegistry, RegistryError
+from movierec_core.pushed_metrics import push_champion_moved
+from movierec_core.registry import CHALLENGER, CHAMPION, FileRegistry, RegistryError
 from movierec_core.snapshot import SnapshotError
 from trainer.config import register_trainer_config
 from trainer.data import TrainerInputError
@@ -52,8 +54,19 @@ def cmd_run(cfg) -> int:
     try:
         result = run(cfg)
         if CHAMPION in result.aliases:
-            metrics.last_champion.set(time.time())
+            push_champion_moved(str(cfg.trainer.pushgateway), cfg.trainer.model_name,
+                                result.version)
         warm = result.metrics.get("warm", {})
+        if not cfg.trainer.register:
+            # the pipeline's train step: one small JSON line (its outputs.result)
+            print(json.dumps({"bundle_dir": str(result.bundle_dir),
+                              "model_type": result.model_type,
+                              "ndcg_at_10": warm.get("ndcg@10"),
+                              "precision_at_10": warm.get("precision@10")}))
+            metrics.runs.labels(outcome=outcome).inc()
+            metrics.duration.set(time.perf_counter() - t0)
+            metrics.push(str(cfg.trainer.pushgateway))
+            return 0
         print(f"trainer: registered {cfg.trainer.model_name} {result.version} "
               f"({result.model_type}) aliases={','.join(result.aliases)} "
               f"ndcg@10={warm.get('ndcg@10', 'n/a')} p@10={warm.get('precision@10', 'n/a')} "
@@ -86,9 +99,20 @@ def cmd_registry(cfg, args: list[str]) -> int:
         info = reg.show(name, rest[0] if rest else CHAMPION)
         print(json.dumps({**info.summary(), "manifest": info.manifest}, indent=2, default=str))
         return 0
+    if cmd == "register":
+        if not rest:
+            return _fail("register needs a bundle directory: python -m trainer register <dir>")
+        aliases = [CHALLENGER]
+        if bool(cfg.trainer.promote) or reg.get_alias(name, CHAMPION) is None:
+            aliases.append(CHAMPION)
+        version = reg.register(name, rest[0], aliases=tuple(aliases))
+        if CHAMPION in aliases:
+            push_champion_moved(str(cfg.trainer.pushgateway), name, version)
+        print(json.dumps({"version": version, "aliases": aliases}))
+        return 0
     if cmd == "promote":
         version = reg.promote(name, rest[0] if rest else None)
-        TrainerMetrics().last_champion.set(time.time())
+        push_champion_moved(str(cfg.trainer.pushgateway), name, version)
         print(f"{name}: champion → {version}")
         return 0
     if cmd == "rollback":
@@ -148,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args:
         return cmd_run(cfg)
     try:
-        if args[0] in ("list", "show", "promote", "rollback"):
+        if args[0] in ("list", "show", "register", "promote", "rollback"):
             return cmd_registry(cfg, args)
         if args[0] == "batch-recommend":
             return cmd_batch_recommend(cfg, args[1:])

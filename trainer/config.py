@@ -67,6 +67,9 @@ class TrainerConfig:
     output_dir: str = "data/trainer_runs"  # run directories (report, resolved config)
     report_plots: bool = True
     promote: bool = False  # also move champion to the new version
+    # false: write the bundle (in output_dir) and stop; `python -m trainer register <bundle>`
+    # registers it later (the pipeline registers only what passed its quality gate)
+    register: bool = True
     pushgateway: str = ""  # host:port of a Prometheus Pushgateway; empty: don't push
     code_version: str = ""  # empty: `git rev-parse HEAD` of the repo
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import logging
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, push_to_gateway
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from movierec_core.pushed_metrics import push
 
 log = logging.getLogger(__name__)
 
@@ -17,17 +19,8 @@ class TrainerMetrics:
                             ["outcome"], registry=self.registry)
         self.duration = Gauge("movierec_trainer_duration_seconds",
                               "Wall time of the last trainer run", registry=self.registry)
-        self.last_champion = Gauge("movierec_trainer_last_champion_timestamp_seconds",
-                                   "Unix time the trainer last moved the champion alias",
-                                   registry=self.registry)
 
     def push(self, gateway: str, job: str = "movierec_trainer") -> bool:
-        """Push to ``gateway`` (host:port); a failed push is logged, never fatal."""
-        if not gateway:
-            return False
-        try:
-            push_to_gateway(gateway, job=job, registry=self.registry, timeout=5)
-            return True
-        except Exception as exc:  # noqa: BLE001 - metrics must not fail a training run
-            log.warning("pushgateway %s: push failed: %s", gateway, exc)
-            return False
+        """Push to ``gateway`` (host:port); a failed push is logged, never fatal. The champion's
+        timestamp is pushed apart (``movierec_core.pushed_metrics.push_champion_moved``)."""
+        return push(gateway, job, self.registry)

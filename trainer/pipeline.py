@@ -339,7 +339,7 @@ def run(cfg: DictConfig, registry: FileRegistry | None = None) -> RunResult:
         config_yaml=OmegaConf.to_yaml(cfg, resolve=True))
     duration = time.perf_counter() - t_start
     (run_dir / "result.txt").write_text(
-        f"{tc.model_name} {published.version} {selected} {duration:.2f}s\n")
+        f"{tc.model_name} {published.version or 'unregistered'} {selected} {duration:.2f}s\n")
     return RunResult(published.version, published.model_type, run_dir, published.bundle_dir,
                      manifest["metrics"], published.aliases, duration)
 
@@ -379,6 +379,8 @@ def fit_and_publish(final: InteractionMatrix, segments: list[str | None], model_
     if config_yaml:
         (bundle_dir / "config.yaml").write_text(config_yaml)
     timings["bundle_s"] = time.perf_counter() - t
+    if not tc.register:
+        return Published("", model.model_type, bundle_dir, (), timings)
     t = time.perf_counter()
     aliases = [CHALLENGER]
     if tc.promote or registry.get_alias(tc.model_name, CHAMPION) is None:
