@@ -34,6 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", nargs="?", default="run", choices=["run", "snapshot", "compact"])
     parser.add_argument("--start", help="snapshot: first event date (inclusive)")
     parser.add_argument("--end", help="snapshot: last event date (inclusive)")
+    parser.add_argument("--summary", action="store_true",
+                        help="snapshot: print its id, file and row counts, not the manifest "
+                             "(a pipeline step's output stays small as the lake grows; the "
+                             "manifest is in the lake, _snapshots/<id>.json)")
     opts = parser.parse_args(args)
 
     if opts.command != "run":  # one-shot commands stop on SIGTERM the ordinary way
@@ -76,8 +80,19 @@ def main(argv: list[str] | None = None) -> int:
     from movierec_core.snapshot import create_snapshot
 
     manifest = create_snapshot(lake_root, opts.start, opts.end)
-    print(json.dumps(manifest, indent=2))
+    if opts.summary:
+        print(json.dumps(snapshot_summary(manifest)))
+    else:
+        print(json.dumps(manifest, indent=2))
     return 0
+
+
+def snapshot_summary(manifest: dict) -> dict:
+    """What a pipeline passes on: the id (the manifest stays in the lake), and counts."""
+    files = manifest.get("files", [])
+    return {"snapshot_id": manifest["snapshot_id"], "files": len(files),
+            "rows": sum(int(f.get("rows", 0)) for f in files),
+            "content_hash": manifest.get("content_hash")}
 
 
 if __name__ == "__main__":

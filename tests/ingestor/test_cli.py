@@ -40,6 +40,22 @@ def test_snapshot_command_prints_a_loadable_manifest(tmp_path, capsys) -> None:
     assert tables["watch_sessions"].column("minutes_watched").to_pylist() == [5]
 
 
+def test_snapshot_summary_stays_small_as_the_lake_grows(tmp_path, capsys) -> None:
+    """A pipeline step's output (Argo's outputs.result) is the summary: id and counts; the
+    manifest, one entry per file, stays in the lake."""
+    for day in range(3):
+        rows = [(i, T0 + timedelta(days=day, minutes=i), 1, "m", i) for i in range(4)]
+        data = pa.table(dict(zip(SCHEMAS[WATCH_MINUTES].names, zip(*rows, strict=True),
+                                 strict=True)), schema=SCHEMAS[WATCH_MINUTES])
+        LakeWriter(tmp_path).write_dated(WATCH_MINUTES, data)
+    assert main(["snapshot", "--summary", f"data.lake_root={tmp_path}"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert set(summary) == {"snapshot_id", "files", "rows", "content_hash"}
+    assert summary["rows"] == 12 + 3 and summary["files"] >= 4  # watch minutes + sessions
+    assert load_snapshot(tmp_path, summary["snapshot_id"])[WATCH_MINUTES].num_rows == 12
+    assert len(json.dumps(summary)) < 200
+
+
 def test_sigterm_while_starting_exits_zero(tmp_path) -> None:
     """A supervisor may stop the ingestor right after (re)starting it: still a clean exit 0."""
     import signal
