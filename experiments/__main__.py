@@ -54,16 +54,25 @@ def _canary(cfg) -> int:
         telemetry = KafkaTelemetry(cfg.kafka.bootstrap, cfg.kafka.topic)
 
     promote = None
+    from movierec_core.pushed_metrics import push_champion_moved
+
     if c.promote_alias:
         def promote() -> None:
             from movierec_core.registry import open_registry
 
             version = open_registry(cfg.data.registry_root).promote(c.model_name)
             logging.getLogger("experiments.canary").info("registry: champion -> %s", version)
+            push_champion_moved(str(c.pushgateway), c.model_name, version)
 
     from experiments.metrics import ExperimentMetrics
 
     metrics = ExperimentMetrics()
+    publish = None
+    if c.pushgateway:
+        from movierec_core.pushed_metrics import push
+
+        def publish() -> None:
+            push(str(c.pushgateway), "movierec_canary", metrics.registry)
     if c.metrics_port:
         from prometheus_client import start_http_server
 
@@ -72,7 +81,7 @@ def _canary(cfg) -> int:
         e.name, Policy.from_config(c), driver, telemetry, champion=c.champion,
         challenger=c.challenger, join_window_s=c.join_window_s, promote=promote,
         window_s=c.window_s, state_path=out_dir / "canary.json", max_windows=c.max_steps_total,
-        min_watch_minutes=c.min_watch_minutes, metrics=metrics,
+        min_watch_minutes=c.min_watch_minutes, metrics=metrics, publish=publish,
         costs=MovieCosts(c.metadata_url) if c.metadata_url else None,
     )
     try:

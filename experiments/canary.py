@@ -323,7 +323,10 @@ class CanaryController:
         window_s: float = 60.0,
         costs: MovieCosts | None = None, state_path: Path | str | None = None,
         max_windows: int = 50, min_watch_minutes: int = 15,
+        publish: Callable[[], Any] | None = None,
     ) -> None:
+        """``publish``: called whenever the state changes (start, every window, the end); the
+        entry point pushes the metrics to a Pushgateway with it."""
         self.experiment, self.policy, self.driver, self.telemetry = experiment, policy, driver, telemetry
         self.champion, self.challenger = champion, challenger
         self.join_window_s = join_window_s
@@ -336,6 +339,7 @@ class CanaryController:
         self.state_path = Path(state_path) if state_path else None
         self.max_windows = max_windows
         self.min_watch_minutes = min_watch_minutes
+        self.publish = publish
         self.history = WeightsHistory(experiment)
         self.requests: list[RecommendationRequest] = []
         self.watches: list[WatchMinute] = []
@@ -396,6 +400,7 @@ class CanaryController:
         self.telemetry.poll()  # what happened before the canary is not its evidence
         step_index, windows_in_step = 0, 0
         self._set_percent(self.policy.steps[0])
+        self._save()
         start_watermark = self.request_watermark
         for index in range(self.max_windows):
             # read while the window runs: the telemetry is never a window behind
@@ -469,6 +474,8 @@ class CanaryController:
         return srm_test(counts, {self.champion: 100 - pct, self.challenger: pct}).p_value
 
     def _save(self) -> None:
+        if self.publish is not None:
+            self.publish()
         if self.state_path is None:
             return
         self.state_path.parent.mkdir(parents=True, exist_ok=True)

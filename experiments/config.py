@@ -66,6 +66,9 @@ class CanaryConfig:
     max_steps_total: int = 50
     metadata_url: str = ""  # metadata API for license costs per play; empty: costs unknown
     metrics_port: int = 0  # > 0: serve the canary's /metrics (promotions, rollbacks, weights)
+    # host:port of a Prometheus Pushgateway: the canary (a Job or pipeline step, often gone
+    # before a scrape) pushes its metrics at the start and after every window; empty: no push
+    pushgateway: str = ""
 
 
 @dataclass
