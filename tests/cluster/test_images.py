@@ -16,7 +16,7 @@ from cluster.layout import ROOT
 
 def test_one_image_per_dockerfile_named_for_the_chart() -> None:
     assert images.components() == ["drift", "experiments", "ingestor", "kafka", "model-server",
-                                   "prometheus", "redis", "simulator", "trainer"]
+                                   "prometheus", "pushgateway", "redis", "simulator", "trainer"]
     assert images.Image("model-server").name == f"localhost/movierec-model-server:{images.chart_version()}"
 
 
@@ -26,7 +26,7 @@ def test_each_dockerfile_gets_only_the_bases_it_declares() -> None:
     assert declared["kafka"] == ["JAVA_IMAGE"] and declared["redis"] == ["DEBIAN_IMAGE"]
     assert declared["model-server"] == ["PYTHON_IMAGE"]
     assert all(set(args) <= set(images.BASE_IMAGES) for args in declared.values())
-    assert set(images.INFRA_CHECKS) == {"kafka", "redis", "prometheus"}
+    assert set(images.INFRA_CHECKS) == {"kafka", "redis", "prometheus", "pushgateway"}
 
 
 def test_build_inputs_are_the_files_the_copy_lines_take() -> None:

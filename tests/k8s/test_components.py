@@ -140,8 +140,15 @@ SCRIPTS = CHART / "files" / "pipeline"
 def test_pipeline_dag_order() -> None:
     wft = only(None, "WorkflowTemplate")["spec"]
     tasks = {t["name"]: t.get("depends") for t in wft["templates"][0]["dag"]["tasks"]}
+    # registration comes after the gate: a run whose gate fails registers nothing
     assert tasks == {"snapshot": None, "train": "snapshot", "evaluate": "train",
-                     "quality-gate": "evaluate", "canary": "quality-gate"}
+                     "quality-gate": "evaluate", "register": "quality-gate",
+                     "canary": "register"}
+    # scheduled, drift-triggered and manual runs never overlap
+    assert wft["synchronization"] == {"mutexes": [{"name": "movierec-retrain"}]}
+    by_name = {t["name"]: t for t in wft["templates"][0]["dag"]["tasks"]}
+    assert by_name["register"]["arguments"]["parameters"] == [
+        {"name": "bundle-dir", "value": "{{=jsonpath(tasks.train.outputs.result, '$.bundle_dir')}}"}]
     params = {p["name"]: p["value"] for p in wft["arguments"]["parameters"]}
     # the drift job's Workflow passes these (drift.retrain.render_workflow)
     assert {"reason", "drifted_detectors", "drift_report"} <= set(params)
@@ -157,10 +164,11 @@ def test_pipeline_commands_and_service_accounts() -> None:
     commands = {name: t["container"]["command"] for name, t in steps.items()}
     scripts = "/opt/movierec/pipeline"
     assert commands == {
-        "snapshot": ["python", "-m", "ingestor", "snapshot"],
+        "snapshot": ["python", "-m", "ingestor", "snapshot", "--summary"],
         "train": ["python", "-m", "trainer"],
-        "evaluate": ["python", f"{scripts}/evaluate.py"],
+        "evaluate": ["python", f"{scripts}/evaluate.py", "{{inputs.parameters.bundle-dir}}"],
         "quality-gate": ["python", f"{scripts}/quality_gate.py"],
+        "register": ["python", "-m", "trainer", "register", "{{inputs.parameters.bundle-dir}}"],
         "canary": ["python", f"{scripts}/canary_apply.py", "--config", scripts,
                    "--", "python", "-m", "experiments", "canary"],
     }
@@ -172,7 +180,10 @@ def test_pipeline_commands_and_service_accounts() -> None:
                 "experiments.canary.model_name=movierec", "experiments.canary.steps=[5,25,50,100]",
                 "experiments.canary.kserve_patch_dir=/tmp/canary-patches"):
         assert arg in canary_args
-    assert "snapshot={{inputs.parameters.snapshot-id}}" in steps["train"]["container"]["args"]
+    train_args = steps["train"]["container"]["args"]
+    assert "snapshot={{inputs.parameters.snapshot-id}}" in train_args
+    assert "trainer.register=false" in train_args
+    assert "trainer.output_dir=/data/pipeline/{{workflow.name}}" in train_args
     knative = {t["name"]: t for t in only("knative", "WorkflowTemplate")["spec"]["templates"]}
     assert "experiments.canary.kserve_mode=knative" in knative["canary"]["container"]["args"]
 
@@ -220,32 +231,34 @@ def _bundle(tmp_path, name: str, metrics: dict) -> str:
 
 
 @pytest.mark.parametrize(
-    ("history", "expected"),
+    ("champion", "expected"),
     [
-        # champion v0001, then the pipeline's run registered v0002 as challenger
-        ([({"ndcg@10": 0.04}, ("champion", "challenger")), ({"warm": {"ndcg@10": 0.05}}, ("challenger",))],
-         {"challenger_version": "v0002", "ndcg_at_10": 0.05, "champion_version": "v0001",
-          "champion_ndcg_at_10": 0.04}),
-        # the first model is registered as both challenger and champion: nothing to compare
-        ([({"ndcg@10": 0.03}, ("challenger", "champion"))],
-         {"challenger_version": "v0001", "ndcg_at_10": 0.03, "champion_version": None,
-          "champion_ndcg_at_10": None}),
+        # a champion is registered: the new bundle is compared with it
+        ({"ndcg@10": 0.04}, {"ndcg_at_10": 0.05, "champion_version": "v0001",
+                             "champion_ndcg_at_10": 0.04}),
+        # no champion yet: this will be the first model, nothing to compare
+        (None, {"ndcg_at_10": 0.05, "champion_version": None, "champion_ndcg_at_10": None}),
     ],
 )
-def test_evaluate_script_reads_the_real_registry(tmp_path, history, expected) -> None:
-    """evaluate.py against the trainer's real `show` command on a real FileRegistry."""
+def test_evaluate_script_compares_the_unregistered_bundle_with_the_champion(
+        tmp_path, champion, expected) -> None:
+    """evaluate.py against the trainer's real `show` command on a real FileRegistry; the new
+    bundle is not in the registry (it is registered only after the gate)."""
     from movierec_core.registry import FileRegistry
 
     registry = FileRegistry(tmp_path / "registry")
-    for i, (metrics, aliases) in enumerate(history):
-        registry.register("movierec", _bundle(tmp_path, f"b{i}", metrics), aliases=aliases)
+    if champion is not None:
+        registry.register("movierec", _bundle(tmp_path, "old", champion),
+                          aliases=("champion", "challenger"))
+    new = _bundle(tmp_path, "new", {"warm": {"ndcg@10": 0.05}})
     proc = subprocess.run(
-        [sys.executable, str(SCRIPTS / "evaluate.py"), f"data.registry_root={tmp_path / 'registry'}",
-         "trainer.model_name=movierec"],
+        [sys.executable, str(SCRIPTS / "evaluate.py"), new,
+         f"data.registry_root={tmp_path / 'registry'}", "trainer.model_name=movierec"],
         cwd=REPO_ROOT, capture_output=True, text=True,
         env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert json.loads(proc.stdout) == expected
+    assert json.loads(proc.stdout) == {"bundle_dir": new, "model_type": "als", **expected}
+    assert [v.version for v in registry.versions("movierec")] == (["v0001"] if champion else [])
 
 
 def _canary_apply():

@@ -17,7 +17,8 @@ PINNED_PYTHON = re.compile(r"^ARG PYTHON_IMAGE=python:3\.11\.\d+-slim-bookworm$"
 
 
 # the chart's optional in-release infrastructure for local clusters (kafka/redis/prometheus.enabled)
-INFRA = {"kafka": "JAVA_IMAGE", "redis": "DEBIAN_IMAGE", "prometheus": "DEBIAN_IMAGE"}
+INFRA = {"kafka": "JAVA_IMAGE", "redis": "DEBIAN_IMAGE", "prometheus": "DEBIAN_IMAGE",
+         "pushgateway": "DEBIAN_IMAGE"}
 
 
 def test_one_dockerfile_per_deployable_and_per_infrastructure_image() -> None:
@@ -45,7 +46,7 @@ def test_every_chart_image_has_a_dockerfile() -> None:
              for _, c in containers_of(o) if "image" in c}
     local_components = {re.match(r"localhost/movierec-([a-z-]+):", i).group(1) for i in local}
     assert local_components == {"ingestor", "model-server", "experiments", "drift", "kafka",
-                                "redis", "prometheus"}
+                                "redis", "prometheus", "pushgateway", "trainer"}
     assert all((DOCKER / f"{c}.Dockerfile").exists() for c in local_components)
 
 

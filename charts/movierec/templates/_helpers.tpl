@@ -272,3 +272,13 @@ prometheus.io/scrape: "true"
 prometheus.io/port: {{ .port | quote }}
 prometheus.io/path: /metrics
 {{- end -}}
+
+{{/* Pushgateway host:port for batch steps' metrics: the in-chart one when enabled, else
+     pushgateway.address (empty: steps push nothing) */}}
+{{- define "movierec.pushgateway" -}}
+{{- if .Values.pushgateway.enabled -}}
+{{- printf "%s.%s.svc:9091" (include "movierec.componentName" (dict "root" . "component" "pushgateway")) .Release.Namespace -}}
+{{- else -}}
+{{- .Values.pushgateway.address -}}
+{{- end -}}
+{{- end -}}
