@@ -101,6 +101,13 @@ def apt_sources() -> list[Path]:
     return found
 
 
+def image_id(name: str) -> str:
+    res = subprocess.run(["buildah", "--root", str(BUILDAH_ROOT), "--runroot", str(BUILDAH_RUNROOT),
+                          "--storage-driver", "overlay", "inspect", "--type", "image",
+                          "--format", "{{.FromImageID}}", name], capture_output=True, text=True)
+    return res.stdout.strip() if res.returncode == 0 else ""
+
+
 def image_exists(name: str) -> bool:
     res = subprocess.run(["buildah", "--root", str(BUILDAH_ROOT), "--runroot", str(BUILDAH_RUNROOT),
                           "--storage-driver", "overlay", "inspect", "--type", "image", name],
@@ -213,6 +220,7 @@ INFRA_CHECKS = {
                           "&& echo StorageTool ok"],
     "redis": ["redis-server", "--version"],
     "prometheus": ["sh", "-c", "prometheus --version 2>&1 | head -1"],
+    "pushgateway": ["sh", "-c", "prometheus-pushgateway --version 2>&1 | head -1"],
 }
 
 
@@ -275,6 +283,7 @@ def build_image(image: Image, log=print) -> bool:
     if image_exists(image.name) and stamp.is_file() and stamp.read_text().strip() == digest:
         return False
     t0 = time.monotonic()
+    previous = image_id(image.name)
     args = ["bud", "--layers", "--pull-never", "--network", "host", "--quiet",
             "-f", str(image.dockerfile), "-t", image.name]
     for arg, name in bases.items():
@@ -284,9 +293,11 @@ def build_image(image: Image, log=print) -> bool:
     log(f"images: {image.name} built in {time.monotonic() - t0:.0f} s; "
         f"inside it: {check_inside(image)}")
     stamp.write_text(digest + "\n")
-    # the layers of earlier builds of this tag, now untagged, are only disk (buildah's cache
-    # keeps the intermediate images it reuses)
-    buildah("rmi", "--prune")
+    # the build this one replaced is only disk now; the untagged intermediate images of
+    # --layers are the cache the next build reuses (its pip install layer above all): kept
+    if previous and previous != image_id(image.name):
+        subprocess.run(["buildah", "--root", str(BUILDAH_ROOT), "--runroot", str(BUILDAH_RUNROOT),
+                        "--storage-driver", "overlay", "rmi", previous], capture_output=True)
     return True
 
 

@@ -32,6 +32,17 @@ def _canary(cfg) -> int:
 
     e, c = cfg.experiments, cfg.experiments.canary
     out_dir = Path(e.report_dir) / e.name
+    if c.promote_alias:
+        from movierec_core.registry import open_registry
+
+        registry = open_registry(cfg.data.registry_root)
+        champion_v = registry.get_alias(c.model_name, c.champion)
+        challenger_v = registry.get_alias(c.model_name, c.challenger)
+        if challenger_v is None or challenger_v == champion_v:
+            # the first model registered is champion at once: there is nothing to compare
+            print(json.dumps({"experiment": e.name, "outcome": "nothing_to_roll_out",
+                              "champion": champion_v, "challenger": challenger_v}))
+            return 0
     write_resolved(cfg, out_dir, "canary-config.yaml")
     if c.target == "router":
         driver = RouterDriver(c.router_url, c.champion, c.challenger, list(c.challenger_urls))
@@ -46,6 +57,16 @@ def _canary(cfg) -> int:
                 "metadata": {"name": c.model_name},
                 "spec": {"predictor": {"model": {"modelFormat": {"name": "movierec"}}}}}
         driver = KServePatchDriver(base, c.kserve_mode, predictor, c.kserve_patch_dir)
+        if c.weights_configmap:
+            from experiments.canary import CompositeDriver, RouterConfigMapDriver
+            from experiments.weights_source import InClusterAPI
+
+            api = InClusterAPI()
+            ready = ((lambda: api.deployment_available(str(c.challenger_deployment)))
+                     if c.challenger_deployment else None)
+            driver = CompositeDriver(driver, RouterConfigMapDriver(
+                api, str(c.weights_configmap), str(c.router_champion),
+                str(c.router_challenger), ready=ready))
     else:
         raise SystemExit(f"experiments.canary.target must be router or kserve, not {c.target}")
     if c.telemetry == "file":
@@ -82,6 +103,7 @@ def _canary(cfg) -> int:
         challenger=c.challenger, join_window_s=c.join_window_s, promote=promote,
         window_s=c.window_s, state_path=out_dir / "canary.json", max_windows=c.max_steps_total,
         min_watch_minutes=c.min_watch_minutes, metrics=metrics, publish=publish,
+        history_clock=str(c.history_clock),
         costs=MovieCosts(c.metadata_url) if c.metadata_url else None,
     )
     try:

@@ -16,7 +16,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -121,7 +121,10 @@ def decide(
 
 # --- the world ------------------------------------------------------------------------------
 class TrafficDriver(Protocol):
-    def set_weight(self, challenger_percent: int) -> None: ...
+    def set_weight(self, challenger_percent: int) -> datetime | None:
+        """Apply the share; the (naive UTC) instant it takes effect for new requests, or None
+        when it takes effect at once."""
+        ...
 
 
 class RouterDriver:
@@ -165,6 +168,66 @@ class KServePatchDriver:
         patch = self.render(challenger_percent)
         name = f"{len(self.patches):02d}-canary-{challenger_percent}"
         self.patches.append(k8s.write_patch(self.out_dir, name, patch))
+
+
+class RouterConfigMapDriver:
+    """On a cluster without a mesh: the weights ConfigMap every router replica follows
+    (experiments.weights_source). A change takes effect at the next whole minute at least
+    ``min_delay_s`` ahead: with the simulated service running on the wall clock, a minute's
+    requests then all fall on one side of it, so recomputing each user's variant from the
+    weights history attributes every request to the variant that served it. Before the
+    challenger gets traffic, its model server must be ready (``ready``)."""
+
+    def __init__(self, api: Any, configmap: str, champion_variant: str, challenger_variant: str,
+                 ready: Callable[[], bool] | None = None, ready_timeout_s: float = 600.0,
+                 min_delay_s: float = 5.0, sleep: Callable[[float], None] = time.sleep,
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.api, self.configmap = api, configmap
+        self.champion_variant, self.challenger_variant = champion_variant, challenger_variant
+        self.ready, self.ready_timeout_s = ready, ready_timeout_s
+        self.min_delay_s, self.sleep, self.now = min_delay_s, sleep, now
+
+    def effective_instant(self) -> datetime:
+        earliest = self.now() + timedelta(seconds=self.min_delay_s)
+        minute = earliest.replace(second=0, microsecond=0)
+        return minute if minute >= earliest else minute + timedelta(minutes=1)
+
+    def set_weight(self, challenger_percent: int) -> datetime:
+        from experiments.weights_source import KEY
+
+        if challenger_percent > 0 and self.ready is not None:
+            waited = 0.0
+            while not self.ready():
+                if waited >= self.ready_timeout_s:
+                    raise RuntimeError(f"the challenger's model server is not ready after "
+                                       f"{self.ready_timeout_s:.0f} s")
+                self.sleep(2.0)
+                waited += 2.0
+        at = self.effective_instant()
+        payload = json.dumps({
+            "weights": {self.champion_variant: float(100 - challenger_percent),
+                        self.challenger_variant: float(challenger_percent)},
+            "source": "canary", "effective_at": at.isoformat().replace("+00:00", "Z")},
+            sort_keys=True)
+        self.api.patch_configmap(self.configmap, {KEY: payload})
+        return at.replace(tzinfo=None)
+
+
+class CompositeDriver:
+    """Several drivers for one share: the InferenceService patch (which deploys or removes the
+    challenger's predictor) and the router's weights. Traffic moves to the challenger only
+    after its predictor is asked for, and away from it before it is removed."""
+
+    def __init__(self, deploy: TrafficDriver, route: TrafficDriver) -> None:
+        self.deploy, self.route = deploy, route
+
+    def set_weight(self, challenger_percent: int) -> datetime | None:
+        if challenger_percent > 0:
+            self.deploy.set_weight(challenger_percent)
+            return self.route.set_weight(challenger_percent)
+        at = self.route.set_weight(challenger_percent)
+        self.deploy.set_weight(challenger_percent)
+        return at
 
 
 class MovieCosts:
@@ -323,7 +386,7 @@ class CanaryController:
         window_s: float = 60.0,
         costs: MovieCosts | None = None, state_path: Path | str | None = None,
         max_windows: int = 50, min_watch_minutes: int = 15,
-        publish: Callable[[], Any] | None = None,
+        publish: Callable[[], Any] | None = None, history_clock: str = "telemetry",
     ) -> None:
         """``publish``: called whenever the state changes (start, every window, the end); the
         entry point pushes the metrics to a Pushgateway with it."""
@@ -340,6 +403,11 @@ class CanaryController:
         self.max_windows = max_windows
         self.min_watch_minutes = min_watch_minutes
         self.publish = publish
+        if history_clock not in ("telemetry", "effective"):
+            raise ValueError(f"history_clock must be telemetry or effective, not {history_clock!r}")
+        # telemetry: a weight change applies after the newest request seen (simulated clocks);
+        # effective: at the instant the driver says it takes effect (wall-clock telemetry)
+        self.history_clock = history_clock
         self.history = WeightsHistory(experiment)
         self.requests: list[RecommendationRequest] = []
         self.watches: list[WatchMinute] = []
@@ -385,8 +453,14 @@ class CanaryController:
         # drain first: the change applies to requests after the newest one seen so far
         drain = getattr(self.telemetry, "drain", self.telemetry.poll)
         self._ingest(drain())
-        self.driver.set_weight(pct)
-        since = self.request_watermark if self.history.changes else datetime.min
+        effective = self.driver.set_weight(pct)
+        if not self.history.changes:
+            since = datetime.min
+        elif effective is not None and self.history_clock == "effective":
+            # the telemetry runs on the wall clock: the change applies from its instant on
+            since = effective - timedelta(microseconds=1)
+        else:
+            since = self.request_watermark
         weights = [(self.champion, 100 - pct), (self.challenger, pct)]
         self.history.add(since, weights)
         self.result.final_percent = pct

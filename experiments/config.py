@@ -69,6 +69,16 @@ class CanaryConfig:
     # host:port of a Prometheus Pushgateway: the canary (a Job or pipeline step, often gone
     # before a scrape) pushes its metrics at the start and after every window; empty: no push
     pushgateway: str = ""
+    # target=kserve on a cluster without a mesh: the router splits, following this ConfigMap
+    # (its variants router_champion / router_challenger); before the challenger gets traffic,
+    # challenger_deployment (its predictor) must be available
+    weights_configmap: str = ""
+    router_champion: str = "control"
+    router_challenger: str = "canary"
+    challenger_deployment: str = ""
+    # telemetry: weight changes apply after the newest request seen (a simulated clock);
+    # effective: at the instant the driver names (telemetry on the wall clock)
+    history_clock: str = "telemetry"
 
 
 @dataclass

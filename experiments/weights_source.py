@@ -101,6 +101,17 @@ class InClusterAPI:
         resp.raise_for_status()
         return resp.json()
 
+    def deployment_available(self, name: str) -> bool:
+        """At least one ready replica of ``name``'s current version (a canary predictor)."""
+        resp = self.client.get(f"/apis/apps/v1/namespaces/{self.namespace}/deployments/{name}",
+                               headers=self._headers())
+        if resp.status_code == 404:
+            return False
+        resp.raise_for_status()
+        status = resp.json().get("status", {})
+        return int(status.get("availableReplicas") or 0) >= 1 and \
+            int(status.get("updatedReplicas") or 0) >= 1
+
     def patch_configmap(self, name: str, data: Mapping[str, str]) -> dict[str, Any]:
         resp = self.client.patch(f"/api/v1/namespaces/{self.namespace}/configmaps/{name}",
                                  headers={**self._headers(),

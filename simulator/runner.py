@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -91,6 +92,16 @@ class Simulator:
             return http
         return builtin(target, self.world, int(self.cfg.behaviour.k),
                        self.simulation.seen_in_thread, int(self.cfg.seed))
+
+    def advance_to(self, when: datetime) -> None:
+        """Let the simulated clock jump forward to ``when`` (naive UTC) for the next minute: a
+        quiet gap, nothing happens in between. Run at ``speed=1`` (real time) afterwards and the
+        simulated time is the wall clock, so telemetry and the platform's own clocks agree (a canary on
+        a cluster decides by real time)."""
+        current = self.simulation.start + timedelta(minutes=self.simulation.tick)
+        if when < current:
+            raise ValueError(f"the simulated clock only moves forward: {when} < {current}")
+        self.simulation.start = when - timedelta(minutes=self.simulation.tick)
 
     def use(self, target: str, url: str = "") -> None:
         """One target for everyone: ``url`` (HTTP) or built-in oracle | popularity | random."""

@@ -224,3 +224,82 @@ def test_movie_costs_come_from_the_metadata_api_in_bulk_and_survive_an_outage():
     finally:
         api.stop()
     assert MovieCosts(api.url).fetch(["z+1999"]) == {}  # API down: unknown, no exception
+
+
+# -- on a cluster without a mesh: the router's weights ConfigMap ------------------------------
+
+class FakeConfigMapAPI:
+    def __init__(self) -> None:
+        self.patches: list[dict] = []
+
+    def patch_configmap(self, name: str, data: dict) -> dict:
+        self.patches.append({"name": name, **json.loads(data["weights.json"])})
+        return {}
+
+
+def test_configmap_driver_takes_effect_at_a_whole_minute_after_the_predictor_is_ready():
+    from datetime import UTC
+
+    from experiments.canary import RouterConfigMapDriver
+
+    api, slept, readiness = FakeConfigMapAPI(), [], iter([False, False, True])
+    driver = RouterConfigMapDriver(
+        api, "movierec-router-weights", "control", "canary", ready=lambda: next(readiness),
+        sleep=slept.append, now=lambda: datetime(2026, 12, 1, 10, 0, 57, tzinfo=UTC))
+    at = driver.set_weight(25)
+    # 57 s + 5 s of propagation rounds up to 10:02:00; naive UTC, like the telemetry
+    assert at == datetime(2026, 12, 1, 10, 2, 0)
+    assert slept == [2.0, 2.0]  # waited for the challenger's predictor
+    assert api.patches == [{"name": "movierec-router-weights", "source": "canary",
+                            "effective_at": "2026-12-01T10:02:00Z",
+                            "weights": {"control": 75.0, "canary": 25.0}}]
+    # rolling back needs no readiness
+    driver.ready = lambda: False
+    driver.set_weight(0)
+    assert api.patches[-1]["weights"] == {"control": 100.0, "canary": 0.0}
+
+
+def test_composite_deploys_before_routing_to_and_routes_away_before_removing():
+    from experiments.canary import CompositeDriver
+
+    calls = []
+
+    class Recorder:
+        def __init__(self, name, at=None):
+            self.name, self.at = name, at
+
+        def set_weight(self, pct):
+            calls.append((self.name, pct))
+            return self.at
+
+    at = datetime(2026, 12, 1, 10, 2)
+    composite = CompositeDriver(Recorder("isvc"), Recorder("router", at))
+    assert composite.set_weight(5) == at and calls == [("isvc", 5), ("router", 5)]
+    calls.clear()
+    assert composite.set_weight(0) == at and calls == [("router", 0), ("isvc", 0)]
+
+
+def test_effective_history_clock_attributes_requests_by_the_instant_weights_changed(tmp_path):
+    """With wall-clock telemetry the weights history changes at the driver's instant, not at
+    the newest request the controller happened to have read."""
+    from experiments.canary import CanaryController
+
+    change = datetime(2026, 12, 1, 10, 2)
+
+    class Driver:
+        def set_weight(self, pct):
+            return change if pct != 5 else datetime(2026, 12, 1, 10, 0)
+
+    class NoTelemetry:
+        def poll(self):
+            return []
+
+    controller = CanaryController("e", POLICY, Driver(), NoTelemetry(), history_clock="effective")
+    controller._set_percent(5)
+    controller._set_percent(25)
+    (first, alloc5), (second, alloc25) = controller.history.changes
+    assert first == datetime.min and second == change - timedelta(microseconds=1)
+    assert controller.history.allocation_at(change) is alloc25
+    assert controller.history.allocation_at(change - timedelta(seconds=1)) is alloc5
+    with pytest.raises(ValueError, match="history_clock"):
+        CanaryController("e", POLICY, Driver(), NoTelemetry(), history_clock="wall")

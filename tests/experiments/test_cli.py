@@ -78,3 +78,21 @@ def test_router_process_exits_zero_promptly_on_sigterm(tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_canary_with_the_challenger_already_champion_has_nothing_to_roll_out(tmp_path, capsys):
+    """The pipeline's first run registers its model as champion at once; the canary step then
+    exits 0 without touching traffic."""
+    from movierec_core.models.testing import tiny_bundle
+    from movierec_core.registry import FileRegistry
+
+    registry = FileRegistry(tmp_path / "registry")
+    registry.register("movierec", tiny_bundle(tmp_path / "b1"), aliases=("champion", "challenger"))
+    code = main(["canary", f"data.registry_root={tmp_path / 'registry'}",
+                 f"experiments.report_dir={tmp_path / 'reports'}",
+                 "experiments.canary.target=kserve", "experiments.canary.telemetry=file",
+                 f"experiments.canary.telemetry_file={tmp_path / 'none.log'}"])
+    assert code == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == {
+        "experiment": "baseline", "outcome": "nothing_to_roll_out",
+        "champion": "v0001", "challenger": "v0001"}

@@ -282,3 +282,12 @@ prometheus.io/path: /metrics
 {{- .Values.pushgateway.address -}}
 {{- end -}}
 {{- end -}}
+
+{{/* Without a mesh in Standard mode the router splits, and knows the KServe canary predictor
+     as a variant (weight 0 until a canary moves traffic to it): when a canary is rendered or
+     the pipeline's canary step may add one. */}}
+{{- define "movierec.routerHasCanary" -}}
+{{- if and (not .Values.router.istio.enabled) (eq .Values.modelServer.deploymentMode "Standard") (or .Values.modelServer.canary.enabled .Values.pipeline.enabled) -}}
+true
+{{- end -}}
+{{- end -}}

@@ -14,7 +14,7 @@
 {{- end -}}
 {{- $items = append $items (dict "name" .name "weight" $w "url" (.modelUrl | default (include "movierec.modelUrl" $))) -}}
 {{- end -}}
-{{- if $m.canary.enabled -}}
+{{- if include "movierec.routerHasCanary" . -}}
 {{- $first := int (first (include "movierec.variants" . | fromYaml).items).weight -}}
 {{- $items = append $items (dict "name" $m.canary.name "weight" (div (mul $first $canaryPct) 100) "url" (include "movierec.canaryModelUrl" .)) -}}
 {{- end -}}
