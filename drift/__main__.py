@@ -55,6 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     print(summary_line(result))
     if result.report_path is not None:
         print(f"report: {result.report_path}")
+    retrain = result.report.get("retrain") if result.report else None
+    if retrain is not None and not retrain.get("ok", True):
+        print(f"drift: the retrain it triggered failed: {retrain.get('error', retrain)}",
+              file=sys.stderr)
+        return 3
     return 1 if result.run is None else 0
 
 

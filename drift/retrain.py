@@ -87,11 +87,14 @@ def trigger_retrain(
         if cfg.submit:
             try:
                 created = submit(workflow, cfg.namespace)
-                name = (created or {}).get("metadata", {}).get("name", "")
-                return {"mode": "kubernetes", "submitted": True, "ok": True, "workflow": name}
-            except Exception as exc:  # no cluster configured: fall back to printing
-                echo(f"# could not submit the workflow ({type(exc).__name__}: {exc}); "
-                     "printing it instead")
+            except Exception as exc:  # noqa: BLE001 - refused, no cluster, API down: all fail
+                # a retrain that was asked for and did not start is a failure, not a printout
+                error = f"{type(exc).__name__}: {exc}"[:2000]
+                echo(f"retrain: FAILED to submit the workflow: {error}")
+                return {"mode": "kubernetes", "submitted": False, "ok": False, "error": error,
+                        "workflow": workflow}
+            name = (created or {}).get("metadata", {}).get("name", "")
+            return {"mode": "kubernetes", "submitted": True, "ok": True, "workflow": name}
         echo(yaml.safe_dump(workflow, sort_keys=False))
         return {"mode": "kubernetes", "submitted": False, "ok": True, "workflow": workflow}
     raise ValueError(f"unknown retrain mode {cfg.mode!r}")

@@ -98,16 +98,31 @@ def test_given_kubernetes_mode_then_workflow_is_submitted(tmp_path: Path) -> Non
     assert "genre_mix" in params["drifted_detectors"].split(",")
 
 
-def test_without_cluster_the_workflow_is_printed(tmp_path: Path) -> None:
+def test_a_failed_submission_is_reported_as_failed(tmp_path: Path) -> None:
+    """Before: a refused submission printed the Workflow and reported ok. A retrain that was
+    asked for and did not start is a failure: in the report, the log, and the exit code."""
     lake_root = _lake(tmp_path, seed=2, shift=True)
     printed = []
 
-    def no_cluster(workflow, namespace):
-        raise RuntimeError("no kube config")
+    def refused(workflow, namespace):
+        raise RuntimeError('workflows.argoproj.io is forbidden: User "system:serviceaccount:'
+                           'movierec:movierec-drift-job" cannot create resource')
 
-    result = run_job(_cfg(lake_root, "drift.retrain.mode=kubernetes"), submit=no_cluster,
+    result = run_job(_cfg(lake_root, "drift.retrain.mode=kubernetes"), submit=refused,
                      echo=printed.append)
-    assert result.report["retrain"]["submitted"] is False
+    retrain = result.report["retrain"]
+    assert (retrain["submitted"], retrain["ok"]) == (False, False)
+    assert retrain["error"].startswith("RuntimeError: workflows.argoproj.io is forbidden")
+    assert any(p.startswith("retrain: FAILED to submit the workflow") for p in printed)
+    assert json.loads(result.report_path.read_text())["retrain"]["ok"] is False
+
+
+def test_printing_the_workflow_instead_of_submitting_is_asked_for(tmp_path: Path) -> None:
+    lake_root = _lake(tmp_path, seed=2, shift=True)
+    printed = []
+    result = run_job(_cfg(lake_root, "drift.retrain.mode=kubernetes",
+                          "drift.retrain.submit=false"), echo=printed.append)
+    assert result.report["retrain"]["submitted"] is False and result.report["retrain"]["ok"]
     assert any("workflowTemplateRef" in p for p in printed)
 
 
@@ -175,3 +190,17 @@ def test_long_running_mode_serves_metrics(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_the_drift_command_exits_non_zero_when_its_retrain_did_not_start(tmp_path, monkeypatch,
+                                                                        capsys) -> None:
+    """The CronJob's Job then shows Failed (a silent exit 0 hid it)."""
+    from drift.__main__ import main
+
+    lake_root = _lake(tmp_path, seed=2, shift=True)
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-such-kubeconfig"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    code = main([f"data.lake_root={lake_root}", "drift.current_hours=1", "drift.reference_hours=1",
+                 "drift.retrain.mode=kubernetes"])
+    assert code == 3
+    assert "drift: the retrain it triggered failed" in capsys.readouterr().err
