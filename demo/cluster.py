@@ -71,21 +71,28 @@ class ExternalBroker:
         """The broker belongs to the release; `helm uninstall` removes it."""
 
 
-def demo_values(settings: DemoSettings) -> dict[str, Any]:
-    """What the demo sets on top of ci/local-values.yaml."""
+def host_values() -> dict[str, Any]:
+    """What any run from this host sets on top of ci/local-values.yaml: where the volumes and
+    the simulator's metadata API are, the router's NodePort, provenance to Kafka."""
     return {
         "localStorage": {"hostPathRoot": str(PATHS.volumes)},
         "platform": {"metadataApiUrl": f"http://{NET.host_ip}:{METADATA_PORT}"},
-        "experiment": {"name": "demo-ab", "abTest": False,
-                       "variants": [{"name": "champion", "weight": 100, "args": []}]},
-        # the challenger is the InferenceService's Standard-mode canary predictor; the router
-        # (one component, sticky by user hash) sends it half of the users
-        "modelServer": {"canary": {"enabled": True, "name": "challenger", "trafficPercent": 50,
-                                   "alias": "challenger"},
-                        "extraArgs": [f"model_server.provenance_topic={PROVENANCE_TOPIC}"]},
+        "modelServer": {"extraArgs": [f"model_server.provenance_topic={PROVENANCE_TOPIC}"]},
         "router": {"nodePort": ROUTER_NODEPORT},
         "tests": {"knownUserId": 1, "unknownUserId": 999_999_999},
     }
+
+
+def demo_values(settings: DemoSettings) -> dict[str, Any]:
+    """The demo's A/B on top of :func:`host_values`."""
+    values = host_values()
+    values["experiment"] = {"name": "demo-ab", "abTest": False,
+                            "variants": [{"name": "champion", "weight": 100, "args": []}]}
+    # the challenger is the InferenceService's Standard-mode canary predictor; the router
+    # (one component, sticky by user hash) sends it half of the users
+    values["modelServer"]["canary"] = {"enabled": True, "name": "challenger",
+                                       "trafficPercent": 50, "alias": "challenger"}
+    return values
 
 
 class ClusterPlatform(Platform):
@@ -95,6 +102,7 @@ class ClusterPlatform(Platform):
         super().__init__(settings, console)
         self.broker = ExternalBroker(f"{NET.node_ip}:{KAFKA_NODEPORT}")
         self.keep = keep
+        self.values = demo_values(settings)  # on top of ci/local-values.yaml
         self.installed = False
         self.probes: dict[str, int] = {}
         self.ports["router"] = ROUTER_NODEPORT
@@ -142,10 +150,11 @@ class ClusterPlatform(Platform):
                           "Prometheus, ingestor, InferenceService, router, drift")
         t0 = time.monotonic()
         self.fresh_start()
+        self.argo_access()
         run_step(["python", "-m", "cluster", "volumes", NAMESPACE, "data", "kafka"],
                  self.logs / "volumes.log", "volumes")
         values = self.run_dir / "demo-values.yaml"
-        values.write_text(yaml.safe_dump(demo_values(self.s)))
+        values.write_text(yaml.safe_dump(self.values))
         helm("upgrade", "--install", RELEASE, str(CHART), "--create-namespace",
              "-f", str(CHART / "ci" / "local-values.yaml"), "-f", str(values),
              "--wait", "--timeout", "10m")
@@ -172,6 +181,17 @@ class ClusterPlatform(Platform):
                         f"app.kubernetes.io/instance={RELEASE}", "--wait=true"],
                        capture_output=True)
         shutil.rmtree(PATHS.volumes / NAMESPACE, ignore_errors=True)
+
+    def argo_access(self) -> None:
+        """With Argo installed (make argo-up), its Roles in the namespace just recreated."""
+        if subprocess.run([str(BIN / "kubectl"), "--kubeconfig", str(PATHS.admin_kubeconfig),
+                           "get", "namespace", "argo"], capture_output=True).returncode != 0:
+            return
+        from cluster.argo import managed_namespace_objects
+
+        subprocess.run([str(BIN / "kubectl"), "--kubeconfig", str(PATHS.admin_kubeconfig),
+                        "create", "namespace", NAMESPACE], capture_output=True)
+        kubectl("apply", "-f", "-", input=yaml.safe_dump_all(managed_namespace_objects()))
 
     def start_infrastructure(self) -> None:
         from kafka.admin import KafkaAdminClient, NewTopic
@@ -216,9 +236,10 @@ class ClusterPlatform(Platform):
         super().wait_ingested(timeout)
 
     def job(self, name: str, component: str, argv: list[str], timeout: float = 1800,
-            cpu: str = "500m", memory: str = "3Gi") -> str:
-        """Run ``python -m <argv>`` as a Job of image ``component`` with the data claim at
-        /data, under the chart's security context; its logs, or an error with them."""
+            cpu: str = "500m", memory: str = "3Gi", code: str = "") -> str:
+        """Run ``python -m <argv>`` (or ``python -c <code>``) as a Job of image ``component``
+        with the data claim at /data, under the chart's security context; its logs, or an
+        error with them."""
         chart = yaml.safe_load((CHART / "values.yaml").read_text())
         image = f"localhost/movierec-{component}:{yaml.safe_load((CHART / 'Chart.yaml').read_text())['appVersion']}"
         kubectl("delete", "job", name, "--ignore-not-found", "--wait=true")
@@ -232,7 +253,7 @@ class ClusterPlatform(Platform):
                 "securityContext": chart["podSecurityContext"],
                 "containers": [{
                     "name": "main", "image": image, "imagePullPolicy": "Never",
-                    "command": ["python", "-m", *argv],
+                    "command": ["python", "-c", code] if code else ["python", "-m", *argv],
                     "env": [{"name": "HOME", "value": "/tmp"},
                             {"name": "PYTHONUNBUFFERED", "value": "1"}],
                     "resources": {"requests": {"cpu": cpu, "memory": "512Mi"},

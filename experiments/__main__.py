@@ -44,6 +44,7 @@ def _canary(cfg) -> int:
                               "champion": champion_v, "challenger": challenger_v}))
             return 0
     write_resolved(cfg, out_dir, "canary-config.yaml")
+    route = None
     if c.target == "router":
         driver = RouterDriver(c.router_url, c.champion, c.challenger, list(c.challenger_urls))
     elif c.target == "kserve":
@@ -64,9 +65,9 @@ def _canary(cfg) -> int:
             api = InClusterAPI()
             ready = ((lambda: api.deployment_available(str(c.challenger_deployment)))
                      if c.challenger_deployment else None)
-            driver = CompositeDriver(driver, RouterConfigMapDriver(
-                api, str(c.weights_configmap), str(c.router_champion),
-                str(c.router_challenger), ready=ready))
+            route = RouterConfigMapDriver(api, str(c.weights_configmap), str(c.router_champion),
+                                          str(c.router_challenger), ready=ready)
+            driver = CompositeDriver(driver, route)
     else:
         raise SystemExit(f"experiments.canary.target must be router or kserve, not {c.target}")
     if c.telemetry == "file":
@@ -84,6 +85,12 @@ def _canary(cfg) -> int:
             version = open_registry(cfg.data.registry_root).promote(c.model_name)
             logging.getLogger("experiments.canary").info("registry: champion -> %s", version)
             push_champion_moved(str(c.pushgateway), c.model_name, version)
+            if route is not None:
+                # the challenger serves everyone now; back to the champion's predictor once it
+                # has hot-swapped to the promoted version (its alias poll), before the
+                # challenger's predictor is removed
+                wait_for_version(str(c.champion_url), version)
+                driver.wait_until(route.set_weight(0))
 
     from experiments.metrics import ExperimentMetrics
 
@@ -117,6 +124,26 @@ def _canary(cfg) -> int:
                       "final_percent": result.final_percent, "windows": len(result.windows),
                       "report": str(out_dir / "report.md")}))
     return 0 if result.outcome in ("promoted", "rolled_back") else 1
+
+
+def wait_for_version(url: str, version: str, timeout_s: float = 300.0) -> None:
+    """Until ``url``'s /recommend answers with ``X-Model-Version: version``."""
+    import time
+
+    import httpx
+
+    log = logging.getLogger("experiments.canary")
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            resp = httpx.get(f"{url.rstrip('/')}/recommend/0", timeout=5)
+            if resp.headers.get("x-model-version") == version:
+                log.info("%s serves %s", url, version)
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(2)
+    raise RuntimeError(f"{url} did not serve {version} within {timeout_s:.0f} s")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -218,16 +218,25 @@ class CompositeDriver:
     challenger's predictor) and the router's weights. Traffic moves to the challenger only
     after its predictor is asked for, and away from it before it is removed."""
 
-    def __init__(self, deploy: TrafficDriver, route: TrafficDriver) -> None:
+    def __init__(self, deploy: TrafficDriver, route: TrafficDriver,
+                 sleep: Callable[[float], None] = time.sleep,
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC).replace(tzinfo=None),
+                 margin_s: float = 3.0) -> None:
         self.deploy, self.route = deploy, route
+        self.sleep, self.now, self.margin_s = sleep, now, margin_s
 
     def set_weight(self, challenger_percent: int) -> datetime | None:
         if challenger_percent > 0:
             self.deploy.set_weight(challenger_percent)
             return self.route.set_weight(challenger_percent)
         at = self.route.set_weight(challenger_percent)
+        self.wait_until(at)  # no router sends to the challenger any more
         self.deploy.set_weight(challenger_percent)
         return at
+
+    def wait_until(self, at: datetime | None) -> None:
+        if at is not None:
+            self.sleep(max(0.0, (at - self.now()).total_seconds() + self.margin_s))
 
 
 class MovieCosts:

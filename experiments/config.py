@@ -76,6 +76,9 @@ class CanaryConfig:
     router_champion: str = "control"
     router_challenger: str = "canary"
     challenger_deployment: str = ""
+    # after a promotion: once the champion's predictor (at this URL) serves the new version,
+    # the router's weights go back to it and the challenger's predictor can go
+    champion_url: str = ""
     # telemetry: weight changes apply after the newest request seen (a simulated clock);
     # effective: at the instant the driver names (telemetry on the wall clock)
     history_clock: str = "telemetry"

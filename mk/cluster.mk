@@ -1,6 +1,6 @@
 # The local single-node Kubernetes cluster (issue 16): python -m cluster, docs/cluster.md.
 # Opt-in (root, minutes cold): not part of `make test`.
-.PHONY: cluster-deps cluster-up cluster-down cluster-reset cluster-status images cluster-smoke kserve-up prometheus-build cluster-demo
+.PHONY: cluster-deps cluster-up cluster-down cluster-reset cluster-status images cluster-smoke kserve-up prometheus-build cluster-demo argo-up cluster-test
 
 CLUSTER_APT := containerd runc containernetworking-plugins etcd-server iptables conntrack \
   buildah mmdebstrap uidmap fuse-overlayfs
@@ -57,3 +57,16 @@ cluster-demo: cluster-up images kserve-up
 # from the npm registry's packages), installed in namespace argo acting in movierec (issue 18)
 argo-up: .venv/.installed k8s-tools
 	PATH="$$PATH:/usr/local/go/bin" $(PY) -m cluster.argo up
+
+# Debian's Chromium and playwright-core (npm) for the Argo UI screenshot
+.cache/screenshot/node_modules/playwright-core:
+	@mkdir -p .cache/screenshot
+	@dpkg -s chromium >/dev/null 2>&1 || { export DEBIAN_FRONTEND=noninteractive; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null; }
+	cd .cache/screenshot && npm install --no-audit --no-fund --loglevel=error playwright-core@1
+
+# Argo's pipeline, a promotion and a rollback by traffic weight, cron, mutex, alerts, the UI;
+# writes bench/results/cluster.json (issue 18; opt-in: about 40 minutes warm)
+cluster-test: cluster-up images kserve-up argo-up .cache/screenshot/node_modules/playwright-core
+	$(PY) -m demo.cluster_test $(CLUSTER_TEST_ARGS)

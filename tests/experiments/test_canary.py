@@ -273,10 +273,15 @@ def test_composite_deploys_before_routing_to_and_routes_away_before_removing():
             return self.at
 
     at = datetime(2026, 12, 1, 10, 2)
-    composite = CompositeDriver(Recorder("isvc"), Recorder("router", at))
+    slept = []
+    composite = CompositeDriver(Recorder("isvc"), Recorder("router", at), sleep=slept.append,
+                                now=lambda: datetime(2026, 12, 1, 10, 1, 30))
     assert composite.set_weight(5) == at and calls == [("isvc", 5), ("router", 5)]
+    assert slept == []
     calls.clear()
     assert composite.set_weight(0) == at and calls == [("router", 0), ("isvc", 0)]
+    # the challenger's predictor goes only after every router has stopped calling it
+    assert slept == [33.0]
 
 
 def test_effective_history_clock_attributes_requests_by_the_instant_weights_changed(tmp_path):
