@@ -117,7 +117,8 @@ class Watcher:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(10)
+        if self._thread.is_alive():
+            self._thread.join(10)
 
     def _run(self) -> None:
         while not self._stop.wait(5):
@@ -175,8 +176,12 @@ class ClusterTest:
             self.p.sim.use("popularity")
             self.p.simulate(self.p.s.history_minutes, 0.0, "history")
             self.p.wait_ingested()
+            data = ["data.lake_root=/data/lake", "data.registry_root=/data/registry"]
+            out = self.p.job("bootstrap-snapshot", "ingestor",
+                             ["ingestor", "snapshot", "--summary", *data])
+            snapshot = json.loads(out[out.index("{"):out.rindex("}") + 1])["snapshot_id"]
             self.p.job("bootstrap-champion", "trainer", [
-                "trainer", "data.lake_root=/data/lake", "data.registry_root=/data/registry",
+                "trainer", *data, f"snapshot={snapshot}",
                 "trainer.output_dir=/tmp/trainer-runs", "candidates=[popularity]",
                 "trainer.evaluate=false", "promote=true",
                 "trainer.pushgateway=movierec-pushgateway.movierec.svc:9091"])

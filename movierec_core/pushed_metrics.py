@@ -31,13 +31,20 @@ def push(gateway: str, job: str, registry: CollectorRegistry) -> bool:
         return False
 
 
+class ChampionMetrics:
+    """The champion group: ``movierec_trainer_last_champion_timestamp_seconds`` (what the
+    MovierecNoNewChampion alert watches), on a registry of its own per push."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.last_champion = Gauge("movierec_trainer_last_champion_timestamp_seconds",
+                                   "Unix time the champion alias last moved",
+                                   ["model", "version"], registry=self.registry)
+
+
 def push_champion_moved(gateway: str, model_name: str, version: str,
                         at: float | None = None) -> bool:
-    """``movierec_trainer_last_champion_timestamp_seconds`` (what the MovierecNoNewChampion
-    alert watches) for ``model_name``, now or at ``at``."""
-    registry = CollectorRegistry()
-    gauge = Gauge("movierec_trainer_last_champion_timestamp_seconds",
-                  "Unix time the champion alias last moved", ["model", "version"],
-                  registry=registry)
-    gauge.labels(model_name, version).set(time.time() if at is None else at)
-    return push(gateway, CHAMPION_JOB, registry)
+    """Push the champion's timestamp for ``model_name``, now or at ``at``."""
+    metrics = ChampionMetrics()
+    metrics.last_champion.labels(model_name, version).set(time.time() if at is None else at)
+    return push(gateway, CHAMPION_JOB, metrics.registry)

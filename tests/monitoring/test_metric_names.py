@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MONITORING = REPO_ROOT / "monitoring"
 METRIC_MODULES = ("ingestor.metrics", "model_server.metrics", "experiments.metrics",
-                  "trainer.metrics", "drift.metrics")
+                  "trainer.metrics", "drift.metrics", "movierec_core.pushed_metrics")
 NAME = re.compile(r"\bmovierec_[a-z0-9_]+\b")
 
 # The published contract (issue 9 and each package's issue): what alerts/dashboards may use.
