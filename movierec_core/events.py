@@ -62,6 +62,7 @@ class Reason(StrEnum):
     BAD_RATING = "bad_rating"
     RATING_OUT_OF_RANGE = "rating_out_of_range"
     BAD_RECOMMENDATION = "bad_recommendation"
+    PARSER_ERROR = "parser_error"  # the parser itself raised: a bug, dead-lettered with its type
     DUPLICATE = "duplicate"  # assigned by consumers (the parser sees one line at a time)
 
 
@@ -182,7 +183,7 @@ def parse(line: str | bytes, settings: ParserSettings = DEFAULT_SETTINGS) -> Eve
         return _parse(line, settings)
     except Exception as exc:  # defensive: a parser bug must dead-letter, not crash a consumer
         raw = line if isinstance(line, bytes) else str(line).encode("utf-8", "replace")
-        return Rejection(Reason.UNKNOWN_REQUEST, f"parser error: {type(exc).__name__}", raw)
+        return Rejection(Reason.PARSER_ERROR, f"parser error: {type(exc).__name__}: {exc}"[:200], raw)
 
 
 def _parse(line: str | bytes, settings: ParserSettings) -> Event | Rejection:

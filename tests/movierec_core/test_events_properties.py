@@ -18,7 +18,17 @@ from movierec_core import (
     is_valid_movie_id,
     parse,
 )
+from movierec_core import events as events_module
+from movierec_core.events import DEFAULT_SETTINGS, Reason
 from movierec_core.invalid import EXPECTED_REASONS, InvalidKind, make_invalid
+
+EVENT_TYPES = Rejection | WatchMinute | Rating | AccountCreation | RecommendationRequest
+
+
+def parse_raising(line):
+    """The parser's core, without parse()'s safety net (which turns any exception into a
+    rejection): a property test on parse() could never see the parser raise."""
+    return events_module._parse(line, DEFAULT_SETTINGS)
 
 times = st.datetimes(min_value=datetime(1970, 1, 1), max_value=datetime(9999, 12, 31))
 user_ids = st.integers(min_value=0, max_value=10**18 - 1)
@@ -54,27 +64,40 @@ events = st.one_of(watch, rating, account, reco_ok, reco_failed)
 @given(events)
 def test_format_then_parse_round_trips(event) -> None:
     line = format_event(event)
+    assert parse_raising(line) == event
+    assert parse_raising(line.encode("utf-8")) == event
     assert parse(line) == event
-    assert parse(line.encode("utf-8")) == event
 
 
 @settings(max_examples=300)
 @given(st.binary(max_size=300))
 def test_arbitrary_bytes_never_raise(data: bytes) -> None:
-    result = parse(data)
-    assert isinstance(result, Rejection | WatchMinute | Rating | AccountCreation | RecommendationRequest)
+    result = parse_raising(data)
+    assert isinstance(result, EVENT_TYPES)
+    if isinstance(result, Rejection):
+        assert result.reason is not Reason.PARSER_ERROR and result.line == data
 
 
 @settings(max_examples=300)
 @given(st.text(max_size=300))
 def test_arbitrary_text_never_raises(text: str) -> None:
-    parse(text)
+    assert isinstance(parse_raising(text), EVENT_TYPES)
 
 
 def test_every_invalid_kind_gets_its_reason() -> None:
     rng = random.Random(7)
     for kind in InvalidKind:
         for _ in range(200):
-            result = parse(make_invalid(kind, rng, user_id=rng.randrange(10**6)))
+            result = parse_raising(make_invalid(kind, rng, user_id=rng.randrange(10**6)))
             assert isinstance(result, Rejection), kind
             assert result.reason in EXPECTED_REASONS[kind], (kind, result)
+
+
+def test_a_parser_crash_is_dead_lettered_as_parser_error_with_the_exception(monkeypatch) -> None:
+    def crash(line, settings):
+        raise ZeroDivisionError("boom")
+
+    monkeypatch.setattr(events_module, "_parse", crash)
+    result = parse(b"2025-03-02T14:10:00,1,GET /create_account")
+    assert result == Rejection(Reason.PARSER_ERROR, "parser error: ZeroDivisionError: boom",
+                               b"2025-03-02T14:10:00,1,GET /create_account")
