@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from movierec_core.config import DataConfig
-from movierec_core.events import Reason
+from movierec_core.events import Rating, Reason, WatchMinute, parse
 from movierec_core.lake import WATCH_SESSIONS, table_dir
 from movierec_core.online_store import open_store
 from movierec_core.snapshot import data_files
@@ -69,10 +69,35 @@ def test_stream_lands_once_in_lake_dlq_and_online_store(kafka_broker, tmp_path) 
     sessions = [pq.ParquetFile(p).read() for part in table_dir(tmp_path / "lake", WATCH_SESSIONS)
                 .glob("event_date=*") for p in data_files(part)]
     assert sum(s.num_rows for s in sessions) > 0
+    # the online store holds, for every user, exactly what the valid lines say
+    expected = expected_online_state(lines)
+    assert len(expected) > 100
     store = open_store(DataConfig(online_store_path=str(tmp_path / "online.sqlite")))
-    some_user = int(lines[-1].split(b",")[1]) if lines[-1].count(b",") >= 2 else 1
-    assert isinstance(store.interactions(some_user), list)
-    store.close()
+    try:
+        got = {user: {i.movie_id: (i.minutes, i.max_minute, i.stars)
+                      for i in store.interactions(user, limit=10_000)} for user in expected}
+    finally:
+        store.close()
+    assert got == expected
+
+
+def expected_online_state(lines: list[bytes]) -> dict[int, dict[str, tuple]]:
+    """user -> movie -> (distinct minutes watched, highest minute or -1, latest stars)."""
+    minutes: dict[tuple[int, str], set[int]] = {}
+    ratings: dict[tuple[int, str], tuple] = {}
+    for line in lines:
+        event = parse(line)
+        if isinstance(event, WatchMinute):
+            minutes.setdefault((event.user_id, event.movie_id), set()).add(event.minute)
+        elif isinstance(event, Rating):
+            key = (event.user_id, event.movie_id)
+            ratings[key] = max(ratings.get(key, (event.time, event.stars)), (event.time, event.stars))
+    out: dict[int, dict[str, tuple]] = {}
+    for key in minutes.keys() | ratings.keys():
+        seen = minutes.get(key, set())
+        stars = ratings[key][1] if key in ratings else None
+        out.setdefault(key[0], {})[key[1]] = (len(seen), max(seen, default=-1), stars)
+    return out
 
 
 def test_sigkill_three_times_mid_run_loses_and_duplicates_nothing(kafka_broker, tmp_path) -> None:

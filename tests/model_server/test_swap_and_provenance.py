@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from model_server.metrics import MODEL_SWAPS
+from model_server.metrics import MODEL_SWAPS, PROVENANCE_DROPPED
 from model_server.provenance import ProvenanceLog
 from model_server.swap import ModelHolder
 
@@ -53,9 +53,28 @@ def test_a_failing_sink_drops_and_counts_without_raising(tmp_path: Path) -> None
     def sink(lines: list[bytes]) -> None:
         raise ConnectionError("broker down")
 
-    log = ProvenanceLog(None, kafka_sink=sink)
-    log.log("r1", 1, ["a"], {}, "recommend", "model")
+    before = PROVENANCE_DROPPED._value.get()
+    log = ProvenanceLog(path := tmp_path / "provenance.jsonl", kafka_sink=sink,
+                        flush_interval_s=0.01)
+    for i in range(3):
+        log.log(f"r{i}", i, ["a"], {}, "recommend", "model")  # must not raise
     log.close()
+    # the broker's failure drops the three records from Kafka and counts them; the file keeps them
+    assert PROVENANCE_DROPPED._value.get() - before == 3
+    assert [json.loads(line)["request_id"] for line in path.read_text().splitlines()] == [
+        "r0", "r1", "r2"]
+
+
+def test_a_full_buffer_drops_and_counts_instead_of_blocking(tmp_path: Path) -> None:
+    before = PROVENANCE_DROPPED._value.get()
+    log = ProvenanceLog(path := tmp_path / "provenance.jsonl", max_queue=2,
+                        flush_interval_s=60)  # the writer sleeps: the queue fills
+    for i in range(5):
+        log.log(f"r{i}", i, ["a"], {}, "recommend", "model")
+    log.close()
+    assert PROVENANCE_DROPPED._value.get() - before == 3
+    assert [json.loads(line)["request_id"] for line in path.read_text().splitlines()] == [
+        "r0", "r1"]
 
 
 def test_provenance_file_is_rotated_so_a_pods_scratch_volume_never_fills(tmp_path: Path) -> None:
