@@ -32,7 +32,7 @@ help:
 	touch $@
 
 # Debian packages the suite and the demo run for real (prometheus/promtool, pushgateway, redis).
-APT_PACKAGES := prometheus prometheus-pushgateway redis-server
+APT_PACKAGES := prometheus prometheus-pushgateway redis-server wrk
 .cache/apt.done:
 	@mkdir -p .cache
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

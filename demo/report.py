@@ -154,10 +154,23 @@ def online_metrics(p: Platform) -> dict[str, Any]:
             "champion_over_popularity": champion / popularity if popularity else float("nan")}
 
 
+def seed_role(seed: int) -> str:
+    """Whether the world is one the champion's settings were tuned on (in-sample quality)."""
+    from demo.platform import HELD_OUT_SEEDS, TUNING_SEEDS
+
+    if seed in TUNING_SEEDS:
+        return ("the seed model=als_demo was tuned on: in-sample quality; "
+                "bench/closed_loop_quality.py reports held-out worlds")
+    if seed in HELD_OUT_SEEDS:
+        return "a held-out seed: the champion's settings were not tuned on it"
+    return "not a tuning seed"
+
+
 def build_report(p: Platform) -> dict[str, Any]:
     report: dict[str, Any] = {
         "settings": {"users": p.s.users, "seed": p.s.seed, "history_minutes": p.s.history_minutes,
-                     "live_minutes": p.s.live_minutes, "router_share": p.s.router_share},
+                     "live_minutes": p.s.live_minutes, "router_share": p.s.router_share,
+                     "seed_role": seed_role(p.s.seed)},
         "ports": p.ports, "run_dir": str(p.run_dir),
         **p.figures,
         "events": reconcile(p),
@@ -198,7 +211,8 @@ def to_markdown(r: dict[str, Any]) -> str:
     lines = [
         f"# movierec demo report ({datetime.now().isoformat(timespec='seconds')})", "",
         f"{r['settings']['users']:,} users; {r['settings']['history_minutes']} simulated minutes of "
-        f"history, {r['settings']['live_minutes']} of closed loop.", "",
+        f"history, {r['settings']['live_minutes']} of closed loop; world seed {r['settings']['seed']} "
+        f"({r['settings'].get('seed_role', 'n/a')}).", "",
         "## Events", "",
         "| kind | produced (valid) | in the lake | lost |", "|---|---:|---:|---:|",
     ]

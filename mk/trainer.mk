@@ -16,7 +16,7 @@ trainer-bench: .venv/.installed  ## full size: 1M users × 20K movies (minutes; 
 	$(PY) bench/train.py
 
 trainer-bench-quick: .venv/.installed
-	$(PY) bench/train.py --quick --out bench/results/train-quick.json
+	$(PY) bench/train.py --quick
 
 trainer-movielens: .venv/.installed  ## the offline protocol's P@10 / nDCG@10 on ml-latest-small
 	$(PY) -m trainer movielens-eval --interactions ../shared/data/ml-latest-small/ratings.csv

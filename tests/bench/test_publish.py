@@ -1,0 +1,46 @@
+"""The README's benchmark table is what bench/publish.py renders from bench/results."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench import publish
+
+
+def test_readme_table_equals_the_results_files() -> None:
+    readme = publish.README.read_text()
+    assert publish.replace_table(readme, publish.table()) == readme, (
+        "README.md's benchmark table is stale: run `python bench/publish.py`")
+
+
+def test_every_published_result_is_a_full_run_with_rounds_and_loads() -> None:
+    for name, _script, _row in publish.ROWS:
+        result = json.loads((publish.RESULTS / f"{name}.json").read_text())
+        assert result["quick"] is False, name
+        assert {"load_average_1m_before", "load_average_1m_after", "targets"} <= result.keys(), name
+
+
+def test_a_quick_result_is_refused(tmp_path, monkeypatch) -> None:
+    (tmp_path / "parse.json").write_text(json.dumps({"quick": True}))
+    monkeypatch.setattr(publish, "RESULTS", tmp_path)
+    with pytest.raises(SystemExit, match="quick"):
+        publish.load("parse")
+
+
+def test_a_changed_figure_makes_the_check_fail(tmp_path, monkeypatch) -> None:
+    results = tmp_path / "results"
+    results.mkdir()
+    for name, _script, _row in publish.ROWS:
+        data = json.loads((publish.RESULTS / f"{name}.json").read_text())
+        if name == "router":
+            data["added_p50_ms"]["median"] += 1.0
+        (results / f"{name}.json").write_text(json.dumps(data))
+    readme = tmp_path / "README.md"
+    readme.write_text(publish.README.read_text())
+    monkeypatch.setattr(publish, "RESULTS", results)
+    monkeypatch.setattr(publish, "README", readme)
+    assert publish.main(["--check"]) == 1
+    assert publish.main([]) == 0
+    assert publish.main(["--check"]) == 0
