@@ -10,9 +10,9 @@ FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml constraints.txt ./
-# the core dependencies only (pyproject.toml), at the tested lock's versions (constraints.txt);
+# the core dependencies and the `ingest` extra (pyproject.toml), at the tested lock's versions (constraints.txt);
 # the source is copied as-is into the runtime stage so hydra_configs/ stays next to the packages
-RUN python3 -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\\n'.join(p['dependencies']))" > requirements.txt \
+RUN python3 -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\\n'.join(p['dependencies'] + p['optional-dependencies']['ingest']))" > requirements.txt \
  && python3 -m venv /opt/venv \
  && /opt/venv/bin/pip install --upgrade pip==25.3 \
  && /opt/venv/bin/pip install -c constraints.txt -r requirements.txt

@@ -23,16 +23,21 @@ import signal
 import socket
 import threading
 import time
-from collections import defaultdict
 from typing import Any
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
-from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
-from kafka.structs import OffsetAndMetadata
+from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from ingestor import metrics
+from ingestor.consumers import (
+    BrokerUnavailable,
+    CommitRejected,
+    ConsumerSettings,
+    GroupConsumer,
+    Polled,
+    open_consumer,
+)
 from ingestor.dlq import DeadLetters
 from ingestor.enrich import Enricher
 from ingestor.lake import LakeWriter, maintain, recover
@@ -42,17 +47,6 @@ from movierec_core.lake import WATCH_MINUTES
 from movierec_core.online_store import OnlineStore, open_store
 
 log = logging.getLogger("ingestor")
-
-
-class _Rebalance(ConsumerRebalanceListener):
-    def __init__(self, ingestor: Ingestor) -> None:
-        self.ingestor = ingestor
-
-    def on_partitions_revoked(self, revoked: Any) -> None:
-        self.ingestor._on_revoked(revoked)
-
-    def on_partitions_assigned(self, assigned: Any) -> None:
-        self.ingestor._on_assigned(assigned)
 
 
 class Ingestor:
@@ -68,12 +62,11 @@ class Ingestor:
         self.lake = LakeWriter(cfg.data.lake_root)
         self.store: OnlineStore | None = None
         self.enricher: Enricher | None = None
-        self.consumer: KafkaConsumer | None = None
+        self.consumer: GroupConsumer | None = None
         self.dead_letters: DeadLetters | None = None
         self._stop = threading.Event()
-        self._buffer: dict[TopicPartition, list] = defaultdict(list)
-        self._buffered = 0
-        self._next_offsets: dict[TopicPartition, int] = {}
+        self._buffer = Polled()
+        self._next_offsets: dict[int, int] = {}  # partition -> next offset committed here
         self._dirty_days: set = set()
         self._last_maintenance = time.monotonic()
         self.batches = 0
@@ -110,34 +103,24 @@ class Ingestor:
                 self.dead_letters = DeadLetters(producer, reader, self.topic, self.dlq_topic,
                                                 self.instance)
                 self.dead_letters.refresh()
-                consumer = KafkaConsumer(
-                    bootstrap_servers=bootstrap, group_id=self.cfg.kafka.group_id,
+                consumer = open_consumer(str(self.icfg.consumer), ConsumerSettings(
+                    bootstrap=bootstrap, topic=self.topic, group_id=self.cfg.kafka.group_id,
                     client_id=f"{self.cfg.kafka.client_id}-ingestor",
-                    enable_auto_commit=False, auto_offset_reset=self.icfg.auto_offset_reset,
+                    auto_offset_reset=self.icfg.auto_offset_reset,
                     fetch_max_bytes=int(self.icfg.fetch_max_bytes),
                     max_partition_fetch_bytes=int(self.icfg.max_partition_fetch_bytes),
                     max_poll_records=int(self.icfg.batch_max_records),
                     check_crcs=bool(self.icfg.check_crcs),
                     session_timeout_ms=int(self.icfg.session_timeout_ms),
-                    reconnect_backoff_max_ms=int(self.icfg.retry_backoff_max_s * 1000),
-                    heartbeat_interval_ms=max(1000, int(self.icfg.session_timeout_ms) // 4),
-                    max_poll_interval_ms=600_000)
-                # subscribe only once the topic's metadata is known: a group joined before it
-                # gets an empty assignment, and kafka-python 3.0 can then stall in the rejoin
-                deadline = time.monotonic() + 30
-                while not consumer.partitions_for_topic(self.topic):
-                    if time.monotonic() > deadline or self._stop.is_set():
-                        log.warning("topic %s has no partitions yet; subscribing anyway",
-                                    self.topic)
-                        break
-                    self._stop.wait(0.5)
-                consumer.subscribe([self.topic], listener=_Rebalance(self))
+                    retry_backoff_max_s=float(self.icfg.retry_backoff_max_s)),
+                    self._on_revoked, self._on_assigned)
                 self._subscribed_at = time.monotonic()
                 self.consumer = consumer
-                log.info("connected to Kafka at %s: topic %s, group %s, dead letters to %s",
-                         bootstrap, self.topic, self.cfg.kafka.group_id, self.dlq_topic)
+                log.info("connected to Kafka at %s (%s consumer): topic %s, group %s, dead "
+                         "letters to %s", bootstrap, self.icfg.consumer, self.topic,
+                         self.cfg.kafka.group_id, self.dlq_topic)
                 return
-            except (KafkaError, TimeoutError, OSError) as exc:
+            except (KafkaError, BrokerUnavailable, TimeoutError, OSError) as exc:
                 delay = min(self.icfg.retry_backoff_s * (2 ** attempt), self.icfg.retry_backoff_max_s)
                 log.warning("Kafka broker at %s unavailable (%s); retrying in %.1fs",
                             bootstrap, exc, delay)
@@ -188,7 +171,7 @@ class Ingestor:
         try:
             while not self._stop.is_set():
                 got = self._fill_buffer()
-                if self._buffered:
+                if self._buffer:
                     self._process_buffer()
                 if got:
                     idle_since = time.monotonic()
@@ -198,7 +181,7 @@ class Ingestor:
                         and time.monotonic() - idle_since >= self.icfg.exit_when_idle_s):
                     log.info("all assigned partitions drained; exiting (exit_when_idle_s)")
                     break
-            if self._buffered:
+            if self._buffer:
                 self._process_buffer(shutting_down=True)
         finally:
             self._shutdown()
@@ -227,43 +210,33 @@ class Ingestor:
         deadline = time.monotonic() + float(self.icfg.batch_max_wait_s)
         limit = int(self.icfg.batch_max_records)
         received = 0
-        while self._buffered < limit and not self._stop.is_set():
+        while len(self._buffer) < limit and not self._stop.is_set():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
             try:
                 polled = self.consumer.poll(
-                    timeout_ms=int(min(remaining * 1000, self.icfg.poll_timeout_ms)) or 1,
-                    max_records=limit - self._buffered)
-            except KafkaError as exc:
+                    min(remaining, self.icfg.poll_timeout_ms / 1000), limit - len(self._buffer))
+            except BrokerUnavailable as exc:
                 log.warning("poll failed (%s); the consumer reconnects by itself", exc)
                 self._stop.wait(min(1.0, self.icfg.retry_backoff_max_s))
                 continue
             if polled and not self.first_record_at:
                 self.first_record_at = time.time()
-            for tp, records in polled.items():
-                self._buffer[tp].extend(records)
-                self._buffered += len(records)
-                received += len(records)
-            if not polled and self._buffered:
+            self._buffer.extend(polled)
+            received += len(polled)
+            if not polled and self._buffer:
                 break  # nothing more right now: write what we have
         return received
 
     def _process_buffer(self, shutting_down: bool = False) -> None:
         start = time.perf_counter()
-        values, partitions, offsets, timestamps = [], [], [], []
-        commit: dict[TopicPartition, int] = {}
-        for tp, records in self._buffer.items():
-            for rec in records:
-                values.append(rec.value)
-                partitions.append(tp.partition)
-                offsets.append(rec.offset)
-                timestamps.append(rec.timestamp)
-            commit[tp] = max(rec.offset for rec in records) + 1
-        self._buffer.clear()
-        self._buffered = 0
+        batch, self._buffer = self._buffer, Polled()
+        values = batch.values
+        commit = batch.next_offsets()
         t_parse = time.perf_counter()
-        parsed = parse_batch(values, partitions, offsets, timestamps, self.settings)
+        parsed = parse_batch(values, batch.partitions, batch.offsets, batch.timestamps_ms,
+                             self.settings)
         t_dlq = time.perf_counter()
 
         give_up = time.monotonic() + self.icfg.shutdown_commit_timeout_s if shutting_down else None
@@ -307,22 +280,21 @@ class Ingestor:
                   time.perf_counter() - t_commit)
         self._update_lag()
 
-    def _commit(self, offsets: dict[TopicPartition, int], give_up_at: float | None) -> None:
+    def _commit(self, offsets: dict[int, int], give_up_at: float | None) -> None:
         assert self.consumer is not None
         attempt = 0
         while True:
             try:
-                self.consumer.commit({tp: OffsetAndMetadata(o, "", -1)
-                                      for tp, o in offsets.items()})
+                self.consumer.commit(offsets)
                 self._next_offsets.update(offsets)
                 if self.dead_letters is not None:
-                    self.dead_letters.forget_below({tp.partition: o for tp, o in offsets.items()})
+                    self.dead_letters.forget_below(offsets)
                 return
-            except CommitFailedError as exc:
+            except CommitRejected as exc:
                 log.warning("offset commit rejected (%s): the group rebalanced; the batch is "
                             "replayed by the partition's new owner and deduplicated", exc)
                 return
-            except KafkaError as exc:
+            except BrokerUnavailable as exc:
                 if give_up_at is not None and time.monotonic() > give_up_at:
                     log.warning("giving up committing at shutdown (%s); the batch is in the "
                                 "lake and will be deduplicated when replayed", exc)
@@ -339,13 +311,13 @@ class Ingestor:
     # partition), records fetched twice across a rebalance are deduplicated (lake: event_id,
     # DLQ: source partition/offset), and a commit after losing a partition claims no more than
     # what this instance wrote.
-    def _on_revoked(self, revoked: Any) -> None:
-        log.info("partitions revoked: %s", sorted(tp.partition for tp in revoked or ()))
-        for tp in revoked or ():
-            self._next_offsets.pop(tp, None)
+    def _on_revoked(self, revoked: list[int]) -> None:
+        log.info("partitions revoked: %s", revoked)
+        for partition in revoked:
+            self._next_offsets.pop(partition, None)
 
-    def _on_assigned(self, assigned: Any) -> None:
-        log.info("assigned partitions %s", sorted(tp.partition for tp in assigned or ()))
+    def _on_assigned(self, assigned: list[int]) -> None:
+        log.info("assigned partitions %s", assigned)
         if self.dead_letters is not None:
             self.dead_letters.stale = True  # re-read the DLQ tail before the next dead letter
 
@@ -395,26 +367,26 @@ class Ingestor:
     def _update_lag(self) -> None:
         if self.consumer is None:
             return
-        for tp in self.consumer.assignment():
-            high = self.consumer.highwater(tp)
-            pos = self._next_offsets.get(tp)
+        for partition in self.consumer.assignment():
+            high = self.consumer.highwater(partition)
+            pos = self._next_offsets.get(partition)
             if high is not None and pos is not None:
-                metrics.CONSUMER_LAG.labels(str(tp.partition)).set(max(0, high - pos))
+                metrics.CONSUMER_LAG.labels(str(partition)).set(max(0, high - pos))
 
     def _drained(self) -> bool:
-        if self.consumer is None or self._buffered:
+        if self.consumer is None or self._buffer:
             return False
         assignment = self.consumer.assignment()
         if not assignment:
             return False
-        for tp in assignment:
-            high = self.consumer.highwater(tp)
+        for partition in assignment:
+            high = self.consumer.highwater(partition)
             if high is None:
                 return False
-            pos = self._next_offsets.get(tp)
+            pos = self._next_offsets.get(partition)
             if pos is None:
                 try:
-                    pos = self.consumer.position(tp, timeout_ms=1000)
+                    pos = self.consumer.position(partition)
                 except Exception:  # noqa: BLE001
                     return False
             if pos is None or pos < high:

@@ -11,7 +11,8 @@ from hydra.core.config_store import ConfigStore
 class IngestorConfig:
     """How the ingestor consumes, batches, writes and enriches."""
 
-    # consumer and batches
+    # consumer and batches; consumer: kafka-python | confluent (librdkafka, the `ingest` extra)
+    consumer: str = "kafka-python"
     batch_max_records: int = 50_000  # a batch is written and committed at this many records...
     batch_max_wait_s: float = 1.0  # ...or after this long, whichever comes first
     poll_timeout_ms: int = 200

@@ -74,7 +74,7 @@ def test_the_inside_check_fails_on_a_missing_import(tmp_path: Path) -> None:
 def test_each_dockerfile_installs_the_lock_and_its_own_extra_only() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
-    expected = {"ingestor": None, "model-server": "serving", "experiments": "experiments",
+    expected = {"ingestor": "ingest", "model-server": "serving", "experiments": "experiments",
                 "trainer": "trainer", "drift": "drift", "simulator": "simulator"}
     for component, extra in expected.items():
         text = (ROOT / "docker" / f"{component}.Dockerfile").read_text()

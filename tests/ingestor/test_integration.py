@@ -11,6 +11,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from ingestor.consumers import KINDS
 from movierec_core.config import DataConfig
 from movierec_core.events import Rating, Reason, WatchMinute, parse
 from movierec_core.lake import WATCH_SESSIONS, table_dir
@@ -45,12 +46,14 @@ def done(bootstrap: str, topic: str, workdir: Path, ledger) -> bool:
             and dlq_count(bootstrap, f"{topic}.dlq") >= ledger.invalid_total)
 
 
-def test_stream_lands_once_in_lake_dlq_and_online_store(kafka_broker, tmp_path) -> None:
-    bootstrap, topic = kafka_broker.bootstrap, "it-basic"
+@pytest.mark.parametrize("consumer", KINDS)
+def test_stream_lands_once_in_lake_dlq_and_online_store(kafka_broker, tmp_path, consumer) -> None:
+    bootstrap, topic = kafka_broker.bootstrap, f"it-basic-{consumer}"
     lines, ledger = simulator_stream(20_000, seed=1)
     create_topic(bootstrap, topic)
     produce(bootstrap, topic, lines)
-    proc = start_ingestor(bootstrap, topic, tmp_path, "ingestor.exit_when_idle_s=2")
+    proc = start_ingestor(bootstrap, topic, tmp_path, "ingestor.exit_when_idle_s=2",
+                          f"ingestor.consumer={consumer}")
     assert proc.wait(240) == 0, (tmp_path / "ingestor.log").read_text()[-3000:]
     assert_exactly_once(bootstrap, topic, tmp_path, ledger)
 
@@ -100,8 +103,10 @@ def expected_online_state(lines: list[bytes]) -> dict[int, dict[str, tuple]]:
     return out
 
 
-def test_sigkill_three_times_mid_run_loses_and_duplicates_nothing(kafka_broker, tmp_path) -> None:
-    bootstrap, topic = kafka_broker.bootstrap, "it-sigkill"
+@pytest.mark.parametrize("consumer", KINDS)
+def test_sigkill_three_times_mid_run_loses_and_duplicates_nothing(kafka_broker, tmp_path,
+                                                                  consumer) -> None:
+    bootstrap, topic = kafka_broker.bootstrap, f"it-sigkill-{consumer}"
     lines, ledger = simulator_stream(30_000, seed=2)
     create_topic(bootstrap, topic)
     rng = random.Random(7)
@@ -115,7 +120,7 @@ def test_sigkill_three_times_mid_run_loses_and_duplicates_nothing(kafka_broker, 
     producer.start()
     for attempt in range(3):
         proc = start_ingestor(bootstrap, topic, tmp_path, "ingestor.batch_max_records=2000",
-                              log_name=f"ingestor-{attempt}.log")
+                              f"ingestor.consumer={consumer}", log_name=f"ingestor-{attempt}.log")
         # kill once it has written something (or at a random moment after start)
         before = sum(lake_counts(tmp_path / "lake").values())
         wait_until(lambda b=before, p=proc: sum(lake_counts(tmp_path / "lake").values()) > b
@@ -124,7 +129,8 @@ def test_sigkill_three_times_mid_run_loses_and_duplicates_nothing(kafka_broker, 
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
     producer.join()
-    proc = start_ingestor(bootstrap, topic, tmp_path, log_name="ingestor-final.log")
+    proc = start_ingestor(bootstrap, topic, tmp_path, f"ingestor.consumer={consumer}",
+                          log_name="ingestor-final.log")
     wait_until(lambda: done(bootstrap, topic, tmp_path, ledger))
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(60) == 0

@@ -62,3 +62,25 @@ def test_metrics_are_served_with_the_documented_names() -> None:
                  "movierec_ingestor_lake_written_bytes_total",
                  "movierec_ingestor_enrichment_requests_total"):
         assert name in body, name
+
+
+def test_watch_minutes_from_the_kernels_and_the_reference_parser_keep_the_line_order() -> None:
+    # ASCII ids take the Arrow kernels; a non-ASCII id and a 7-digit fraction the reference
+    # parser: the table holds every one, in the order of the lines, with its line id
+    values = [b"2025-03-02T14:07:33,1,GET /data/m/heat+1995/5.mpg",
+              "2025-03-02T14:07:34,2,GET /data/m/café+2001/6.mpg".encode(),
+              b"2025-03-02T14:07:35.1234567,3,GET /data/m/heat+1995/7.mpg",
+              b"2025-03-02T14:07:36.25,4,GET /data/m/up+2009/8.mpg\n"]
+    batch = parse_batch(values, [0] * 4, list(range(4)), [0] * 4, ParserSettings())
+    table = batch.tables["watch_minutes"]
+    assert table.schema == SCHEMAS["watch_minutes"]
+    assert table.to_pylist() == [
+        {"event_id": line_id(values[0]), "time": T, "user_id": 1, "movie_id": "heat+1995",
+         "minute": 5},
+        {"event_id": line_id(values[1]), "time": datetime(2025, 3, 2, 14, 7, 34), "user_id": 2,
+         "movie_id": "café+2001", "minute": 6},
+        {"event_id": line_id(values[2]), "time": datetime(2025, 3, 2, 14, 7, 35, 123456),
+         "user_id": 3, "movie_id": "heat+1995", "minute": 7},
+        {"event_id": line_id(values[3]), "time": datetime(2025, 3, 2, 14, 7, 36, 250000),
+         "user_id": 4, "movie_id": "up+2009", "minute": 8}]
+    assert batch.user_ids == {1, 2, 3, 4} and batch.rejected == []

@@ -1,0 +1,66 @@
+"""Both group consumers (kafka-python, librdkafka) against the real broker: the same records,
+commits that hold across a restart, assignment, high watermarks and positions."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from ingestor.consumers import KINDS, CommitRejected, ConsumerSettings, Polled, open_consumer
+from tests.ingestor.helpers import create_topic, produce
+
+pytestmark = pytest.mark.integration
+
+
+def drain(consumer, expected: int, timeout_s: float = 60) -> Polled:
+    got = Polled()
+    deadline = time.monotonic() + timeout_s
+    while len(got) < expected and time.monotonic() < deadline:
+        got.extend(consumer.poll(0.5, 10_000))
+    return got
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_consumer_reads_every_record_once_and_its_commits_hold(kafka_broker, kind) -> None:
+    topic = f"consumers-{kind}"
+    create_topic(kafka_broker.bootstrap, topic)
+    lines = [f"line {i}".encode() for i in range(3000)]
+    produce(kafka_broker.bootstrap, topic, lines)
+    events: list[tuple[str, list[int]]] = []
+    settings = ConsumerSettings(bootstrap=kafka_broker.bootstrap, topic=topic,
+                                group_id=f"g-{kind}", client_id="test", session_timeout_ms=6000)
+
+    def consumer():
+        return open_consumer(kind, settings, lambda p: events.append(("revoked", p)),
+                             lambda p: events.append(("assigned", p)))
+
+    first = consumer()
+    got = drain(first, len(lines))
+    assert sorted(got.values) == sorted(lines)
+    assert len(got.partitions) == len(got.offsets) == len(got.timestamps_ms) == len(lines)
+    assert all(ts > 1_600_000_000_000 for ts in got.timestamps_ms)
+    assert first.assignment() == {0, 1, 2, 3} and ("assigned", [0, 1, 2, 3]) in events
+    per_partition = {p: sum(1 for q in got.partitions if q == p) for p in range(4)}
+    assert got.next_offsets() == {p: n for p, n in per_partition.items() if n}
+    for p, n in per_partition.items():
+        assert first.highwater(p) == n
+    # commit only what was "written" of partition 0: half of it
+    half = per_partition[0] // 2
+    first.commit({0: half})
+    first.close()
+
+    second = consumer()
+    again = drain(second, per_partition[0] - half + sum(per_partition.values()) - per_partition[0])
+    assert sorted(o for p, o in zip(again.partitions, again.offsets, strict=True) if p == 0) == \
+        list(range(half, per_partition[0]))
+    assert second.position(0) == per_partition[0]
+    second.close()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_unknown_consumer_kind_is_refused(kind) -> None:
+    with pytest.raises(ValueError, match="kafka-python, confluent"):
+        open_consumer(kind + "-x", ConsumerSettings("127.0.0.1:1", "t", "g", "c"),
+                      lambda p: None, lambda p: None)
+    assert issubclass(CommitRejected, Exception)

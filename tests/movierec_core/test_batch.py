@@ -1,0 +1,102 @@
+"""The batch parser (Arrow kernels) returns, line for line, what the reference parser returns."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime
+
+import pyarrow as pa
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from movierec_core import format_event, parse
+from movierec_core.batch import parse_lines
+from movierec_core.events import ParserSettings, Rejection, WatchMinute
+from movierec_core.invalid import InvalidKind, make_invalid
+from tests.movierec_core.test_events_properties import events as event_strategy
+from tests.movierec_core.test_fuzz import SEEDS, _mutate
+
+
+def assert_same_as_reference(lines: list[bytes], cfg: ParserSettings | None = None) -> None:
+    cfg = cfg or ParserSettings()
+    result = parse_lines(lines, cfg)
+    assert result.events() == [parse(line, cfg) for line in lines]
+    assert result.watch.num_rows == len(result.watch_rows)
+    assert sorted([*result.watch_rows.tolist(), *(i for i, _ in result.others)]) == list(
+        range(len(lines)))
+
+
+def test_the_common_shapes_take_the_kernels_and_equal_the_reference() -> None:
+    lines = [b"2025-03-02T14:07:33,48211,GET /data/m/the+lion+king+1994/57.mpg",
+             b"2025-03-02T14:07:33.5,007,GET /data/m/the+lion+king+1994/0.mpg\n",
+             b"2025-03-02T14:07:33.123456,1,GET /data/m/a'b&c:d.e+(1999)/999999999.mpg\r\n",
+             b"0001-01-01T00:00:00,999999999999999999,GET /data/m/x/1.mpg",
+             b"9999-12-31T23:59:59.999999,2,GET /data/m/~!/3.mpg"]
+    result = parse_lines(lines)
+    assert result.watch_rows.tolist() == [0, 1, 2, 3, 4] and result.others == []
+    assert result.watch.schema.field("time").type == pa.timestamp("us")
+    assert result.events()[1] == WatchMinute(datetime(2025, 3, 2, 14, 7, 33, 500000), 7,
+                                             "the+lion+king+1994", 0)
+    assert_same_as_reference(lines)
+
+
+def test_doubtful_lines_go_to_the_reference_parser() -> None:
+    lines = [b"2025-03-02T14:07:33.1234567,1,GET /data/m/x/5.mpg",  # 7 fractional digits
+             b"2025-02-30T14:07:33,1,GET /data/m/x/5.mpg",  # no such day
+             b"2025-03-02T24:00:00,1,GET /data/m/x/5.mpg",  # hour 24
+             b"2025-03-02T14:07:60,1,GET /data/m/x/5.mpg",  # leap second
+             b"0000-03-02T14:07:33,1,GET /data/m/x/5.mpg",  # year 0
+             b"2025-03-02T14:07:33,1234567890123456789,GET /data/m/x/5.mpg",  # 19 digits
+             b"2025-03-02T14:07:33,1,GET /data/m/x/1234567890.mpg",  # 10-digit minute
+             b"2025-03-02T14:07:33,1,GET /data/m/x/-5.mpg",
+             b"2025-03-02T14:07:33,1,GET /data/m/caf\xc3\xa9+2001/5.mpg",  # non-ASCII id: valid
+             b"2025-03-02T14:07:33,1,GET /data/m/x/5.mpg\r",
+             b"2025-03-02T14:07:33,1,GET /data/m//5.mpg",
+             b"2025-03-02T14:07:33,1,GET /data/m/a b/5.mpg",
+             b"2025-03-02T14:07:33,1,GET /data/m/x/5.mpg\n\n",
+             b"2025-03-02T14:09:02.41,48211,GET /rate/the+lion+king+1994=4"]
+    result = parse_lines(lines)
+    assert result.watch_rows.tolist() == []
+    assert_same_as_reference(lines)
+    assert isinstance(result.events()[8], WatchMinute)
+
+
+def test_the_line_length_limit_holds_on_the_fast_path() -> None:
+    line = b"2025-03-02T14:07:33,1,GET /data/m/" + b"x" * 200 + b"/5.mpg"
+    cfg = ParserSettings(max_line_bytes=100)
+    result = parse_lines([line], cfg)
+    assert result.watch_rows.tolist() == []
+    assert isinstance(result.events()[0], Rejection)
+    assert_same_as_reference([line], cfg)
+
+
+def test_every_invalid_kind_is_rejected_like_the_reference() -> None:
+    rng = random.Random(3)
+    lines = [make_invalid(kind, rng, user_id=rng.randrange(10**6))
+             for kind in InvalidKind if kind is not InvalidKind.HUGE_LINE for _ in range(100)]
+    assert_same_as_reference(lines)
+
+
+def test_fuzzed_lines_equal_the_reference() -> None:
+    rng = random.Random(20261201)
+    lines = []
+    for i in range(30_000):
+        if i % 3 == 0:
+            lines.append(rng.choice(SEEDS))
+        elif i % 3 == 1:
+            lines.append(_mutate(rng, rng.choice(SEEDS)))
+        else:
+            lines.append(rng.randbytes(rng.randrange(90)))
+    assert_same_as_reference(lines)
+
+
+@settings(max_examples=200)
+@given(st.lists(event_strategy, max_size=40))
+def test_formatted_events_round_trip_through_the_batch_parser(batch) -> None:
+    lines = [format_event(e).encode("utf-8") for e in batch]
+    assert parse_lines(lines).events() == batch
+
+
+def test_an_empty_batch() -> None:
+    result = parse_lines([])
+    assert result.events() == [] and result.watch.num_rows == 0
