@@ -55,11 +55,12 @@ from bench.common import write_result  # noqa: E402
 from ingestor.lake import sessionise  # noqa: E402
 from model_server.engine import ColdStart, Engine  # noqa: E402
 from movierec_core import lake  # noqa: E402
+from movierec_core.batch import parse_lines  # noqa: E402
 from movierec_core.events import (  # noqa: E402
     Rating,
     RecommendationRequest,
     Rejection,
-    parse,
+    WatchMinute,
 )
 from movierec_core.models import ConfidenceWeights  # noqa: E402
 from movierec_core.registry import FileRegistry  # noqa: E402
@@ -87,36 +88,31 @@ DEMO_HISTORY = 900
 
 
 # --------------------------------------------------------------------------- history → tables
-def fast_events(lines: list[bytes]) -> tuple[dict[str, list], list[Any]]:
-    """Watch minutes split by hand (98 % of lines: ``time,user,GET /data/m/<id>/<n>.mpg``);
-    every other line through ``movierec_core.parse``."""
-    wm: dict[str, list] = {"time": [], "user_id": [], "movie_id": [], "minute": []}
-    others = []
-    for line in lines:
-        t, u, rest = line.split(b",", 2)
-        if rest.startswith(b"GET /data/m/") and rest.endswith(b".mpg"):
-            movie, _, minute = rest[12:-4].rpartition(b"/")
-            wm["time"].append(t)
-            wm["user_id"].append(int(u))
-            wm["movie_id"].append(movie.decode())
-            wm["minute"].append(int(minute))
-        else:
-            e = parse(line)
-            if not isinstance(e, Rejection):
-                others.append(e)
-    return wm, others
+def fast_events(lines: list[bytes]) -> tuple[pa.Table, list[Any]]:
+    """The project's batch parser (``movierec_core.batch``, equal to ``parse`` line by line):
+    every watch minute in one table (time, user_id, movie_id, minute), and the other valid
+    events."""
+    batch = parse_lines(lines)
+    others, slow = [], []
+    for _i, e in batch.others:
+        if isinstance(e, WatchMinute):
+            slow.append(e)
+        elif not isinstance(e, Rejection):
+            others.append(e)
+    minutes = batch.watch
+    if slow:
+        minutes = pa.concat_tables([minutes, pa.table({
+            "time": pa.array([e.time for e in slow], pa.timestamp("us")),
+            "user_id": pa.array([e.user_id for e in slow], pa.int64()),
+            "movie_id": pa.array([e.movie_id for e in slow], pa.string()),
+            "minute": pa.array([e.minute for e in slow], pa.int32())}, schema=minutes.schema)])
+    return minutes, others
 
 
 def history_tables(lines: list[bytes], sim: Simulator) -> dict[str, pa.Table]:
     """Lake-shaped tables from the history lines, like the ingestor lands them."""
-    wm, others = fast_events(list(dict.fromkeys(lines)))
-    minutes = pa.table({
-        "user_id": pa.array(wm["user_id"], pa.int64()),
-        "movie_id": pa.array(wm["movie_id"], pa.string()),
-        "time": pa.array(pd.to_datetime(pd.Series([t.decode() for t in wm["time"]]), format="ISO8601").to_numpy(
-            "datetime64[us]")),
-        "minute": pa.array(wm["minute"], pa.int32()),
-    })
+    minutes, others = fast_events(list(dict.fromkeys(lines)))
+    minutes = minutes.select(["user_id", "movie_id", "time", "minute"])
     ratings = [e for e in others if isinstance(e, Rating)]
     rt = pa.table({"user_id": pa.array([e.user_id for e in ratings], pa.int64()),
                    "movie_id": pa.array([e.movie_id for e in ratings], pa.string()),
@@ -205,7 +201,8 @@ class OnlineState:
 
     def send(self, lines: list[bytes]) -> None:
         wm, others = fast_events(lines)
-        for u, m, n in zip(wm["user_id"], wm["movie_id"], wm["minute"], strict=True):
+        for u, m, n in zip(wm.column("user_id").to_pylist(), wm.column("movie_id").to_pylist(),
+                           wm.column("minute").to_pylist(), strict=True):
             self.minutes[u][m].add(n)
         for e in others:
             if isinstance(e, Rating):
@@ -278,8 +275,7 @@ def loop_watch_through(lines: list[bytes], end: pd.Timestamp) -> pd.DataFrame:
     unique = dict.fromkeys(lines)
     wm, others = fast_events(list(unique))
     requests, _ = frames_from_events(e for e in others if isinstance(e, RecommendationRequest))
-    watches = pd.DataFrame({"time": pd.to_datetime(pd.Series([t.decode() for t in wm["time"]]), format="ISO8601"),
-                            "user_id": wm["user_id"], "movie_id": wm["movie_id"]})
+    watches = wm.select(["time", "user_id", "movie_id"]).to_pandas()
     closed = requests[requests["time"] + pd.Timedelta(minutes=WINDOW_MINUTES) <= end]
     return watch_through(closed, watches, MIN_MINUTES, WINDOW_MINUTES, by="server")
 

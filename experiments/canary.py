@@ -21,17 +21,18 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
+import pyarrow as pa
 
 from experiments import k8s
 from experiments.metrics import ExperimentMetrics
 from experiments.online import Outcome, VariantMetrics, WeightsHistory, aggregate, outcomes
 from experiments.stats import ProportionDiff, srm_test, two_proportion_test
-from movierec_core.events import RecommendationRequest, WatchMinute, parse
+from movierec_core.batch import parse_lines
+from movierec_core.events import RecommendationRequest, WatchMinute
 
 log = logging.getLogger("experiments.canary")
 
 HOLD, STEP, PROMOTE, ROLLBACK = "hold", "step", "promote", "rollback"
-_WATCH_PREFIX = b"GET /data/m/"
 
 
 @dataclass(frozen=True)
@@ -431,31 +432,38 @@ class CanaryController:
         """Parse new lines; keep every recommendation request, and only the watch minutes of
         movies that were recommended to that user before (all the join can use: ~98 % of the
         lines are watch minutes, most of them organic)."""
+        batch = parse_lines(lines if isinstance(lines, list) else list(lines))
         new = []
-        for line in lines:
-            head = line.split(b",", 2)
-            if len(head) == 3 and head[2].startswith(_WATCH_PREFIX):
-                # cheap look at a watch line before parsing it: shown to this user at all?
-                movie = head[2][len(_WATCH_PREFIX):].rsplit(b"/", 1)[0]
-                try:
-                    key = (int(head[1]), movie.decode())
-                except (ValueError, UnicodeDecodeError):
-                    continue
-                if key not in self._shown:
-                    continue
-            ev = parse(line)
+        # the project's batch parser (equal to parse() line by line); recommendation requests
+        # first, then the watch minutes of movies shown to that user (the join keeps only those
+        # after the request, by time)
+        watches: list[WatchMinute] = []
+        for _i, ev in batch.others:
             if isinstance(ev, RecommendationRequest):
                 self.requests.append(ev)
                 new.append(ev)
                 self.request_watermark = max(self.request_watermark, ev.time)
+                self.watermark = max(self.watermark, ev.time)
                 for movie in ev.movie_ids:
                     self._shown.add((ev.user_id, movie))
             elif isinstance(ev, WatchMinute):
-                if (ev.user_id, ev.movie_id) in self._shown:
-                    self.watches.append(ev)
-            else:
-                continue
+                watches.append(ev)
+        table = batch.watch
+        if table.num_rows:
+            shown = self._shown
+            keep = [(u, m) in shown for u, m in zip(table.column("user_id").to_pylist(),
+                                                    table.column("movie_id").to_pylist(),
+                                                    strict=True)]
+            if any(keep):
+                kept = table.filter(pa.array(keep))
+                watches += [WatchMinute(t, u, m, k) for t, u, m, k in zip(
+                    kept.column("time").to_pylist(), kept.column("user_id").to_pylist(),
+                    kept.column("movie_id").to_pylist(), kept.column("minute").to_pylist(),
+                    strict=True)]
+        for ev in watches:
             self.watermark = max(self.watermark, ev.time)
+            if (ev.user_id, ev.movie_id) in self._shown:
+                self.watches.append(ev)
         return new
 
     def _set_percent(self, pct: int) -> None:

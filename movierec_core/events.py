@@ -17,6 +17,7 @@ Documented rules where the contract leaves room:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -289,20 +290,38 @@ def format_time(time: datetime) -> str:
     return time.isoformat(timespec="microseconds" if time.microsecond else "seconds")
 
 
+# The line templates of EVENTS.md, in one place: format_event and the simulator's batch
+# formatting (which builds its time texts itself, for speed) both use these.
+def watch_line(time_text: str, user_id: int, movie_id: str, minute: int) -> str:
+    return f"{time_text},{user_id},GET /data/m/{movie_id}/{minute}.mpg"
+
+
+def rating_line(time_text: str, user_id: int, movie_id: str, stars: int) -> str:
+    return f"{time_text},{user_id},GET /rate/{movie_id}={stars}"
+
+
+def account_line(time_text: str, user_id: int) -> str:
+    return f"{time_text},{user_id},GET /create_account"
+
+
+def recommendation_line(time_text: str, user_id: int, server: str, status: int,
+                        movie_ids: Sequence[str], error: str, response_ms: int) -> str:
+    result = ", ".join(movie_ids) if status == 200 else error
+    return (f"{time_text},{user_id},recommendation request {server}, status {status}, "
+            f"result: {result}, {response_ms} ms")
+
+
 def format_event(event: Event) -> str:
     """The contract line for ``event`` (no trailing newline); ``parse`` returns an equal event."""
-    prefix = f"{format_time(event.time)},{event.user_id},"
+    t = format_time(event.time)
     match event:
         case WatchMinute():
-            return f"{prefix}GET /data/m/{event.movie_id}/{event.minute}.mpg"
+            return watch_line(t, event.user_id, event.movie_id, event.minute)
         case Rating():
-            return f"{prefix}GET /rate/{event.movie_id}={event.stars}"
+            return rating_line(t, event.user_id, event.movie_id, event.stars)
         case AccountCreation():
-            return f"{prefix}GET /create_account"
+            return account_line(t, event.user_id)
         case RecommendationRequest():
-            result = ", ".join(event.movie_ids) if event.status == 200 else event.error
-            return (
-                f"{prefix}recommendation request {event.server}, status {event.status}, "
-                f"result: {result}, {event.response_ms} ms"
-            )
+            return recommendation_line(t, event.user_id, event.server, event.status,
+                                       event.movie_ids, event.error, event.response_ms)
     raise TypeError(f"not an event: {event!r}")

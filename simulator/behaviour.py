@@ -28,7 +28,13 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from movierec_core.events import EventKind
+from movierec_core.events import (
+    EventKind,
+    account_line,
+    rating_line,
+    recommendation_line,
+    watch_line,
+)
 from simulator.faults import FaultInjector
 from simulator.ledger import Ledger
 from simulator.recommenders import Recommender
@@ -195,7 +201,7 @@ class Simulation:
                                  female_share=self.signup_female_share)
             new = self._init_users(self.world.n_users,
                                    first_session=lambda n: 1 + self.rng.geometric(0.2, n))
-            lines += [f"{base}{sfx[s]},{u},GET /create_account"
+            lines += [account_line(base + sfx[s], u)
                       for u, s in zip(new.tolist(), self.suffix[new].tolist(), strict=True)]
             counts[EventKind.ACCOUNT.value] += n_new
 
@@ -206,7 +212,7 @@ class Simulation:
         if len(watching):
             watching = watching[np.argsort(self.suffix[watching], kind="stable")]
             ids = self.world.movie_ids
-            lines += [f"{base}{sfx[s]},{u},GET /data/m/{ids[m]}/{k}.mpg" for u, s, m, k in zip(
+            lines += [watch_line(base + sfx[s], u, ids[m], k) for u, s, m, k in zip(
                 watching.tolist(), self.suffix[watching].tolist(),
                 self.movie[watching].tolist(), self.minute[watching].tolist(), strict=True)]
             counts[EventKind.WATCH.value] += len(watching)
@@ -246,7 +252,7 @@ class Simulation:
             stars = 1 + np.rint((scale - 1) * np.clip(noisy, 0, 1)).astype(np.int64)
             ids = self.world.movie_ids
             sfx = self.suffixes
-            lines = [f"{base}{sfx[s]},{u},GET /rate/{ids[m]}={r}" for u, s, m, r in zip(
+            lines = [rating_line(base + sfx[s], u, ids[m], r) for u, s, m, r in zip(
                 users.tolist(), self.suffix[users].tolist(), rated.tolist(), stars.tolist(),
                 strict=True)]
             self.ledger.valid[EventKind.RATE.value] += len(lines)
@@ -271,11 +277,9 @@ class Simulation:
                                                     responses, strict=True)):
                     if r.status == 200:
                         lists[row, : len(r.movie_ids)] = [index_of.get(m, -1) for m in r.movie_ids]
-                        result = ", ".join(r.movie_ids)
-                    else:
-                        result = r.error
-                    lines.append(f"{base}{sfx[s]},{u},recommendation request {r.server or server}, "
-                                 f"status {r.status}, result: {result}, {r.response_ms} ms")
+                    lines.append(recommendation_line(base + sfx[s], u, r.server or server,
+                                                     r.status, r.movie_ids, r.error,
+                                                     r.response_ms))
                 self.ledger.valid[EventKind.RECOMMEND.value] += len(asked)
                 picks[asks] = self._pick_from_lists(asked, lists)
         organic = picks < 0
