@@ -96,6 +96,7 @@ def main() -> int:
         try:
             tc = SimpleNamespace(num_threads=a.threads, cold_start_list_size=100,
                                  cold_start_min_users=5, report_plots=False, promote=False,
+                                 register=True,
                                  model_name="movierec")
             model_cfg = {"name": "als", "factors": factors, "iterations": iterations,
                          "regularization": reg, "alpha": 1.0, "random_state": 0}
