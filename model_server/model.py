@@ -78,6 +78,8 @@ class MovierecModel(Model):
         self.provenance = provenance
         self.default_k = default_k
         self.max_k = max_k
+        self._request_children: dict[tuple[str, str, str], Any] = {}
+        self._duration_children: dict[str, Any] = {}
 
     def load(self, wait: bool = False) -> bool:
         """Load the configured version; with ``wait`` an absent alias leaves the model without
@@ -111,9 +113,12 @@ class MovierecModel(Model):
         if engine is None:
             self._count(query.protocol, "503", "")
             raise ModelNotReady(self.name, "no model version is loaded yet")
-        answers = await asyncio.gather(
-            *(self.service.recommend(u, k, engine) for u, k in zip(query.user_ids, query.ks,
-                                                                    strict=True)))
+        if len(query.user_ids) == 1:  # the common case: no task per instance
+            answers = [await self.service.recommend(query.user_ids[0], query.ks[0], engine)]
+        else:
+            answers = await asyncio.gather(
+                *(self.service.recommend(u, k, engine) for u, k in zip(query.user_ids, query.ks,
+                                                                        strict=True)))
         version = engine.version if engine is not None else ""
         if response_headers is not None:
             response_headers["x-request-id"] = query.request_id
@@ -121,8 +126,7 @@ class MovierecModel(Model):
         for user_id, answer in zip(query.user_ids, answers, strict=True):
             self.log(query.request_id, user_id, answer, query.protocol)
         self._count(query.protocol, "200", version)
-        REQUEST_DURATION.labels(endpoint=query.protocol).observe(
-            time.perf_counter() - query.started)
+        self._duration(query.protocol).observe(time.perf_counter() - query.started)
         if query.protocol == "v1":
             return {"predictions": [{"user_id": u, "items": a.items}
                                     for u, a in zip(query.user_ids, answers, strict=True)],
@@ -152,7 +156,18 @@ class MovierecModel(Model):
         if version is None:
             current = self.holder.current
             version = current.version if current is not None else ""
-        REQUESTS.labels(endpoint=endpoint, status=status, model_version=version).inc()
+        key = (endpoint, status, version)
+        child = self._request_children.get(key)
+        if child is None:  # labels() takes a lock and builds a key: once per combination
+            child = self._request_children[key] = REQUESTS.labels(
+                endpoint=endpoint, status=status, model_version=version)
+        child.inc()
+
+    def _duration(self, endpoint: str):
+        child = self._duration_children.get(endpoint)
+        if child is None:
+            child = self._duration_children[endpoint] = REQUEST_DURATION.labels(endpoint=endpoint)
+        return child
 
     # --- decoding ------------------------------------------------------------------------
     def _decode_v1(self, payload: Any) -> tuple[list[int], list[int]]:
