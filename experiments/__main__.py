@@ -5,6 +5,9 @@
 * ``report <experiment>``: markdown + HTML report of a finished (or running) canary.
 * ``render-istio``: print the VirtualService and DestinationRule (validated) as YAML.
 * ``assign <user_id>...``: print each user's bucket and variant under the configured weights.
+* ``aa-study [--experiments N] [--users N] [--looks N] [--power]``: false positives and
+  coverage of the old per-request analysis and of the user-level sequential one under
+  peeking, on simulated A/A experiments (``experiments.aa_study``).
 """
 
 from __future__ import annotations
@@ -148,7 +151,12 @@ def wait_for_version(url: str, version: str, timeout_s: float = 300.0) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    args, overrides = split_overrides(list(sys.argv[1:] if argv is None else argv))
+    raw = list(sys.argv[1:] if argv is None else argv)
+    if raw and raw[0] == "aa-study":  # argparse options of its own
+        from experiments import aa_study
+
+        return aa_study.main(raw[1:])
+    args, overrides = split_overrides(raw)
     if asks_help(args):
         print(__doc__)
         return 0

@@ -26,13 +26,20 @@ import pyarrow as pa
 from experiments import k8s
 from experiments.metrics import ExperimentMetrics
 from experiments.online import Outcome, VariantMetrics, WeightsHistory, aggregate, outcomes
-from experiments.stats import ProportionDiff, srm_test, two_proportion_test
+from experiments.stats import (
+    ProportionDiff,
+    RatioDiff,
+    srm_test,
+    two_proportion_test,
+    user_level_diff,
+)
 from movierec_core.batch import parse_lines
 from movierec_core.events import RecommendationRequest, WatchMinute
 
 log = logging.getLogger("experiments.canary")
 
 HOLD, STEP, PROMOTE, ROLLBACK = "hold", "step", "promote", "rollback"
+ANALYSES = ("user_sequential", "per_request_fixed")
 
 
 @dataclass(frozen=True)
@@ -47,20 +54,42 @@ class Policy:
     min_lift: float = 0.0
     max_windows_per_step: int = 3
     max_watch_through_drop: float = 0.05  # step up only if the CI lower bound is above -this
+    analysis: str = "user_sequential"  # or per_request_fixed (the old analysis)
+    tau: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.analysis not in ANALYSES:
+            raise ValueError(f"experiments.canary.analysis must be one of {', '.join(ANALYSES)}, "
+                             f"not {self.analysis!r}")
 
     @classmethod
     def from_config(cls, c: Any) -> Policy:
         return cls(tuple(int(s) for s in c.steps), int(c.min_requests),
                    float(c.max_error_rate_delta), float(c.max_p99_ratio), float(c.p99_slack_ms),
                    float(c.alpha), bool(c.require_significant_lift), float(c.min_lift),
-                   int(c.max_windows_per_step), float(c.max_watch_through_drop))
+                   int(c.max_windows_per_step), float(c.max_watch_through_drop),
+                   str(c.get("analysis", "user_sequential")), float(c.get("tau", 0.05)))
 
 
 @dataclass
 class Decision:
     action: str
     reasons: list[str]
-    lift: ProportionDiff | None = None
+    lift: ProportionDiff | RatioDiff | None = None
+
+
+def watch_through_diff(policy: Policy, champion: VariantMetrics,
+                       challenger: VariantMetrics) -> ProportionDiff | RatioDiff:
+    """Challenger - champion watch-through since the canary started, with an interval at
+    ``1 - 2 alpha`` (each side ``alpha``). ``user_sequential``: per-user counts, the delta
+    method and the mixture SPRT's confidence sequence (valid at every window at once);
+    ``per_request_fixed``: the old per-request z interval."""
+    confidence = 1 - 2 * policy.alpha
+    if policy.analysis == "per_request_fixed" or not (champion.users and challenger.users):
+        return two_proportion_test(champion.watched, champion.matured, challenger.watched,
+                                   challenger.matured, confidence=confidence)
+    return user_level_diff(champion.per_user(), challenger.per_user(), confidence,
+                           sequential=True, tau=policy.tau)
 
 
 def decide(
@@ -90,8 +119,7 @@ def decide(
 
     lift = None
     if cn.matured >= policy.min_requests and cc.matured >= policy.min_requests:
-        lift = two_proportion_test(cc.watched, cc.matured, cn.watched, cn.matured,
-                                   confidence=1 - 2 * policy.alpha)
+        lift = watch_through_diff(policy, cc, cn)
         if lift.ci_high < 0:
             reasons.append(
                 f"watch-through {cn.watch_through:.3f} vs champion {cc.watch_through:.3f} "

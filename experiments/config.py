@@ -50,6 +50,11 @@ class CanaryConfig:
     max_p99_ratio: float = 1.5  # challenger p99 / champion p99
     p99_slack_ms: float = 50.0  # p99 differences below this never fail (deadline: 600 ms)
     alpha: float = 0.05  # significance of "worse" (one-sided, lower CI bound)
+    # user_sequential: users as the unit (delta method) and the mixture SPRT's always-valid
+    # confidence sequence, so looking after every window keeps the error rates (docs/
+    # experiments.md, the A/A study); per_request_fixed: the old per-request z interval
+    analysis: str = "user_sequential"
+    tau: float = 0.05  # the sequential test's mixing sd: the difference it is tuned to find
     max_watch_through_drop: float = 0.05  # step up only when the diff CI lower bound > -this
     min_lift: float = 0.0  # promotion at 100 % needs lift CI lower bound > this when required
     require_significant_lift: bool = False

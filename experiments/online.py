@@ -75,6 +75,13 @@ class VariantMetrics:
     cost: float = 0.0
     costed_plays: int = 0  # plays whose license cost is known
     latencies_ms: list[float] = field(default_factory=list)
+    # matured requests per user: user id -> [watched, matured] (the unit of analysis)
+    users: dict[int, list[int]] = field(default_factory=dict)
+
+    def per_user(self) -> tuple[list[int], list[int]]:
+        """(watched per user, matured requests per user), users in any fixed order."""
+        counts = list(self.users.values())
+        return [c[0] for c in counts], [c[1] for c in counts]
 
     @property
     def error_rate(self) -> float:
@@ -106,7 +113,7 @@ class VariantMetrics:
             "error_rate": self.error_rate, "matured": self.matured, "watched": self.watched,
             "watch_through": self.watch_through, "minutes_per_request": self.minutes_per_request,
             "plays": self.plays, "cost_per_play": self.cost_per_play,
-            "p50_ms": self.p50_ms, "p99_ms": self.p99_ms,
+            "p50_ms": self.p50_ms, "p99_ms": self.p99_ms, "users": len(self.users),
         }
 
 
@@ -182,6 +189,11 @@ def aggregate(
             continue
         m.matured += 1
         m.watched += int(o.watched)
+        per_user = m.users.get(o.request.user_id)
+        if per_user is None:
+            per_user = m.users[o.request.user_id] = [0, 0]
+        per_user[0] += int(o.watched)
+        per_user[1] += 1
         m.minutes += o.minutes
         m.plays += o.plays
         if o.cost is not None:

@@ -139,3 +139,106 @@ def percentile(values: list[float], q: float) -> float:
     lo = math.floor(pos)
     hi = min(lo + 1, len(xs) - 1)
     return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+# --- users as the unit, and decisions taken while data arrives ------------------------------
+@dataclass(frozen=True)
+class RatioDiff:
+    """Difference of two ratio metrics (treatment - control), each ``sum(successes) /
+    sum(requests)`` over the users of a group, with users as the unit of analysis.
+
+    ``se`` is the delta-method standard error of the difference (the cluster-robust CR0
+    sandwich of a regression of the per-request outcome on the group, clustered by user).
+    ``ci_low``/``ci_high``: a fixed-horizon interval at ``confidence`` when ``sequential`` is
+    False; otherwise the always-valid confidence sequence of the normal mixture SPRT (valid at
+    every look at once, so peeking after every window keeps the error rate). ``p_value``:
+    fixed-horizon two-sided p, or the always-valid p-value ``min(1, 1/Lambda)`` at this look.
+    """
+
+    control_rate: float
+    treatment_rate: float
+    diff: float
+    se: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    confidence: float
+    control_users: int
+    treatment_users: int
+    sequential: bool
+    e_value: float = math.nan  # Lambda: the mixture likelihood ratio (sequential only)
+
+    @property
+    def significant(self) -> bool:
+        return self.ci_low > 0 or self.ci_high < 0
+
+    @property
+    def z(self) -> float:
+        return self.diff / self.se if self.se > 0 else 0.0
+
+
+def ratio_mean_var(successes, requests) -> tuple[float, float, int]:
+    """(ratio, delta-method variance, users) of ``sum(s) / sum(n)`` over users: the CR0
+    cluster-robust variance ``sum((s_u - R n_u)^2) / (sum n_u)^2``."""
+    import numpy as np
+
+    s = np.asarray(successes, dtype=np.float64)
+    n = np.asarray(requests, dtype=np.float64)
+    total = float(n.sum())
+    if total <= 0:
+        raise ValueError("a group needs at least one request")
+    ratio = float(s.sum()) / total
+    resid = s - ratio * n
+    return ratio, float(resid @ resid) / total**2, int(s.size)
+
+
+def msprt_lambda(diff: float, variance: float, tau: float) -> float:
+    """The normal mixture SPRT's likelihood ratio for H0: difference 0, mixing N(0, tau^2)
+    over the alternative (Johari, Koomen, Pekelis, Walsh, "Always Valid Inference: Continuous
+    Monitoring of A/B Tests", Operations Research 2022; with V the variance of the
+    difference)::
+
+        Lambda = sqrt(V / (V + tau^2)) * exp(tau^2 diff^2 / (2 V (V + tau^2)))
+    """
+    if variance <= 0:
+        return math.inf if diff != 0 else 1.0
+    t2 = tau * tau
+    log_lambda = (0.5 * math.log(variance / (variance + t2))
+                  + t2 * diff * diff / (2 * variance * (variance + t2)))
+    return math.exp(log_lambda) if log_lambda < 700 else math.inf
+
+
+def msprt_half_width(variance: float, tau: float, alpha: float) -> float:
+    """Half-width of the mSPRT's confidence sequence at level 1 - alpha: the set of
+    differences ``d`` with ``Lambda(diff - d) < 1/alpha``."""
+    if variance <= 0:
+        return 0.0
+    t2 = tau * tau
+    return math.sqrt(variance * (variance + t2) / t2
+                     * (2 * math.log(1 / alpha) + math.log((variance + t2) / variance)))
+
+
+def user_level_diff(
+    control: tuple, treatment: tuple, confidence: float = 0.95, sequential: bool = True,
+    tau: float = 0.05,
+) -> RatioDiff:
+    """Treatment - control of a per-request rate with users as the unit.
+
+    ``control`` and ``treatment`` are ``(successes per user, requests per user)`` sequences.
+    ``tau``: the mixing standard deviation of the sequential test, the size of difference it
+    is most sensitive to (here 5 points of watch-through)."""
+    rc, vc, uc = ratio_mean_var(*control)
+    rt, vt, ut = ratio_mean_var(*treatment)
+    diff, var = rt - rc, vc + vt
+    se = math.sqrt(var)
+    alpha = 1 - confidence
+    if sequential:
+        lam = msprt_lambda(diff, var, tau)
+        half = msprt_half_width(var, tau, alpha)
+        p = min(1.0, 1.0 / lam) if lam > 0 else 1.0
+        return RatioDiff(rc, rt, diff, se, diff - half, diff + half, p, confidence, uc, ut,
+                         True, lam)
+    zc = float(norm.isf(alpha / 2))
+    p = float(2 * norm.sf(abs(diff) / se)) if se > 0 else (1.0 if diff == 0 else 0.0)
+    return RatioDiff(rc, rt, diff, se, diff - zc * se, diff + zc * se, p, confidence, uc, ut,
+                     False)

@@ -308,3 +308,31 @@ def test_effective_history_clock_attributes_requests_by_the_instant_weights_chan
     assert controller.history.allocation_at(change - timedelta(seconds=1)) is alloc5
     with pytest.raises(ValueError, match="history_clock"):
         CanaryController("e", POLICY, Driver(), NoTelemetry(), history_clock="wall")
+
+
+def with_users(name, per_user):
+    """VariantMetrics whose matured requests come from ``per_user`` [(watched, matured)]."""
+    m = vm(name, requests=sum(n for _, n in per_user), matured=sum(n for _, n in per_user),
+           watched=sum(w for w, _ in per_user))
+    m.users = {uid: [w, n] for uid, (w, n) in enumerate(per_user)}
+    return m
+
+
+def test_decide_judges_users_sequentially_where_per_request_counting_would_roll_back():
+    # 40 users per variant making 20 requests each, all-or-nothing watchers (perfectly
+    # clustered): 800 "independent" requests per variant to a per-request test, 40 units really
+    champion = with_users("champion", [(20, 20)] * 22 + [(0, 20)] * 18)  # 55 %
+    challenger = with_users("challenger", [(20, 20)] * 17 + [(0, 20)] * 23)  # 42.5 %
+    w = both(champion, challenger)
+    old = decide(Policy(min_requests=50, analysis="per_request_fixed"), w, w,
+                 "champion", "challenger", 0, 0)
+    assert old.action == ROLLBACK and old.lift.ci_high < 0
+    new = decide(Policy(min_requests=50), w, w, "champion", "challenger", 0, 0)
+    assert new.action == HOLD and new.lift.sequential
+    assert new.lift.control_users == new.lift.treatment_users == 40
+    assert new.lift.ci_low < 0 < new.lift.ci_high
+
+
+def test_an_unknown_analysis_is_refused():
+    with pytest.raises(ValueError, match="user_sequential, per_request_fixed"):
+        Policy(analysis="bayes")
