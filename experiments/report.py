@@ -24,6 +24,12 @@ def _fmt(x: Any, digits: int = 3) -> str:
     return str(x)
 
 
+def _evalue(x: Any) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    return "inf" if math.isinf(x) else f"{x:.3g}"
+
+
 def _series(windows: list[dict], scope: str, variant: str, key: str) -> list[float]:
     out = []
     for w in windows:
@@ -93,6 +99,31 @@ def render_markdown(result: dict, plot_name: str) -> str:
             f"| {lift_txt} | {_fmt(w.get('srm_p_value'))} | {'; '.join(w['reasons'])} |"
         )
     if result["windows"]:
+        lines += ["", "## Watch-through inference per window (challenger - champion)", "",
+                  "Unit: users when the interval is sequential (delta method, mixture SPRT "
+                  "confidence sequence, valid at every look), requests for the old fixed "
+                  "interval. MDE: the half-width, the smallest difference this sample could "
+                  "tell from zero.", "",
+                  "| # | unit | users ch/cn | diff | interval | p | e-value | MDE | SRM | "
+                  "decision: why |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for w in result["windows"]:
+            lift = w.get("lift")
+            srm = w.get("srm_p_value")
+            srm_txt = "–" if srm is None else ("mismatch" if srm < 0.001 else "ok") + \
+                f" (p {_fmt(srm)})"
+            why = f"{w['decision']}: {'; '.join(w['reasons'])}"
+            if not lift:
+                lines.append(f"| {w['index']} | – | – | – | – | – | – | – | {srm_txt} | {why} |")
+                continue
+            sequential = bool(lift.get("sequential"))
+            unit = "users" if sequential else "requests"
+            users = (f"{lift.get('treatment_users', '–')}/{lift.get('control_users', '–')}"
+                     if sequential else "–")
+            mde = (lift["ci_high"] - lift["ci_low"]) / 2
+            lines.append(
+                f"| {w['index']} | {unit} | {users} | {lift['diff']:+.3f} "
+                f"| [{lift['ci_low']:+.3f}, {lift['ci_high']:+.3f}] | {_fmt(lift.get('p_value'))} "
+                f"| {_evalue(lift.get('e_value'))} | {mde:.3f} | {srm_txt} | {why} |")
         last = result["windows"][-1]["cumulative"]
         lines += ["", "## Final per-variant metrics (since the canary started)", "",
                   "| variant | requests | error rate | matured | watch-through | minutes/request "

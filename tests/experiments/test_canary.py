@@ -166,6 +166,11 @@ def test_given_a_better_challenger_then_it_climbs_the_ladder_and_is_promoted(tmp
     paths = write_report(tmp_path / "canary.json", tmp_path / "report")
     md = paths[0].read_text()
     assert "**Decision: promoted**" in md and "| 50 | promote |" in md
+    # per window: the unit, users per arm, interval, always-valid p, e-value, MDE, SRM, why
+    assert final.lift["sequential"] and final.lift["e_value"] >= 1 / 0.05
+    inference = md.split("## Watch-through inference per window", 1)[1].split("\n## ", 1)[0]
+    rows = [r for r in inference.splitlines() if r.startswith("| ") and "| users |" in r]
+    assert len(rows) == sum(1 for w in result.windows if w.lift) and "promote: " in rows[-1]
     assert paths[1].read_text().startswith("<!doctype html>")
     assert paths[2].stat().st_size > 10_000
 
