@@ -44,6 +44,9 @@ def main() -> int:
         "seconds": round(time.perf_counter() - t0, 1)}, {
         "user_sequential false positive rate <= 5 % with peeking": seq["rejection_rate"] <= 0.05,
         "user_sequential coverage >= 94 %": seq["coverage"] >= 0.94,
+        "user_sequential_cuped false positive rate <= 5 %":
+            aa["user_sequential_cuped"]["rejection_rate"] <= 0.05,
+        "CUPED reduces the variance": aa["user_sequential_cuped"]["variance_reduction"] > 0,
     }, quick=args.quick)
     print(f"wrote {path}")
     return 0

@@ -244,21 +244,23 @@ def aa_study_tables() -> str:
     s = r["settings"]
     lines = [f"{_num(s['experiments'])} A/A experiments ({_num(s['users'])} users, ~"
              f"{s['mean_requests']:g} requests each, {s['looks']} looks, {r['date'][:10]}):", "",
-             "| analysis | false positives (any look; nominal 5 %) | coverage (every look) |",
-             "|---|---:|---:|"]
+             "| analysis | false positives (any look; nominal 5 %) | coverage (every look) | "
+             "variance reduction (CUPED) |", "|---|---:|---:|---:|"]
     for name, m in r["aa"].items():
-        lines.append(f"| `{name}` | {m['rejection_rate']:.1%} | {m['coverage']:.1%} |")
+        vr = m.get("variance_reduction")
+        lines.append(f"| `{name}` | {m['rejection_rate']:.1%} | {m['coverage']:.1%} | "
+                     f"{'–' if vr is None else f'{vr:.0%} (as many users saved)'} |")
     if r.get("power"):
         users = sorted({row["users"] for row in r["power"]})
-        lines += ["", "Power of `user_sequential` (share of A/B experiments that found the "
-                  "lift at some look):", "",
+        lines += ["", "Power (share of A/B experiments that found the lift at some look), "
+                  "`user_sequential` / with CUPED:", "",
                   "| lift | " + " | ".join(f"{u:,} users" for u in users) + " |",
                   "|---:|" + "---:|" * len(users)]
         for lift in sorted({row["lift"] for row in r["power"]}):
-            cells = {row["users"]: row["power_user_sequential"] for row in r["power"]
-                     if row["lift"] == lift}
-            lines.append(f"| {lift:+.2f} | " + " | ".join(f"{cells[u]:.0%}" for u in users)
-                         + " |")
+            cells = {row["users"]: row for row in r["power"] if row["lift"] == lift}
+            lines.append(f"| {lift:+.2f} | " + " | ".join(
+                f"{cells[u]['power_user_sequential']:.0%} / "
+                f"{cells[u]['power_user_sequential_cuped']:.0%}" for u in users) + " |")
     return "\n".join(lines)
 
 

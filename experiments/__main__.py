@@ -113,7 +113,7 @@ def _canary(cfg) -> int:
         challenger=c.challenger, join_window_s=c.join_window_s, promote=promote,
         window_s=c.window_s, state_path=out_dir / "canary.json", max_windows=c.max_steps_total,
         min_watch_minutes=c.min_watch_minutes, metrics=metrics, publish=publish,
-        history_clock=str(c.history_clock),
+        history_clock=str(c.history_clock), pre_period_lines=int(c.pre_period_lines),
         costs=MovieCosts(c.metadata_url) if c.metadata_url else None,
     )
     try:

@@ -10,7 +10,9 @@ propensity (0 in an A/A study). After every window the cumulative data are analy
 * ``per_request_fixed``: the old analysis, a two-proportion z interval on requests as if they
   were independent, at 95 %, taken at face value at every look;
 * ``user_sequential``: users as the unit (delta method) and the mixture SPRT's always-valid
-  confidence sequence at 95 % (``experiments.stats.user_level_diff``), what the canary uses.
+  confidence sequence at 95 % (``experiments.stats.user_level_diff``), what the canary uses;
+* ``user_sequential_cuped``: the same with CUPED, each user's watch-through in a pre-period
+  (as many requests again, before the experiment, same propensity) as the covariate.
 
 An experiment is a false positive when any look's interval excludes 0 in an A/A study;
 coverage is the share of experiments whose interval contains the true difference at every
@@ -26,7 +28,7 @@ import numpy as np
 
 from experiments.stats import two_proportion_test, user_level_diff
 
-METHODS = ("per_request_fixed", "user_sequential")
+METHODS = ("per_request_fixed", "user_sequential", "user_sequential_cuped")
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,11 @@ class StudySettings:
 def one_experiment(rng: np.random.Generator, s: StudySettings) -> dict[str, dict[str, bool]]:
     n_req = 1 + rng.poisson(s.mean_requests - 1, s.users)
     treated = rng.random(s.users) < 0.5
-    p = np.clip(rng.beta(*s.beta, s.users) + s.lift * treated, 0.0, 1.0)
+    base = rng.beta(*s.beta, s.users)
+    # the pre-period (before the experiment, everyone on the champion): CUPED's covariate
+    n_pre = 1 + rng.poisson(s.mean_requests - 1, s.users)
+    x = rng.binomial(n_pre, base) / n_pre
+    p = np.clip(base + s.lift * treated, 0.0, 1.0)
     user = np.repeat(np.arange(s.users), n_req)
     look = rng.integers(0, s.looks, user.size)
     success = rng.random(user.size) < p[user]
@@ -56,7 +62,7 @@ def one_experiment(rng: np.random.Generator, s: StudySettings) -> dict[str, dict
     np.add.at(k, (look, user), success.astype(np.int64))
     n, k = n.cumsum(axis=0), k.cumsum(axis=0)
     truth = true_difference(s)
-    out = {m: {"rejected": False, "covered": True} for m in METHODS}
+    out = {m: {"rejected": False, "covered": True, "reduction": 0.0} for m in METHODS}
     for t in range(s.looks):
         seen = n[t] > 0
         c, tr = seen & ~treated, seen & treated
@@ -66,9 +72,13 @@ def one_experiment(rng: np.random.Generator, s: StudySettings) -> dict[str, dict
                                     int(k[t][tr].sum()), int(n[t][tr].sum()), s.confidence)
         seq = user_level_diff((k[t][c], n[t][c]), (k[t][tr], n[t][tr]), s.confidence,
                               sequential=True, tau=s.tau)
-        for name, r in (("per_request_fixed", fixed), ("user_sequential", seq)):
+        cuped = user_level_diff((k[t][c], n[t][c]), (k[t][tr], n[t][tr]), s.confidence,
+                                sequential=True, tau=s.tau, covariates=(x[c], x[tr]))
+        for name, r in (("per_request_fixed", fixed), ("user_sequential", seq),
+                        ("user_sequential_cuped", cuped)):
             out[name]["rejected"] |= r.ci_low > 0 or r.ci_high < 0
             out[name]["covered"] &= r.ci_low <= truth <= r.ci_high
+        out["user_sequential_cuped"]["reduction"] = cuped.variance_reduction  # the last look
     return out
 
 
@@ -85,13 +95,19 @@ def true_difference(s: StudySettings, draws: int = 400_000) -> float:
 
 def run_study(s: StudySettings) -> dict[str, dict[str, float]]:
     rng = np.random.default_rng(s.seed)
-    counts = {m: {"rejected": 0, "covered": 0} for m in METHODS}
+    counts = {m: {"rejected": 0, "covered": 0, "reduction": 0.0} for m in METHODS}
     for _ in range(s.experiments):
         for m, r in one_experiment(rng, s).items():
             counts[m]["rejected"] += int(r["rejected"])
             counts[m]["covered"] += int(r["covered"])
-    return {m: {"rejection_rate": c["rejected"] / s.experiments,
-                "coverage": c["covered"] / s.experiments} for m, c in counts.items()}
+            counts[m]["reduction"] += r["reduction"]
+    out = {m: {"rejection_rate": c["rejected"] / s.experiments,
+               "coverage": c["covered"] / s.experiments} for m, c in counts.items()}
+    # CUPED: the mean variance reduction at the last look; the same share of users is saved
+    # for the same interval width (variance ~ 1 / users)
+    out["user_sequential_cuped"]["variance_reduction"] = (
+        counts["user_sequential_cuped"]["reduction"] / s.experiments)
+    return out
 
 
 def power_table(users_grid: tuple[int, ...] = (500, 1000, 2000, 4000, 8000),
@@ -107,6 +123,8 @@ def power_table(users_grid: tuple[int, ...] = (500, 1000, 2000, 4000, 8000),
             res = run_study(s)
             rows.append({"lift": lift, "users": users,
                          "power_user_sequential": res["user_sequential"]["rejection_rate"],
+                         "power_user_sequential_cuped":
+                             res["user_sequential_cuped"]["rejection_rate"],
                          "coverage_user_sequential": res["user_sequential"]["coverage"]})
     return rows
 

@@ -25,7 +25,14 @@ import pyarrow as pa
 
 from experiments import k8s
 from experiments.metrics import ExperimentMetrics
-from experiments.online import Outcome, VariantMetrics, WeightsHistory, aggregate, outcomes
+from experiments.online import (
+    Outcome,
+    VariantMetrics,
+    WeightsHistory,
+    aggregate,
+    join_watches,
+    outcomes,
+)
 from experiments.stats import (
     ProportionDiff,
     RatioDiff,
@@ -56,6 +63,7 @@ class Policy:
     max_watch_through_drop: float = 0.05  # step up only if the CI lower bound is above -this
     analysis: str = "user_sequential"  # or per_request_fixed (the old analysis)
     tau: float = 0.05
+    cuped: bool = True
 
     def __post_init__(self) -> None:
         if self.analysis not in ANALYSES:
@@ -68,7 +76,8 @@ class Policy:
                    float(c.max_error_rate_delta), float(c.max_p99_ratio), float(c.p99_slack_ms),
                    float(c.alpha), bool(c.require_significant_lift), float(c.min_lift),
                    int(c.max_windows_per_step), float(c.max_watch_through_drop),
-                   str(c.get("analysis", "user_sequential")), float(c.get("tau", 0.05)))
+                   str(c.get("analysis", "user_sequential")), float(c.get("tau", 0.05)),
+                   bool(c.get("cuped", True)))
 
 
 @dataclass
@@ -78,23 +87,52 @@ class Decision:
     lift: ProportionDiff | RatioDiff | None = None
 
 
-def watch_through_diff(policy: Policy, champion: VariantMetrics,
-                       challenger: VariantMetrics) -> ProportionDiff | RatioDiff:
+def watch_through_diff(policy: Policy, champion: VariantMetrics, challenger: VariantMetrics,
+                       pre_period: Mapping[int, float] | None = None,
+                       ) -> ProportionDiff | RatioDiff:
     """Challenger - champion watch-through since the canary started, with an interval at
     ``1 - 2 alpha`` (each side ``alpha``). ``user_sequential``: per-user counts, the delta
-    method and the mixture SPRT's confidence sequence (valid at every window at once);
-    ``per_request_fixed``: the old per-request z interval."""
+    method and the mixture SPRT's confidence sequence (valid at every window at once), with
+    CUPED on each user's pre-period watch-through when ``pre_period`` has any (users without
+    one get the pre-period's mean: no adjustment); ``per_request_fixed``: the old per-request
+    z interval."""
     confidence = 1 - 2 * policy.alpha
     if policy.analysis == "per_request_fixed" or not (champion.users and challenger.users):
         return two_proportion_test(champion.watched, champion.matured, challenger.watched,
                                    challenger.matured, confidence=confidence)
+    covariates = None
+    if policy.cuped and pre_period:
+        mean = sum(pre_period.values()) / len(pre_period)
+        covariates = tuple([pre_period.get(u, mean) for u in m.users]
+                           for m in (champion, challenger))
     return user_level_diff(champion.per_user(), challenger.per_user(), confidence,
-                           sequential=True, tau=policy.tau)
+                           sequential=True, tau=policy.tau, covariates=covariates)
+
+
+def pre_period_watch_through(lines: list[bytes], join_window_s: float,
+                             min_watch_minutes: int) -> dict[int, float]:
+    """Each user's watch-through over the recommendation requests in ``lines`` (telemetry
+    from before the canary): CUPED's covariate."""
+    batch = parse_lines(lines)
+    requests = [e for _, e in batch.others
+                if isinstance(e, RecommendationRequest) and e.status == 200]
+    if not requests:
+        return {}
+    watches = [e for _, e in batch.others if isinstance(e, WatchMinute)]
+    watches += [e for _, e in batch.watch_events()]
+    joined = join_watches(requests, watches, join_window_s, None, min_watch_minutes)
+    per_user: dict[int, list[int]] = {}
+    for r, (watched, _m, _p, _c) in zip(requests, joined, strict=True):
+        counts = per_user.setdefault(r.user_id, [0, 0])
+        counts[0] += int(watched)
+        counts[1] += 1
+    return {u: w / n for u, (w, n) in per_user.items()}
 
 
 def decide(
     policy: Policy, window: Mapping[str, VariantMetrics], cumulative: Mapping[str, VariantMetrics],
     champion: str, challenger: str, step_index: int, windows_in_step: int,
+    pre_period: Mapping[int, float] | None = None,
 ) -> Decision:
     """What to do after one analysis window.
 
@@ -119,7 +157,7 @@ def decide(
 
     lift = None
     if cn.matured >= policy.min_requests and cc.matured >= policy.min_requests:
-        lift = watch_through_diff(policy, cc, cn)
+        lift = watch_through_diff(policy, cc, cn, pre_period)
         if lift.ci_high < 0:
             reasons.append(
                 f"watch-through {cn.watch_through:.3f} vs champion {cc.watch_through:.3f} "
@@ -306,6 +344,18 @@ class LinesFileTelemetry:
         self.path = Path(path)
         self.offset = self.path.stat().st_size if from_end and self.path.exists() else 0
 
+    def history(self, max_lines: int) -> list[bytes]:
+        """The last ``max_lines`` complete lines before the current position."""
+        if not self.path.exists() or not self.offset:
+            return []
+        start = max(0, self.offset - max_lines * 400)  # telemetry lines are far shorter
+        with open(self.path, "rb") as fh:
+            fh.seek(start)
+            lines = fh.read(self.offset - start).splitlines()
+        if start > 0:
+            lines = lines[1:]  # the first may be cut
+        return lines[-max_lines:]
+
     def poll(self) -> list[bytes]:
         if not self.path.exists():
             return []
@@ -351,6 +401,28 @@ class KafkaTelemetry:
                 break
             for records in batch.values():
                 lines.extend(r.value for r in records)
+        return lines
+
+    def history(self, max_lines: int, max_s: float = 60.0) -> list[bytes]:
+        """The last ``max_lines`` records before the current end (spread over the partitions),
+        read by seeking back; afterwards the position is that end again."""
+        parts = sorted(self.consumer.assignment(), key=lambda tp: tp.partition)
+        if not parts or max_lines <= 0:
+            return []
+        ends = self.consumer.end_offsets(parts)
+        begins = self.consumer.beginning_offsets(parts)
+        per = max(1, max_lines // len(parts))
+        for tp in parts:
+            self.consumer.seek(tp, max(begins[tp], ends[tp] - per))
+        lines: list[bytes] = []
+        deadline = time.monotonic() + max_s
+        while time.monotonic() < deadline and any(
+                self.consumer.position(tp) < ends[tp] for tp in parts):
+            batch = self.consumer.poll(timeout_ms=200, max_records=50_000)
+            for tp, records in batch.items():
+                lines.extend(r.value for r in records if r.offset < ends[tp])
+        for tp in parts:
+            self.consumer.seek(tp, ends[tp])
         return lines
 
     def drain(self, max_s: float = 30.0) -> list[bytes]:
@@ -425,6 +497,7 @@ class CanaryController:
         costs: MovieCosts | None = None, state_path: Path | str | None = None,
         max_windows: int = 50, min_watch_minutes: int = 15,
         publish: Callable[[], Any] | None = None, history_clock: str = "telemetry",
+        pre_period_lines: int = 0,
     ) -> None:
         """``publish``: called whenever the state changes (start, every window, the end); the
         entry point pushes the metrics to a Pushgateway with it."""
@@ -441,6 +514,8 @@ class CanaryController:
         self.max_windows = max_windows
         self.min_watch_minutes = min_watch_minutes
         self.publish = publish
+        self.pre_period_lines = pre_period_lines
+        self.pre_period: dict[int, float] = {}
         if history_clock not in ("telemetry", "effective"):
             raise ValueError(f"history_clock must be telemetry or effective, not {history_clock!r}")
         # telemetry: a weight change applies after the newest request seen (simulated clocks);
@@ -516,6 +591,13 @@ class CanaryController:
     # the loop ------------------------------------------------------------------------------
     def run(self) -> CanaryResult:
         self.result.started_at = _now()
+        history = getattr(self.telemetry, "history", None)
+        if self.policy.cuped and self.pre_period_lines and history is not None:
+            lines = history(self.pre_period_lines)
+            self.pre_period = pre_period_watch_through(lines, self.join_window_s,
+                                                       self.min_watch_minutes)
+            log.info("pre-period: %d lines, watch-through of %d users (CUPED covariate)",
+                     len(lines), len(self.pre_period))
         self.telemetry.poll()  # what happened before the canary is not its evidence
         step_index, windows_in_step = 0, 0
         self._set_percent(self.policy.steps[0])
@@ -548,7 +630,7 @@ class CanaryController:
                     self.metrics.watch_through.labels(self.experiment, v).set(m.watch_through)
             srm = self._srm(window_out)
             decision = decide(self.policy, window, cumulative, self.champion, self.challenger,
-                              step_index, windows_in_step)
+                              step_index, windows_in_step, self.pre_period)
             self.result.windows.append(WindowRecord(
                 index, _now(), self.watermark.isoformat(), pct, step_index,
                 {v: m.summary() for v, m in window.items()},

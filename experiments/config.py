@@ -55,6 +55,10 @@ class CanaryConfig:
     # experiments.md, the A/A study); per_request_fixed: the old per-request z interval
     analysis: str = "user_sequential"
     tau: float = 0.05  # the sequential test's mixing sd: the difference it is tuned to find
+    # CUPED: each user's watch-through before the canary (the last pre_period_lines lines of
+    # the telemetry) as a covariate of the sequential analysis; off when there is none
+    cuped: bool = True
+    pre_period_lines: int = 500_000
     max_watch_through_drop: float = 0.05  # step up only when the diff CI lower bound > -this
     min_lift: float = 0.0  # promotion at 100 % needs lift CI lower bound > this when required
     require_significant_lift: bool = False

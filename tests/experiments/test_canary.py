@@ -341,3 +341,30 @@ def test_decide_judges_users_sequentially_where_per_request_counting_would_roll_
 def test_an_unknown_analysis_is_refused():
     with pytest.raises(ValueError, match="user_sequential, per_request_fixed"):
         Policy(analysis="bayes")
+
+
+def test_the_pre_period_gives_each_user_a_watch_through_and_cuped_uses_it(tmp_path):
+    from experiments.canary import pre_period_watch_through, watch_through_diff
+
+    t0 = datetime(2026, 11, 1, 12, 0)
+    lines = []
+    for uid, watches in ((1, True), (1, False), (2, True)):
+        t0 += timedelta(minutes=90)
+        lines.append(format_event(RecommendationRequest(t0, uid, "r:1", 200, ("m+1", "m+2"),
+                                                        "", 30)).encode())
+        if watches:
+            lines += [format_event(WatchMinute(t0 + timedelta(minutes=1 + k), uid, "m+2", k))
+                      .encode() for k in range(20)]
+    assert pre_period_watch_through(lines, 3600, 15) == {1: 0.5, 2: 1.0}
+    # the file telemetry hands the lines before its position to the controller
+    path = tmp_path / "movielog.txt"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    assert LinesFileTelemetry(path).history(10_000) == lines
+    # users whose pre-period predicts their outcome: CUPED narrows the interval
+    per_user = [(20, 20)] * 22 + [(0, 20)] * 18
+    champion, challenger = with_users("champion", per_user), with_users("challenger", per_user)
+    pre = {u: 1.0 if w else 0.0 for u, (w, _n) in enumerate(per_user)}
+    plain = watch_through_diff(Policy(), champion, challenger)
+    adjusted = watch_through_diff(Policy(), champion, challenger, pre)
+    assert adjusted.variance_reduction > 0.9 and adjusted.se < plain.se
+    assert watch_through_diff(Policy(cuped=False), champion, challenger, pre).se == plain.se

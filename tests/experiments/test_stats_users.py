@@ -83,3 +83,29 @@ def test_sequential_result_carries_an_always_valid_p_value() -> None:
     assert res.sequential and res.significant and res.ci_low > 0
     assert res.p_value == pytest.approx(1 / res.e_value) and res.p_value < 0.05
     assert res.control_users + res.treatment_users == 3000
+
+
+def test_cuped_keeps_the_estimate_and_cuts_the_variance_by_what_the_pre_period_explains():
+    rng = np.random.default_rng(9)
+    users = 6000
+    p = rng.beta(2, 3, users)
+    treated = rng.random(users) < 0.5
+    n = 1 + rng.poisson(3, users)
+    s = rng.binomial(n, np.clip(p + 0.03 * treated, 0, 1))
+    n_pre = np.full(users, 30)
+    x = rng.binomial(n_pre, p) / n_pre  # a long pre-period: a good predictor
+    plain = user_level_diff((s[~treated], n[~treated]), (s[treated], n[treated]),
+                            sequential=False)
+    cuped = user_level_diff((s[~treated], n[~treated]), (s[treated], n[treated]),
+                            sequential=False, covariates=(x[~treated], x[treated]))
+    assert cuped.variance_reduction > 0.3
+    assert cuped.se**2 == pytest.approx(plain.se**2 * (1 - cuped.variance_reduction))
+    assert abs(cuped.diff - 0.03) < 2.5 * cuped.se  # still centred on the true lift
+    # a covariate of noise changes (almost) nothing
+    noise = rng.random(users)
+    same = user_level_diff((s[~treated], n[~treated]), (s[treated], n[treated]),
+                           sequential=False, covariates=(noise[~treated], noise[treated]))
+    assert abs(same.variance_reduction) < 0.01
+    with pytest.raises(ValueError, match="one covariate value per user"):
+        user_level_diff((s[~treated], n[~treated]), (s[treated], n[treated]),
+                        covariates=(x[:3], x[treated]))
