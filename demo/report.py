@@ -101,7 +101,7 @@ def wilson(successes: int, n: int) -> tuple[float, float]:
 def online_metrics(p: Platform) -> dict[str, Any]:
     """Watch-through per arm / variant over the closed loop, from the lake alone."""
     from experiments.assignment import Allocation
-    from experiments.stats import two_proportion_test
+    from experiments.stats import user_level_diff
 
     req = read_table(p.lake_root, lake.RECOMMENDATION_REQUESTS,
                      ["time", "user_id", "server", "status", "movie_ids", "response_ms"])
@@ -141,10 +141,16 @@ def online_metrics(p: Platform) -> dict[str, Any]:
         figures["ratio_to_oracle"] = figures["watch_through"] / oracle if oracle else float("nan")
     ab = None
     if "champion" in arms and "challenger" in arms:
-        c, t = arms["challenger"], arms["champion"]
-        test = two_proportion_test(c["watched_through"], c["requests"], t["watched_through"], t["requests"])
+        # users are the unit (the router assigns users; a user's requests go together): the
+        # delta method's interval, fixed horizon (one look, at the end of the run)
+        def per_user(arm: str) -> tuple[np.ndarray, np.ndarray]:
+            g = outcomes[outcomes["arm"] == arm].groupby("user_id")["watched_through"]
+            return g.sum().to_numpy(), g.count().to_numpy()
+
+        test = user_level_diff(per_user("challenger"), per_user("champion"), sequential=False)
         ab = {"champion_minus_challenger": test.diff, "ci95": [test.ci_low, test.ci_high],
-              "p_value": test.p_value, "significant": test.significant}
+              "p_value": test.p_value, "significant": test.significant, "unit": "users",
+              "users": {"champion": test.treatment_users, "challenger": test.control_users}}
     popularity = arms.get("popularity", {}).get("watch_through", float("nan"))
     champion = arms.get("champion", {}).get("watch_through", float("nan"))
     return {"window_minutes": WINDOW_MINUTES, "min_minutes": DEFAULT_MIN_MINUTES,
@@ -238,7 +244,9 @@ def to_markdown(r: dict[str, Any]) -> str:
     if o.get("ab_test"):
         ab = o["ab_test"]
         lines += ["", f"A/B champion − challenger: {ab['champion_minus_challenger']:+.1%} "
-                  f"(95 % CI {ab['ci95'][0]:+.1%} … {ab['ci95'][1]:+.1%}, p = {ab['p_value']:.2g})"]
+                  f"(95 % CI {ab['ci95'][0]:+.1%} … {ab['ci95'][1]:+.1%}, p = {ab['p_value']:.2g}; "
+                  f"users as the unit: {ab.get('users', {}).get('champion', 0):,} / "
+                  f"{ab.get('users', {}).get('challenger', 0):,} users, delta method)"]
     if "cluster" in r:
         a = r["cluster"]["attribution"]
         lines += ["", "## Who served each request (on the cluster)", "",
