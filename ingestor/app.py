@@ -23,6 +23,7 @@ import signal
 import socket
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer
@@ -75,6 +76,9 @@ class Ingestor:
         self._subscribed_at = time.monotonic()
         self._broker_down_since = 0.0
         self.first_record_at = 0.0  # wall clock, for benchmarks across worker processes
+        self._pending: tuple[Future | None, dict[int, int], float | None] | None = None
+        self._store_pool = (ThreadPoolExecutor(1, thread_name_prefix="online-store")
+                            if cfg.ingestor.pipelined_store else None)
         self.last_commit_at = 0.0
 
     # ----------------------------------------------------------------------------- lifecycle
@@ -173,6 +177,8 @@ class Ingestor:
                 got = self._fill_buffer()
                 if self._buffer:
                     self._process_buffer()
+                else:
+                    self._finish_pending()  # nothing new: no reason to hold the commit
                 if got:
                     idle_since = time.monotonic()
                 self._maybe_maintain()
@@ -183,7 +189,10 @@ class Ingestor:
                     break
             if self._buffer:
                 self._process_buffer(shutting_down=True)
+            self._finish_pending()
         finally:
+            if self._store_pool is not None:
+                self._store_pool.shutdown(wait=True)
             self._shutdown()
         return 0
 
@@ -260,25 +269,50 @@ class Ingestor:
                 days = table.column("time").cast("date32").unique().to_pylist()
                 self._dirty_days.update(days)
         t_store = time.perf_counter()
-        if self.store is not None:
-            self.store.apply_tables(parsed.tables.get(WATCH_MINUTES), parsed.events)
+        watch_minutes = parsed.tables.get(WATCH_MINUTES)
+        if self._store_pool is not None and not shutting_down:
+            # pipelined: this batch's online-store upserts run on their own thread (sqlite
+            # releases the GIL) while the next batch is polled and parsed; the previous
+            # batch's upserts have finished and its offsets are committed first
+            self._finish_pending()
+            future = None
+            if self.store is not None:
+                future = self._store_pool.submit(self.store.apply_tables, watch_minutes,
+                                                 parsed.events)
+            self._pending = (future, commit, give_up)
+        else:
+            self._finish_pending()
+            if self.store is not None:
+                self.store.apply_tables(watch_minutes, parsed.events)
         if self.enricher is not None:
             self.enricher.offer(parsed.user_ids, parsed.movie_ids)
 
         t_commit = time.perf_counter()
-        self._commit(commit, give_up)
+        if self._pending is None or self._pending[1] is not commit:
+            self._commit(commit, give_up)
+            self.last_commit_at = time.time()
         self.batches += 1
         self.records += len(values)
         elapsed = time.perf_counter() - start
         metrics.BATCH_DURATION.observe(elapsed)
         self.last_batch_end = time.monotonic()
-        self.last_commit_at = time.time()
         log.debug("batch %d: %d records, %d rejected, %.3fs (collect %.3f parse %.3f dlq %.3f "
                   "lake %.3f store %.3f commit %.3f)", self.batches, len(values),
                   len(parsed.rejected), elapsed, t_parse - start, t_dlq - t_parse,
                   t_lake - t_dlq, t_store - t_lake, t_commit - t_store,
                   time.perf_counter() - t_commit)
         self._update_lag()
+
+    def _finish_pending(self) -> None:
+        """Wait for the pipelined batch's online-store upserts, then commit its offsets."""
+        if self._pending is None:
+            return
+        future, commit, give_up = self._pending
+        self._pending = None
+        if future is not None:
+            future.result()  # a failure propagates: the batch is replayed after a restart
+        self._commit(commit, give_up)
+        self.last_commit_at = time.time()
 
     def _commit(self, offsets: dict[int, int], give_up_at: float | None) -> None:
         assert self.consumer is not None

@@ -38,6 +38,9 @@ class IngestorConfig:
     maintenance_interval_s: float = 60.0  # 0: only at shutdown and via `compact`
     # outputs
     online_store: bool = True
+    # the online store's upserts of a batch overlap the next batch's poll and parse; its
+    # offsets are committed once they are done (off: in line, before the commit)
+    pipelined_store: bool = True
     enrichment: bool = True
     enrichment_interval_s: float = 1.0
     enrichment_max_backoff_s: float = 30.0
