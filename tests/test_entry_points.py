@@ -20,6 +20,7 @@ COMMANDS = [
     ("simulator", None, "endpoint"), ("simulator", "api", "metadata API"),
     ("demo", None, "usage"),
     ("cluster", None, "Kubernetes"), ("cluster", "up", "usage"),
+    ("experiments", "aa-study", "peeking"),
 ]
 
 
@@ -30,3 +31,15 @@ def test_help_exits_zero_with_usage(package: str, sub: str | None, word: str) ->
     res = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr[-2000:]
     assert word in res.stdout
+
+
+BENCHES = sorted(p.name for p in (REPO_ROOT / "bench").glob("*.py")
+                 if p.name not in ("__init__.py", "common.py"))
+
+
+@pytest.mark.parametrize("script", BENCHES)
+def test_every_benchmark_answers_help(script: str) -> None:
+    res = subprocess.run([sys.executable, f"bench/{script}", "--help"], cwd=REPO_ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "usage" in res.stdout
