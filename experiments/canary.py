@@ -64,8 +64,15 @@ class Policy:
     analysis: str = "user_sequential"  # or per_request_fixed (the old analysis)
     tau: float = 0.05
     cuped: bool = True
+    # where the challenger must be shown non-inferior (interval above -max_watch_through_drop):
+    # "last_gate" (before 100 %; earlier steps need only no sign of harm: the estimate above
+    # -max_watch_through_drop and an interval not below zero) or "every_step"
+    non_inferiority: str = "last_gate"
 
     def __post_init__(self) -> None:
+        if self.non_inferiority not in ("last_gate", "every_step"):
+            raise ValueError("experiments.canary.non_inferiority must be last_gate or every_step,"
+                             f" not {self.non_inferiority!r}")
         if self.analysis not in ANALYSES:
             raise ValueError(f"experiments.canary.analysis must be one of {', '.join(ANALYSES)}, "
                              f"not {self.analysis!r}")
@@ -77,7 +84,7 @@ class Policy:
                    float(c.alpha), bool(c.require_significant_lift), float(c.min_lift),
                    int(c.max_windows_per_step), float(c.max_watch_through_drop),
                    str(c.get("analysis", "user_sequential")), float(c.get("tau", 0.05)),
-                   bool(c.get("cuped", True)))
+                   bool(c.get("cuped", True)), str(c.get("non_inferiority", "last_gate")))
 
 
 @dataclass
@@ -140,8 +147,11 @@ def decide(
     exceed the champion's by at most ``max_error_rate_delta``, its p99 latency by at most
     ``max_p99_ratio`` (and ``p99_slack_ms``). Watch-through uses everything since the canary
     started (sticky users: more power): significantly worse (upper CI bound < 0) rolls back.
-    A step up needs non-inferiority (CI lower bound above ``-max_watch_through_drop``); the
-    step to 100 % needs a significant lift when ``require_significant_lift``.
+    An early step up needs no sign of harm (the estimate above ``-max_watch_through_drop``);
+    the last gate (to 100 %) needs non-inferiority, the CI lower bound above
+    ``-max_watch_through_drop`` (every step with ``non_inferiority="every_step"``), and a
+    significant lift when ``require_significant_lift``. With the sequential analysis the
+    interval is valid at every look, so deciding after every window keeps its error rate.
     """
     empty = VariantMetrics("")
     wc, wn = window.get(champion, empty), window.get(challenger, empty)
@@ -178,7 +188,13 @@ def decide(
                                        f"{lift.ci_high:+.3f}])"], lift)
         return Decision(HOLD, ["lift not yet significant"], lift)
     verdict = f"watch-through diff {lift.diff:+.3f} CI [{lift.ci_low:+.3f}, {lift.ci_high:+.3f}]"
-    if lift.ci_low < -policy.max_watch_through_drop:
+    proof_needed = last_gate or policy.non_inferiority == "every_step"
+    if not proof_needed and lift.diff < -policy.max_watch_through_drop:
+        # an early step: no harm shown, but the estimate is worse than the margin: more data
+        if windows_in_step + 1 >= policy.max_windows_per_step:
+            return Decision(ROLLBACK, [f"estimate below the margin: {verdict}"], lift)
+        return Decision(HOLD, [f"estimate below the margin: {verdict}"], lift)
+    if proof_needed and lift.ci_low < -policy.max_watch_through_drop:
         # not shown worse, not shown non-inferior either: more data before more traffic
         if windows_in_step + 1 >= policy.max_windows_per_step:
             return Decision(ROLLBACK, [f"not shown non-inferior: {verdict}"], lift)

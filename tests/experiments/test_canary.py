@@ -44,8 +44,17 @@ def test_decide_steps_up_a_challenger_shown_non_inferior_and_holds_while_unsure(
     d = decide(POLICY, w, w, "champion", "challenger", 0, 0)
     assert d.action == STEP and d.lift.ci_low > -0.05
     unsure = both(vm("champion"), vm("challenger", watched=55))  # CI reaches below -5 points
-    assert decide(POLICY, unsure, unsure, "champion", "challenger", 0, 0).action == HOLD
-    assert decide(POLICY, unsure, unsure, "champion", "challenger", 0, 2).action == ROLLBACK
+    # the last gate (50 -> 100 %) needs non-inferiority shown: hold, then give up
+    assert decide(POLICY, unsure, unsure, "champion", "challenger", 2, 0).action == HOLD
+    assert decide(POLICY, unsure, unsure, "champion", "challenger", 2, 2).action == ROLLBACK
+    # an early step needs only no sign of harm (estimate -2.5 points, CI not below zero)...
+    assert decide(POLICY, unsure, unsure, "champion", "challenger", 0, 0).action == STEP
+    every = Policy(min_requests=50, non_inferiority="every_step")
+    assert decide(every, unsure, unsure, "champion", "challenger", 0, 0).action == HOLD
+    # ...and an estimate below the margin holds it there, then rolls it back
+    low = both(vm("champion"), vm("challenger", watched=47))
+    assert decide(POLICY, low, low, "champion", "challenger", 0, 0).action == HOLD
+    assert decide(POLICY, low, low, "champion", "challenger", 0, 2).action == ROLLBACK
 
 
 def test_decide_rolls_back_on_errors_latency_or_significantly_worse_watch_through():
