@@ -133,11 +133,12 @@ def test_drill_random_model_challenger_is_rolled_back_within_two_windows(platfor
     mark = p.tee.mark()
     p.sup.kill("model-server-champion-1")  # a crashed replica: the router fails over
     # random lists still get watched now and then (0.23 vs popularity's 0.29 watch-through in
-    # a recorded run): a 10 % first step and 25-s windows give the evidence to decide that
-    # within two windows
+    # a recorded run): a 6-point difference. The canary's always-valid interval over users
+    # needs about six times the evidence the old per-request interval did (users as the unit,
+    # and validity at every look): a 25 % first step and 60-s windows give it within two
     state, weights, out_dir = run_canary(p, "drill-random-rollback", url, [
-        "experiments.canary.promote_alias=false", "experiments.canary.steps=[10,50,100]",
-        "experiments.canary.window_s=25"])
+        "experiments.canary.promote_alias=false", "experiments.canary.steps=[25,50,100]",
+        "experiments.canary.window_s=60"])
     statuses = p.tee.since(mark)
     keep_logs(p, out_dir, ["router", "canary-drill-random-rollback", "model-server-random"])
     p.sup.stop("model-server-random")
