@@ -78,9 +78,13 @@ dst = "/data/pipeline/bad-challenger"
 shutil.rmtree(dst, ignore_errors=True)
 shutil.copytree(src, dst)
 rng = np.random.default_rng(0)
-for name in ("user_factors.npy", "item_factors.npy"):
-    shape = np.load(f"{dst}/model/{name}", mmap_mode="r").shape
-    np.save(f"{dst}/model/{name}", rng.standard_normal(shape, dtype=np.float32))
+import pathlib
+# whatever the champion is (ALS factors, EASE's item-item weights, ...): every float array of
+# its model replaced by noise of the same shape, so it ranks at random
+for path in sorted(pathlib.Path(dst, "model").glob("*.npy")):
+    array = np.load(path, mmap_mode="r")
+    if array.dtype.kind == "f":
+        np.save(path, rng.standard_normal(array.shape).astype(array.dtype))
 version = reg.register("movierec", dst, aliases=("challenger",))
 print(version)
 """
@@ -454,9 +458,10 @@ def targets_of(r: dict[str, Any]) -> dict[str, bool]:
         "canary promoted the challenger": (promo.get("canary") or {}).get("outcome") == "promoted",
         "the InferenceService serves the promoted version":
             bool(promo.get("champion_after")) and promo.get("primary_serves") == promo.get("champion_after"),
-        "a failing gate stops before registering":
+        "a failing gate stops before registering and says why":
             gate.get("phase") == "Failed"
             and gate.get("steps", {}).get("quality-gate", {}).get("phase") == "Failed"
+            and "ndcg@10" in gate.get("steps", {}).get("quality-gate", {}).get("message", "")
             and "register" not in gate.get("steps", {})
             and gate.get("versions_after") == gate.get("versions_before"),
         "bad challenger rolled back within two windows":

@@ -26,7 +26,7 @@ def test_targets_and_a_recheck_from_saved_logs(tmp_path) -> None:
             "promotion": {"name": "wf-a", "phase": "Succeeded", "canary": None,
                           "champion_after": "v0002", "primary_serves": "v0002", "steps": {}},
             "gate_failed": {"name": "wf-b", "phase": "Failed", "versions_before": 2,
-                            "versions_after": 2, "steps": {"quality-gate": {"phase": "Failed"}}},
+                            "versions_after": 2, "steps": {"quality-gate": {"phase": "Failed", "message": "Error (exit code 1): quality gate: ndcg@10 0.2 < floor 0.99"}}},
             "rollback": {"name": "wf-c", "phase": "Succeeded",
                          "canary": {"outcome": "rolled_back", "windows": 2}, "steps": {}}},
         "requests": {"requests": 100, "failed": 0},

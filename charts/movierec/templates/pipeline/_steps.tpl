@@ -19,6 +19,8 @@
   container:
     image: {{ include "movierec.image" (dict "root" $root "component" .component) }}
     imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+    # a failed step's last log lines become its message (the Argo UI shows why it failed)
+    terminationMessagePolicy: FallbackToLogsOnError
     command:
       {{- toYaml .command | nindent 6 }}
     {{- if or .platformArgs .args }}
