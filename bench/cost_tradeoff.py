@@ -152,7 +152,7 @@ def main() -> int:
         "lambda_keeping_90pct_ndcg": best["lambda"],
         "cost_saving_pct_at_that_lambda": round(
             100 * (1 - best["cost_per_play_recommended"] / base["cost_per_play_recommended"]), 1),
-        "plot": str(png.relative_to(REPO)), "quick": args.quick,
+        "plot": str(png.relative_to(REPO)),
         "seconds": round(time.perf_counter() - t0, 1),
         "costs": "synthetic (lognormal x (1 + 20 popularity/max)), normalised by the maximum",
     }
@@ -161,7 +161,7 @@ def main() -> int:
     path = write_result("cost_tradeoff", figures, {
         "cost per play falls as lambda grows": costs_fall,
         "curve measured at >= 5 lambdas": len(rows) >= 5,
-    })
+    }, quick=args.quick)
     print(f"lambda {best['lambda']} keeps >= 90 % of NDCG@20 and cuts cost per play by "
           f"{figures['cost_saving_pct_at_that_lambda']} %\nwrote {path} and {png}")
     return 0
