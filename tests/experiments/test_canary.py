@@ -377,3 +377,13 @@ def test_the_pre_period_gives_each_user_a_watch_through_and_cuped_uses_it(tmp_pa
     adjusted = watch_through_diff(Policy(), champion, challenger, pre)
     assert adjusted.variance_reduction > 0.9 and adjusted.se < plain.se
     assert watch_through_diff(Policy(cuped=False), champion, challenger, pre).se == plain.se
+
+
+def test_the_p99_guardrail_waits_for_enough_requests_to_have_a_p99():
+    ok = vm("champion", p99=77)
+    cold = vm("challenger", requests=23, matured=23, watched=7, p99=139)  # one slow request
+    d = decide(POLICY, both(ok, cold), both(ok, vm("challenger")), "champion", "challenger", 0, 0)
+    assert d.action != ROLLBACK or "p99" not in " ".join(d.reasons)
+    slow = vm("challenger", requests=150, matured=150, watched=45, p99=139)
+    d = decide(POLICY, both(ok, slow), both(ok, vm("challenger")), "champion", "challenger", 0, 0)
+    assert d.action == ROLLBACK and "p99" in d.reasons[0]
