@@ -287,6 +287,10 @@ def documents() -> list[tuple[Path, str, str, Callable[[], str]]]:
     return docs
 
 
+def _shown(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -307,10 +311,10 @@ def main(argv: list[str] | None = None) -> int:
                 path.write_text(updated)
     if args.check:
         for path in stale:
-            print(f"{path.relative_to(ROOT)}: generated figures differ from bench/results: run "
+            print(f"{_shown(path)}: generated figures differ from bench/results: run "
                   "`python bench/publish.py`", file=sys.stderr)
         return 1 if stale else 0
-    print(f"updated: {', '.join(str(p.relative_to(ROOT)) for p in stale) or 'nothing'}")
+    print(f"updated: {', '.join(_shown(p) for p in stale) or 'nothing'}")
     return 0
 
 

@@ -38,8 +38,10 @@ def test_a_changed_figure_makes_the_check_fail(tmp_path, monkeypatch) -> None:
     results.mkdir()
     for name, _script, _row in publish.ROWS:
         data = json.loads((publish.RESULTS / f"{name}.json").read_text())
-        if name == "parse":
-            data["lines_per_s"]["median"] += 1000
+        if name == "cost_tradeoff":  # the lambda = 0.5 point keeps half the nDCG now
+            for point in data["curve"]:
+                if point["lambda"] == 0.5:
+                    point["ndcg_at_20"] /= 2
         (results / f"{name}.json").write_text(json.dumps(data))
     readme = tmp_path / "README.md"
     readme.write_text(publish.README.read_text())
