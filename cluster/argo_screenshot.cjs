@@ -1,7 +1,8 @@
 // A screenshot of a page of the Argo UI in headless Chromium (Debian's), driven by
 // playwright-core from the npm registry (no browser download):
 //   NODE_PATH=.cache/screenshot/node_modules node cluster/argo_screenshot.cjs <url> <png>
-// The UI asks a first-time visitor what they use Argo for: that dialog is closed.
+// The UI greets a first-time visitor with dialogs (what they use Argo for, what is new in
+// this version): they are closed before the screenshot.
 const { chromium } = require('playwright-core');
 
 (async () => {
@@ -15,8 +16,14 @@ const { chromium } = require('playwright-core');
   try {
     const page = await browser.newPage({ viewport: { width: 1600, height: 1000 } });
     await page.goto(url, { waitUntil: 'networkidle', timeout: 60000 });
-    const close = page.locator('.modal-close, .fa-times, button[aria-label="close"]').first();
-    if (await close.count()) await close.click().catch(() => {});
+    // dialogs come one after another (what do you use Argo for, what is new in this
+    // version): close each until none is left
+    for (let i = 0; i < 5; i++) {
+      await page.waitForTimeout(1000);
+      const close = page.locator('.modal-close, .fa-times, button[aria-label="close"]').first();
+      if (!(await close.count()) || !(await close.isVisible().catch(() => false))) break;
+      await close.click().catch(() => {});
+    }
     // a workflow's DAG is drawn as SVG once the workflow has loaded
     await page.waitForSelector('svg', { timeout: 30000 });
     await page.waitForTimeout(2000);

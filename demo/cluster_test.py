@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -354,11 +355,16 @@ class ClusterTest:
                     "-p", json.dumps({"spec": {"suspend": True, "schedules": ["0 3 * * *"]}}))
             second = self.submit("-p", "reason=manual-while-cron-runs")
             waiting = ""
-            for _ in range(30):
-                wf = json.loads(kubectl("get", "workflow", second, "-o", "json").stdout)
-                status = wf.get("status", {})
-                if status.get("phase") in ("Pending", None) and "lock" in status.get("message", ""):
-                    waiting = status["message"]
+            for _ in range(30):  # whichever of the two gets the lock, the other must wait
+                for name in (second, fired):
+                    wf = json.loads(kubectl("get", "workflow", name, "-o", "json",
+                                            check=False).stdout or "{}")
+                    status = wf.get("status", {})
+                    if status.get("phase") in ("Pending", None) and "lock" in status.get(
+                            "message", ""):
+                        waiting = f"{name}: {status['message']}"
+                        break
+                if waiting:
                     break
                 time.sleep(2)
             for name in (second, fired):
@@ -476,6 +482,20 @@ def targets_of(r: dict[str, Any]) -> dict[str, bool]:
     }
 
 
+def mutex_wait_from_controller_log(workflows: set[str | None],
+                                   logs: Path = ROOT / ".cache" / "cluster" / "pod-logs") -> str:
+    """``<workflow>: Waiting for <ns>/Mutex/<name> lock...`` from the workflow controller's
+    pod log, for one of ``workflows``, or ""."""
+    pattern = re.compile(r'-> (Waiting for [^"]*Mutex[^"]* lock[^"]*)" namespace=\S+ '
+                         r'workflow=(\S+)')
+    for path in sorted(logs.glob("argo_workflow-controller*/workflow-controller/*.log")):
+        for line in path.read_text(errors="replace").splitlines():
+            m = pattern.search(line)
+            if m and m.group(2) in workflows:
+                return f"{m.group(2)}: {m.group(1)}"
+    return ""
+
+
 def recheck(run_dir: Path, path: Path = RESULTS_PATH) -> int:
     """Re-derive the canary outcomes of ``cluster.json`` from the workflow logs the run saved
     (``<run-dir>/logs/workflow-<name>.log``) and recompute its targets; the run's figures,
@@ -490,6 +510,14 @@ def recheck(run_dir: Path, path: Path = RESULTS_PATH) -> int:
         if outcome != summary.get("canary"):
             summary["canary"] = outcome
             changed.append(key)
+    cron = r.get("cron", {})
+    if cron and not cron.get("second_waited_for_lock"):
+        # the controller's own log says which run waited for the mutex (the run looked at one
+        # of the two only)
+        waited = mutex_wait_from_controller_log({cron.get("fired"), cron.get("second_run")})
+        if waited:
+            cron["second_waited_for_lock"] = waited
+            changed.append("cron (from the workflow controller's log)")
     r["targets"] = targets_of(r)
     r["rechecked_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     r["rechecked"] = (f"canary outcomes re-read from {run_dir}/logs for: {', '.join(changed)}"
