@@ -230,7 +230,10 @@ def cluster_figures() -> str:
     ]
     failed = [k for k, ok in r["targets"].items() if not ok]
     lines += ["", f"Targets: {len(r['targets']) - len(failed)} of {len(r['targets'])} met"
-              + (f"; not met: {'; '.join(failed)}" if failed else ".")]
+              + (f"; not met: {'; '.join(failed)}" if failed else ".")
+              + (f" Recomputed after the run ({r['rechecked_at'][:16]}): {r['rechecked']}; the "
+                 "run itself exited 1 on that check, which looked at one of the two runs only."
+                 if r.get("rechecked") else "")]
     return "\n".join(lines)
 
 
@@ -248,7 +251,9 @@ def cluster_summary() -> str:
             f"InferenceService); the bad challenger was {bc.get('outcome')} after "
             f"{bc.get('windows')} window(s); {_num(req.get('requests', 0))} `/recommend` "
             f"requests through the router, **{req.get('failed')} failed**; {met} of "
-            f"{len(r['targets'])} checks met. Details: "
+            f"{len(r['targets'])} checks met"
+            + (f" (recomputed after the run: {r['rechecked']})" if r.get("rechecked") else "")
+            + ". Details: "
             "[docs/kubernetes.md](docs/kubernetes.md#argo-on-the-local-cluster-make-cluster-test).")
 
 
