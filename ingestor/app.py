@@ -189,7 +189,7 @@ class Ingestor:
                     break
             if self._buffer:
                 self._process_buffer(shutting_down=True)
-            self._finish_pending()
+            self._finish_pending(shutting_down=True)
         finally:
             if self._store_pool is not None:
                 self._store_pool.shutdown(wait=True)
@@ -303,11 +303,14 @@ class Ingestor:
                   time.perf_counter() - t_commit)
         self._update_lag()
 
-    def _finish_pending(self) -> None:
-        """Wait for the pipelined batch's online-store upserts, then commit its offsets."""
+    def _finish_pending(self, shutting_down: bool = False) -> None:
+        """Wait for the pipelined batch's online-store upserts, then commit its offsets (at
+        shutdown giving up after ``shutdown_commit_timeout_s``, like an in-line batch)."""
         if self._pending is None:
             return
         future, commit, give_up = self._pending
+        if shutting_down:
+            give_up = time.monotonic() + self.icfg.shutdown_commit_timeout_s
         self._pending = None
         if future is not None:
             future.result()  # a failure propagates: the batch is replayed after a restart
