@@ -280,6 +280,14 @@ class ClusterTest:
                 return found
         return None
 
+    def saved_canary_outcome(self, name: str) -> dict[str, Any] | None:
+        """Save the workflow's step logs in the run directory (``--recheck`` reads them) and
+        return its canary step's outcome."""
+        logs = kubectl("logs", "-l", f"workflows.argoproj.io/workflow={name}", "--tail=-1",
+                       "-c", "main", "--prefix", check=False).stdout
+        (self.p.logs / f"workflow-{name}.log").write_text(logs)
+        return self.canary_outcome(logs)
+
     def served_version(self, variant: str, user: int = 1) -> str:
         resp = httpx.get(f"http://{self.p.router_address}/recommend/{user}",
                          headers={"x-movierec-variant": variant}, timeout=10)
@@ -291,10 +299,7 @@ class ClusterTest:
             name = self.submit()
             wf = self.wait_workflow(name)
             summary = self.summary(wf)
-            logs = kubectl("logs", "-l", f"workflows.argoproj.io/workflow={name}", "--tail=-1",
-                           "-c", "main", "--prefix", check=False).stdout
-            (self.p.logs / f"workflow-{name}.log").write_text(logs)
-            summary["canary"] = self.canary_outcome(logs)
+            summary["canary"] = self.saved_canary_outcome(name)
             after = self.p.registry_summary()
             summary["champion_before"], summary["champion_after"] = before["champion"], after["champion"]
             deadline = time.monotonic() + 120
@@ -329,10 +334,7 @@ class ClusterTest:
             name = self.submit("--entrypoint", "canary", "-p", "metrics={}")
             wf = self.wait_workflow(name)
             summary = self.summary(wf)
-            logs = kubectl("logs", "-l", f"workflows.argoproj.io/workflow={name}", "--tail=-1",
-                           "-c", "main", check=False).stdout
-            (self.p.logs / f"workflow-{name}.log").write_text(logs)
-            summary["canary"] = self.canary_outcome(logs)
+            summary["canary"] = self.saved_canary_outcome(name)
             summary["challenger"] = version
             summary["champion_kept"] = self.p.registry_summary()["champion"] == champion
             self.results["workflows"]["rollback"] = summary
