@@ -22,6 +22,10 @@ from movierec_core.models.confidence import ConfidenceWeights, confidence
 from movierec_core.models.factor import FactorModel
 
 FALLBACK_SIZE = 100  # popularity entries kept precomputed for fallbacks and cold starts
+_NO_ITEMS = np.empty(0, dtype=np.int64)  # (read-only: shared by every request without events)
+_NO_ITEMS.flags.writeable = False
+_NO_CONFIDENCES = np.empty(0, dtype=np.float32)
+_NO_CONFIDENCES.flags.writeable = False
 
 
 @dataclass(frozen=True)
@@ -207,7 +211,7 @@ class Engine:
         """Item indices and confidences of the online store's interactions (unknown movies
         skipped: the model cannot score them)."""
         if not interactions:
-            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
+            return _NO_ITEMS, _NO_CONFIDENCES
         index = self._item_index
         items, minutes, stars = [], [], []
         for it in interactions:
@@ -217,7 +221,7 @@ class Engine:
                 minutes.append(it.minutes)
                 stars.append(np.nan if it.stars is None else it.stars)
         if not items:
-            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
+            return _NO_ITEMS, _NO_CONFIDENCES
         items_arr = np.asarray(items, dtype=np.int64)
         runtime = self._runtimes[items_arr] if self._runtimes is not None else np.nan
         conf = np.asarray(confidence(np.asarray(minutes, dtype=np.float64), runtime,

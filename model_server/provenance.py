@@ -37,6 +37,7 @@ class ProvenanceLog:
         so a pod's size-limited scratch volume never fills with it; the Kafka topic, when given,
         keeps every record."""
         self._kafka_sink = kafka_sink
+        self._sink_warned = -1e9
         self._pending: deque[tuple] = deque()
         self._max_pending = max_queue
         self._flush_interval_s = flush_interval_s
@@ -75,6 +76,13 @@ class ProvenanceLog:
         if self._kafka_sink is not None:
             try:
                 self._kafka_sink(lines)
+            except SinkUnavailable as exc:  # retried by the sink: one line per 30 s
+                PROVENANCE_DROPPED.inc(len(lines))
+                now = time.monotonic()
+                if now - self._sink_warned >= 30.0:
+                    self._sink_warned = now
+                    log.warning("provenance records not sent to Kafka (%s); the file keeps "
+                                "them", exc)
             except Exception:  # a broker outage must not stop serving
                 log.exception("provenance Kafka send failed")
                 PROVENANCE_DROPPED.inc(len(lines))
@@ -107,24 +115,52 @@ def _encode(at: float, request_id: str, user_id: int, items: Sequence[str], mode
     return orjson.dumps(record) + b"\n"
 
 
+class SinkUnavailable(Exception):
+    """The sink cannot take records now (its broker is unreachable); it retries by itself."""
+
+
 class KafkaSink:
-    """Sends each JSON line as one message to a topic (kafka-python producer)."""
+    """Sends each JSON line as one message to a topic (kafka-python producer).
+
+    The producer is created on the first batch, on the writer thread, not at start-up: a model
+    server whose Kafka is down (a restart of both at once) starts and serves, its provenance
+    records go to the file and are counted as dropped for Kafka, and the connection is retried
+    every ``retry_s``."""
 
     def __init__(self, bootstrap: str, topic: str,
-                 client_id: str = "movierec-model-server") -> None:
+                 client_id: str = "movierec-model-server", retry_s: float = 10.0,
+                 connect_timeout_s: float = 10.0) -> None:
+        self.topic = topic
+        self._bootstrap, self._client_id, self._retry_s = bootstrap, client_id, retry_s
+        self._connect_timeout_ms = int(connect_timeout_s * 1000)
+        self.producer = None
+        self._next_attempt = 0.0
+
+    def _connect(self) -> None:
         from kafka import KafkaProducer
 
-        self.topic = topic
-        self.producer = KafkaProducer(bootstrap_servers=bootstrap, client_id=client_id,
-                                      linger_ms=50, acks=1)
+        now = time.monotonic()
+        if now < self._next_attempt:
+            raise SinkUnavailable(f"Kafka at {self._bootstrap} unavailable; next attempt in "
+                                  f"{self._next_attempt - now:.0f}s")
+        try:
+            self.producer = KafkaProducer(bootstrap_servers=self._bootstrap,
+                                          client_id=self._client_id, linger_ms=50, acks=1,
+                                          bootstrap_timeout_ms=self._connect_timeout_ms)
+        except Exception as exc:
+            self._next_attempt = now + self._retry_s
+            raise SinkUnavailable(f"Kafka at {self._bootstrap} unavailable: {exc}") from exc
 
     def __call__(self, lines: list[bytes]) -> None:
+        if self.producer is None:
+            self._connect()
         for line in lines:
             self.producer.send(self.topic, line.rstrip(b"\n"))
 
     def close(self, timeout_s: float = 5.0) -> None:
-        self.producer.flush(timeout_s)
-        self.producer.close(timeout_s)
+        if self.producer is not None:
+            self.producer.flush(timeout_s)
+            self.producer.close(timeout_s)
 
 
 def kafka_sink(bootstrap: str, topic: str) -> KafkaSink:

@@ -109,29 +109,38 @@ class NormPrunedScorer:
 
     def top_k(self, u: np.ndarray, k: int, exclude: np.ndarray | None = None,
               cost_lambda: float = 0.0) -> np.ndarray:
-        """Original item indices of the ``k`` best, best first, none of ``exclude``."""
+        """Original item indices of the ``k`` best, best first, none of ``exclude``.
+
+        Excluded items are masked in the first block only (what ``tau`` is taken from); past
+        it they are scored like the others and dropped from the few sorted candidates at the
+        end, which takes fewer numpy calls per request than masking every scored range."""
         n = self.order.size
         k = min(k, n)
         if k <= 0:
             return np.empty(0, dtype=np.int64)
         u = np.asarray(u, dtype=np.float32)
-        excluded = (self.position[exclude] if exclude is not None and len(exclude) else None)
+        excluded = None
+        positions = None
+        if exclude is not None and len(exclude):
+            exclude = np.asarray(exclude)
+            excluded = set(exclude.tolist())
+            positions = self.position[exclude]
         lam = np.float32(cost_lambda) if cost_lambda and self.costs is not None else None
-        block = min(n, max(self.first_block, 4 * (k + (0 if excluded is None else excluded.size))))
-        scores = self._score(u, 0, block, lam, excluded)
+        block = min(n, max(self.first_block, 4 * (k + (0 if excluded is None else len(excluded)))))
+        scores = self._score(u, 0, block, lam)
+        if positions is not None:
+            scores[positions[positions < block]] = -np.inf
         # tau: the k-th best of the block (-inf when fewer than k are unexcluded), a lower bound
         # of the final k-th best, since the block is a subset of the catalogue
         tau = float(np.partition(scores, block - k)[block - k])
         end = block
         if block < n:
             unorm = float(np.sqrt(np.dot(u, u)))
-            if tau == -np.inf or unorm == 0.0:
-                end = n
-            else:
-                # the items whose bound ||f|| * ||u|| reaches tau are a prefix: [0, end)
-                end = max(block, int(np.searchsorted(self.neg_norms, -tau / unorm, side="right")))
+            # the items whose bound ||f|| * ||u|| reaches tau are a prefix: [0, end)
+            end = n if tau == -np.inf or unorm == 0.0 else max(
+                block, int(np.searchsorted(self.neg_norms, -tau / unorm, side="right")))
             if end > block:
-                scores = np.concatenate([scores, self._score(u, block, end, lam, excluded)])
+                scores = np.concatenate([scores, self._score(u, block, end, lam)])
         self.scored += end
         self.requests += 1
         # the final top k all score >= tau: only those are sorted
@@ -139,14 +148,19 @@ class NormPrunedScorer:
                       else np.flatnonzero(np.isfinite(scores)))
         items = self.order[candidates]
         # best first; equal scores go to the lower item index (as a full scoring's top_k does)
-        return items[np.lexsort((items, -scores[candidates]))][:k]
+        best = items[np.lexsort((items, -scores[candidates]))]
+        if excluded is None:
+            return best[:k]
+        out: list[int] = []
+        for item in best.tolist():  # excluded items past the first block are still in
+            if item not in excluded:
+                out.append(item)
+                if len(out) == k:
+                    break
+        return np.asarray(out, dtype=np.int64)
 
-    def _score(self, u: np.ndarray, start: int, end: int, lam: np.float32 | None,
-               excluded: np.ndarray | None) -> np.ndarray:
+    def _score(self, u: np.ndarray, start: int, end: int, lam: np.float32 | None) -> np.ndarray:
         scores = self.factors[start:end] @ u
         if lam is not None:
             scores -= lam * self.costs[start:end]
-        if excluded is not None:
-            inside = excluded[(excluded >= start) & (excluded < end)] - start
-            scores[inside] = -np.inf
         return scores

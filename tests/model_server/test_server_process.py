@@ -140,6 +140,19 @@ def test_v1_predict(server: str, world: dict) -> None:
     assert response.headers["x-model-version"] == "v0001"
 
 
+def test_v1_predict_as_a_cloudevent_goes_through_kserve(server: str, world: dict) -> None:
+    """Our V1 route is a lean one; a binary-mode CloudEvent is handed to KServe's own route,
+    which answers with a CloudEvent (ce-* headers) around the same predictions."""
+    response = httpx.post(f"{server}/v1/models/movierec:predict", timeout=10, headers={
+        "ce-specversion": "1.0", "ce-id": "e-1", "ce-source": "tests",
+        "ce-type": "recommend.request", "content-type": "application/json"},
+        content=b'{"instances": [{"user_id": %d, "k": 5}]}' % KNOWN)
+    assert response.status_code == 200, response.text
+    assert response.headers["ce-specversion"] == "1.0"
+    assert response.json()["predictions"] == [
+        {"user_id": KNOWN, "items": expected_known(world["v1"], KNOWN, k=5)}]
+
+
 def test_v2_infer(server: str, world: dict) -> None:
     response = httpx.post(f"{server}/v2/models/movierec/infer", timeout=10, json={
         "inputs": [{"name": "user_id", "datatype": "INT64", "shape": [2],

@@ -121,3 +121,30 @@ def test_holder_waits_for_an_alias_that_does_not_exist_yet(tmp_path: Path) -> No
         time.sleep(0.01)
     holder.stop()
     assert holder.current is not None and holder.current.version == "v1"
+
+
+def test_kafka_sink_with_its_broker_down_neither_blocks_start_up_nor_serving(
+        tmp_path: Path) -> None:
+    """A model server restarted while Kafka is down (both restarted at once on a node) must
+    start: the producer is created on the writer thread when the first batch is sent, a failed
+    attempt drops and counts that batch, and the next attempt waits ``retry_s``."""
+    from devstack.ports import free_port
+    from model_server.provenance import KafkaSink
+
+    sink = KafkaSink(f"127.0.0.1:{free_port()}", "provenance", retry_s=3600,
+                     connect_timeout_s=1)  # no broker there
+    assert sink.producer is None  # nothing connected at construction
+    before = PROVENANCE_DROPPED._value.get()
+    log = ProvenanceLog(path := tmp_path / "provenance.jsonl", kafka_sink=sink,
+                        flush_interval_s=0.01)
+    log.log("r0", 0, ["a"], {}, "recommend", "model")
+    deadline = time.monotonic() + 60
+    while PROVENANCE_DROPPED._value.get() - before < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for i in (1, 2):  # within retry_s: dropped at once, no new connection attempt
+        log.log(f"r{i}", i, ["a"], {}, "recommend", "model")
+    log.close()
+    assert PROVENANCE_DROPPED._value.get() - before == 3
+    assert sink.producer is None
+    assert [json.loads(line)["request_id"] for line in path.read_text().splitlines()] == [
+        "r0", "r1", "r2"]

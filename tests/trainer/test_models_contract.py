@@ -155,3 +155,29 @@ class TestColdStart(RecommenderContract):
 
     def make(self):
         return ColdStartModel(list_size=10, min_users=1)
+
+
+def test_cold_start_lists_are_each_segment_keys_most_watched() -> None:
+    """Every key of the fallback chain (age|gender|occupation, age|gender, age) with at least
+    ``min_users`` users gets the items most watched by exactly those users, computed here row
+    by row (which of several items tied at the cut-off is kept is not specified)."""
+    rng = np.random.default_rng(3)
+    n_users, n_items = 600, 80
+    matrix = sp.random(n_users, n_items, density=0.08, random_state=4, format="csr",
+                       dtype=np.float32)
+    segments = [None if rng.random() < 0.2 else
+                f"{rng.choice(['<18', '18-24'])}|{rng.choice(['M', 'F'])}|{rng.integers(0, 6)}"
+                for _ in range(n_users)]
+    model = ColdStartModel(list_size=15, min_users=12).fit(matrix, segments)
+    members: dict[str, list[int]] = {}
+    for row, seg in enumerate(segments):
+        a, g, o = (seg or "?|?|?").split("|")
+        for key in (f"{a}|{g}|{o}", f"{a}|{g}", a):
+            members.setdefault(key, []).append(row)
+    expected = {key: rows for key, rows in members.items() if len(rows) >= 12}
+    assert set(model.lists) == {"*", *expected}
+    binary = (matrix > 0).astype(np.float32)
+    for key, rows in expected.items():
+        counts = np.asarray(binary[rows].sum(axis=0)).ravel()
+        best = sorted(counts[counts > 0], reverse=True)[:15]
+        assert [counts[i] for i in model.lists[key]] == best, key
