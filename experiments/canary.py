@@ -72,6 +72,9 @@ class Policy:
     # than 100 is their maximum, one cold request of a fresh predictor (it rolled back a good
     # challenger on the cluster: 139 ms against 77 ms over 23 requests)
     p99_min_requests: int = 100
+    # the mixing standard deviation of the error guardrail's sequential test (the size of an
+    # error-rate increase it is most sensitive to)
+    error_tau: float = 0.1
 
     def __post_init__(self) -> None:
         if self.non_inferiority not in ("last_gate", "every_step"):
@@ -89,7 +92,7 @@ class Policy:
                    int(c.max_windows_per_step), float(c.max_watch_through_drop),
                    str(c.get("analysis", "user_sequential")), float(c.get("tau", 0.05)),
                    bool(c.get("cuped", True)), str(c.get("non_inferiority", "last_gate")),
-                   int(c.get("p99_min_requests", 100)))
+                   int(c.get("p99_min_requests", 100)), float(c.get("error_tau", 0.1)))
 
 
 @dataclass
@@ -97,6 +100,19 @@ class Decision:
     action: str
     reasons: list[str]
     lift: ProportionDiff | RatioDiff | None = None
+    errors: RatioDiff | None = None  # challenger - champion error rate, users as the unit
+
+
+def error_rate_diff(policy: Policy, champion: VariantMetrics,
+                    challenger: VariantMetrics) -> RatioDiff | None:
+    """Challenger - champion error rate over every request since the canary started, users as
+    the unit, with the mixture SPRT's confidence sequence (``user_sequential``); None for the
+    per-request analysis or without per-user counts."""
+    if (policy.analysis != "user_sequential" or not champion.error_users
+            or not challenger.error_users):
+        return None
+    return user_level_diff(champion.per_user_errors(), challenger.per_user_errors(),
+                           1 - 2 * policy.alpha, sequential=True, tau=policy.error_tau)
 
 
 def watch_through_diff(policy: Policy, champion: VariantMetrics, challenger: VariantMetrics,
@@ -148,9 +164,11 @@ def decide(
 ) -> Decision:
     """What to do after one analysis window.
 
-    Guardrails on the window's own traffic (fast reaction): the challenger's error rate may
-    exceed the champion's by at most ``max_error_rate_delta``, its p99 latency by at most
-    ``max_p99_ratio`` (and ``p99_slack_ms``). Watch-through uses everything since the canary
+    Guardrails: errors over everything since the canary started, users as the unit, with the
+    always-valid interval (``user_sequential``): significantly more errors, by more than
+    ``max_error_rate_delta``, rolls back (the per-request analysis compares the window's error
+    rates); the window's p99 latency may exceed the champion's by at most ``max_p99_ratio``
+    (and ``p99_slack_ms``). Watch-through uses everything since the canary
     started (sticky users: more power): significantly worse (upper CI bound < 0) rolls back.
     An early step up needs no sign of harm (the estimate above ``-max_watch_through_drop``);
     the last gate (to 100 %) needs non-inferiority, the CI lower bound above
@@ -163,7 +181,16 @@ def decide(
     cc, cn = cumulative.get(champion, empty), cumulative.get(challenger, empty)
     reasons: list[str] = []
 
-    if wn.requests and wn.errors >= 3 and wn.error_rate - wc.error_rate > policy.max_error_rate_delta:
+    errors = error_rate_diff(policy, cc, cn)
+    if errors is not None:
+        # users as the unit, valid at every look: significantly more errors (interval above
+        # zero), by more than the tolerated delta, with at least 3 failed requests
+        if cn.errors >= 3 and errors.ci_low > 0 and errors.diff > policy.max_error_rate_delta:
+            reasons.append(f"error rate {errors.treatment_rate:.3f} vs champion "
+                           f"{errors.control_rate:.3f} (diff CI [{errors.ci_low:+.3f}, "
+                           f"{errors.ci_high:+.3f}])")
+    elif (wn.requests and wn.errors >= 3
+          and wn.error_rate - wc.error_rate > policy.max_error_rate_delta):
         reasons.append(f"error rate {wn.error_rate:.3f} vs champion {wc.error_rate:.3f}")
     enough = max(policy.min_requests, policy.p99_min_requests)
     if wn.requests >= enough and wc.requests >= enough:
@@ -179,33 +206,33 @@ def decide(
                 f"watch-through {cn.watch_through:.3f} vs champion {cc.watch_through:.3f} "
                 f"(diff CI [{lift.ci_low:+.3f}, {lift.ci_high:+.3f}])")
     if reasons:
-        return Decision(ROLLBACK, reasons, lift)
+        return Decision(ROLLBACK, reasons, lift, errors)
 
     if lift is None:
         if windows_in_step + 1 >= policy.max_windows_per_step * 2:
-            return Decision(ROLLBACK, ["not enough traffic to judge the challenger"], lift)
+            return Decision(ROLLBACK, ["not enough traffic to judge the challenger"], lift, errors)
         return Decision(HOLD, [f"waiting for {policy.min_requests} matured requests per variant"
-                               f" (champion {cc.matured}, challenger {cn.matured})"], lift)
+                               f" (champion {cc.matured}, challenger {cn.matured})"], lift, errors)
 
     last_gate = step_index + 1 >= len(policy.steps) - 1
     if last_gate and policy.require_significant_lift and not lift.ci_low > policy.min_lift:
         if windows_in_step + 1 >= policy.max_windows_per_step:
             return Decision(ROLLBACK, [f"no significant lift (diff CI [{lift.ci_low:+.3f}, "
-                                       f"{lift.ci_high:+.3f}])"], lift)
-        return Decision(HOLD, ["lift not yet significant"], lift)
+                                       f"{lift.ci_high:+.3f}])"], lift, errors)
+        return Decision(HOLD, ["lift not yet significant"], lift, errors)
     verdict = f"watch-through diff {lift.diff:+.3f} CI [{lift.ci_low:+.3f}, {lift.ci_high:+.3f}]"
     proof_needed = last_gate or policy.non_inferiority == "every_step"
     if not proof_needed and lift.diff < -policy.max_watch_through_drop:
         # an early step: no harm shown, but the estimate is worse than the margin: more data
         if windows_in_step + 1 >= policy.max_windows_per_step:
-            return Decision(ROLLBACK, [f"estimate below the margin: {verdict}"], lift)
-        return Decision(HOLD, [f"estimate below the margin: {verdict}"], lift)
+            return Decision(ROLLBACK, [f"estimate below the margin: {verdict}"], lift, errors)
+        return Decision(HOLD, [f"estimate below the margin: {verdict}"], lift, errors)
     if proof_needed and lift.ci_low < -policy.max_watch_through_drop:
         # not shown worse, not shown non-inferior either: more data before more traffic
         if windows_in_step + 1 >= policy.max_windows_per_step:
-            return Decision(ROLLBACK, [f"not shown non-inferior: {verdict}"], lift)
-        return Decision(HOLD, [f"not yet non-inferior: {verdict}"], lift)
-    return Decision(PROMOTE if last_gate else STEP, [verdict], lift)
+            return Decision(ROLLBACK, [f"not shown non-inferior: {verdict}"], lift, errors)
+        return Decision(HOLD, [f"not yet non-inferior: {verdict}"], lift, errors)
+    return Decision(PROMOTE if last_gate else STEP, [verdict], lift, errors)
 
 
 # --- the world ------------------------------------------------------------------------------
@@ -476,6 +503,7 @@ class WindowRecord:
     decision: str
     reasons: list[str]
     lift: dict | None
+    errors: dict | None = None  # the error guardrail's user-level difference
 
 
 @dataclass
@@ -659,6 +687,7 @@ class CanaryController:
                 {v: m.summary() for v, m in cumulative.items()},
                 srm, decision.action, decision.reasons,
                 asdict(decision.lift) if decision.lift else None,
+                asdict(decision.errors) if decision.errors else None,
             ))
             log.info("window %d at %d %%: %s %s", index, pct, decision.action, decision.reasons)
             windows_in_step += 1

@@ -77,10 +77,17 @@ class VariantMetrics:
     latencies_ms: list[float] = field(default_factory=list)
     # matured requests per user: user id -> [watched, matured] (the unit of analysis)
     users: dict[int, list[int]] = field(default_factory=dict)
+    # every request per user: user id -> [errors, requests] (the error guardrail's unit)
+    error_users: dict[int, list[int]] = field(default_factory=dict)
 
     def per_user(self) -> tuple[list[int], list[int]]:
         """(watched per user, matured requests per user), users in any fixed order."""
         counts = list(self.users.values())
+        return [c[0] for c in counts], [c[1] for c in counts]
+
+    def per_user_errors(self) -> tuple[list[int], list[int]]:
+        """(failed requests per user, requests per user)."""
+        counts = list(self.error_users.values())
         return [c[0] for c in counts], [c[1] for c in counts]
 
     @property
@@ -182,7 +189,13 @@ def aggregate(
         m = result.setdefault(o.variant, VariantMetrics(o.variant))
         m.requests += 1
         m.latencies_ms.append(float(o.request.response_ms))
-        if o.request.status != 200:
+        failed = o.request.status != 200
+        by_user = m.error_users.get(o.request.user_id)
+        if by_user is None:
+            by_user = m.error_users[o.request.user_id] = [0, 0]
+        by_user[0] += failed
+        by_user[1] += 1
+        if failed:
             m.errors += 1
             continue
         if matured_before is not None and o.request.time > matured_before:

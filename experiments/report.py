@@ -99,31 +99,36 @@ def render_markdown(result: dict, plot_name: str) -> str:
             f"| {lift_txt} | {_fmt(w.get('srm_p_value'))} | {'; '.join(w['reasons'])} |"
         )
     if result["windows"]:
-        lines += ["", "## Watch-through inference per window (challenger - champion)", "",
-                  "Unit: users when the interval is sequential (delta method, mixture SPRT "
-                  "confidence sequence, valid at every look), requests for the old fixed "
-                  "interval. MDE: the half-width, the smallest difference this sample could "
-                  "tell from zero.", "",
-                  "| # | unit | users ch/cn | diff | interval | p | e-value | MDE | SRM | "
-                  "decision: why |", "|---|---|---|---|---|---|---|---|---|---|"]
+        lines += ["", "## Inference per window (challenger - champion)", "",
+                  "Watch-through and, as a guardrail, the error rate. Unit: users when the "
+                  "interval is sequential (delta method, mixture SPRT confidence sequence, valid "
+                  "at every look), requests for the old fixed interval. MDE: the half-width, the "
+                  "smallest difference this sample could tell from zero.", "",
+                  "| # | metric | unit | users ch/cn | diff | interval | p | e-value | MDE | SRM "
+                  "| decision: why |", "|---|---|---|---|---|---|---|---|---|---|---|"]
         for w in result["windows"]:
-            lift = w.get("lift")
             srm = w.get("srm_p_value")
             srm_txt = "–" if srm is None else ("mismatch" if srm < 0.001 else "ok") + \
                 f" (p {_fmt(srm)})"
             why = f"{w['decision']}: {'; '.join(w['reasons'])}"
-            if not lift:
-                lines.append(f"| {w['index']} | – | – | – | – | – | – | – | {srm_txt} | {why} |")
-                continue
-            sequential = bool(lift.get("sequential"))
-            unit = "users" if sequential else "requests"
-            users = (f"{lift.get('treatment_users', '–')}/{lift.get('control_users', '–')}"
-                     if sequential else "–")
-            mde = (lift["ci_high"] - lift["ci_low"]) / 2
-            lines.append(
-                f"| {w['index']} | {unit} | {users} | {lift['diff']:+.3f} "
-                f"| [{lift['ci_low']:+.3f}, {lift['ci_high']:+.3f}] | {_fmt(lift.get('p_value'))} "
-                f"| {_evalue(lift.get('e_value'))} | {mde:.3f} | {srm_txt} | {why} |")
+            rows = [("watch-through", w.get("lift"))]
+            if w.get("errors"):
+                rows.append(("error rate", w["errors"]))
+            for metric, diff in rows:
+                if not diff:
+                    lines.append(f"| {w['index']} | {metric} | – | – | – | – | – | – | – "
+                                 f"| {srm_txt} | {why} |")
+                    continue
+                sequential = bool(diff.get("sequential"))
+                unit = "users" if sequential else "requests"
+                users = (f"{diff.get('treatment_users', '–')}/{diff.get('control_users', '–')}"
+                         if sequential else "–")
+                mde = (diff["ci_high"] - diff["ci_low"]) / 2
+                lines.append(
+                    f"| {w['index']} | {metric} | {unit} | {users} | {diff['diff']:+.3f} "
+                    f"| [{diff['ci_low']:+.3f}, {diff['ci_high']:+.3f}] "
+                    f"| {_fmt(diff.get('p_value'))} | {_evalue(diff.get('e_value'))} | {mde:.3f} "
+                    f"| {srm_txt} | {why} |")
         last = result["windows"][-1]["cumulative"]
         lines += ["", "## Final per-variant metrics (since the canary started)", "",
                   "| variant | requests | error rate | matured | watch-through | minutes/request "

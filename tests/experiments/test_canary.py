@@ -177,9 +177,13 @@ def test_given_a_better_challenger_then_it_climbs_the_ladder_and_is_promoted(tmp
     assert "**Decision: promoted**" in md and "| 50 | promote |" in md
     # per window: the unit, users per arm, interval, always-valid p, e-value, MDE, SRM, why
     assert final.lift["sequential"] and final.lift["e_value"] >= 1 / 0.05
-    inference = md.split("## Watch-through inference per window", 1)[1].split("\n## ", 1)[0]
+    inference = md.split("## Inference per window", 1)[1].split("\n## ", 1)[0]
     rows = [r for r in inference.splitlines() if r.startswith("| ") and "| users |" in r]
-    assert len(rows) == sum(1 for w in result.windows if w.lift) and "promote: " in rows[-1]
+    watch = [r for r in rows if "| watch-through |" in r]
+    errors = [r for r in rows if "| error rate |" in r]
+    assert len(watch) == sum(1 for w in result.windows if w.lift) and "promote: " in watch[-1]
+    # the error guardrail's user-level interval, every window (no errors: a zero difference)
+    assert len(errors) == len(result.windows) and "| +0.000 |" in errors[-1]
     assert paths[1].read_text().startswith("<!doctype html>")
     assert paths[2].stat().st_size > 10_000
 
@@ -387,3 +391,47 @@ def test_the_p99_guardrail_waits_for_enough_requests_to_have_a_p99():
     slow = vm("challenger", requests=150, matured=150, watched=45, p99=139)
     d = decide(POLICY, both(ok, slow), both(ok, vm("challenger")), "champion", "challenger", 0, 0)
     assert d.action == ROLLBACK and "p99" in d.reasons[0]
+
+
+def users_metrics(name, error_counts, requests_per_user=4, watched_per_user=1):
+    """VariantMetrics with per-user counts: ``error_counts[u]`` failed of
+    ``requests_per_user`` requests for user ``u``."""
+    m = VariantMetrics(name)
+    for user, failed in enumerate(error_counts):
+        ok = requests_per_user - failed
+        m.requests += requests_per_user
+        m.errors += failed
+        m.error_users[user] = [failed, requests_per_user]
+        m.matured += ok
+        m.watched += min(watched_per_user, ok)
+        m.users[user] = [min(watched_per_user, ok), ok]
+    m.latencies_ms = [40.0] * m.requests
+    return m
+
+
+def test_error_guardrail_takes_users_as_the_unit_and_keeps_its_error_rate_under_peeking():
+    """A challenger with 25 % failed requests is rolled back on the user-level sequential
+    interval; one with the champion's error rate (2 %, clustered: some users fail often) is
+    not, at any of 20 looks in any of 200 A/A experiments more often than alpha (5 %)."""
+    bad = both(users_metrics("champion", [0] * 300), users_metrics("challenger", [1] * 300))
+    d = decide(POLICY, bad, bad, "champion", "challenger", 0, 0)
+    assert d.action == ROLLBACK and "error rate 0.250 vs champion 0.000" in d.reasons[0]
+    assert d.errors.ci_low > 0 and d.errors.sequential
+    rng = random.Random(5)
+    false_rollbacks = 0
+    for _ in range(200):
+        ch, cn = [], []
+        tripped = False
+        for _look in range(20):
+            for group in (ch, cn):  # 15 new users per look and group; each user's own rate
+                for _ in range(15):
+                    p = 0.2 if rng.random() < 0.1 else 0.0  # 10 % of users fail 20 % of the time
+                    group.append(sum(rng.random() < p for _ in range(4)))
+            w = both(users_metrics("champion", ch), users_metrics("challenger", cn))
+            reasons = decide(Policy(min_requests=50, max_error_rate_delta=0.0), w, w,
+                             "champion", "challenger", 0, 0).reasons
+            if any("error rate" in r for r in reasons):
+                tripped = True
+                break
+        false_rollbacks += tripped
+    assert false_rollbacks / 200 <= 0.05, false_rollbacks
