@@ -268,6 +268,19 @@ def aa_study_tables() -> str:
         vr = m.get("variance_reduction")
         lines.append(f"| `{name}` | {m['rejection_rate']:.1%} | {m['coverage']:.1%} | "
                      f"{'–' if vr is None else f'{vr:.0%} (as many users saved)'} |")
+    sim = r.get("simulator")
+    if sim:
+        c = sim["calibration"]
+        lines += ["", f"The same A/A study calibrated to the simulator ({_num(c['users'])} users "
+                  f"of {c['simulated_minutes']} simulated minutes, world seed {c['world_seed']}: "
+                  f"{c['requests'] / c['users']:.2f} requests per user drawn from its own "
+                  f"counts, up to {c['max_requests_per_user']}; watch-through "
+                  f"{c['watch_through']:.3f}, per-user propensities Beta({c['beta'][0]:.2f}, "
+                  f"{c['beta'][1]:.2f}) fitted to its users):", "",
+                  "| analysis | false positives (any look; nominal 5 %) | coverage (every look) |",
+                  "|---|---:|---:|"]
+        for name, m in sim["aa"].items():
+            lines.append(f"| `{name}` | {m['rejection_rate']:.1%} | {m['coverage']:.1%} |")
     if r.get("power"):
         users = sorted({row["users"] for row in r["power"]})
         lines += ["", "Power (share of A/B experiments that found the lift at some look), "

@@ -42,14 +42,93 @@ class StudySettings:
     confidence: float = 0.95
     tau: float = 0.05
     seed: int = 20261201
+    # requests per user drawn from these counts (with replacement) instead of 1 + Poisson:
+    # the simulator's own distribution (:func:`calibrate_from_simulator`)
+    request_counts: tuple[int, ...] = ()
+
+    def requests_per_user(self, rng: np.random.Generator) -> np.ndarray:
+        if self.request_counts:
+            return rng.choice(np.asarray(self.request_counts, np.int64), self.users)
+        return 1 + rng.poisson(self.mean_requests - 1, self.users)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Per-user request counts and watch-through of a simulated period, and the Beta
+    distribution of propensities that explains the watch-through's spread across users."""
+
+    users: int
+    requests: int
+    counts: tuple[int, ...]
+    watch_through: float
+    beta: tuple[float, float]
+    minutes: int
+    seed: int
+
+    def settings(self, **overrides) -> StudySettings:
+        return StudySettings(**{"users": self.users, "beta": self.beta,
+                                "mean_requests": self.requests / self.users,
+                                "request_counts": self.counts, **overrides})
+
+
+def beta_from_users(watched: np.ndarray, requests: np.ndarray) -> tuple[float, float]:
+    """Method of moments for ``p_u ~ Beta(a, b)`` from per-user ``watched_u ~ Binomial(n_u,
+    p_u)``: the spread of the per-user rates minus the binomial noise of ``n_u`` draws,
+    ``var(p) = (var(w/n) - m (1 - m) E[1/n]) / (1 - E[1/n])``."""
+    rates = watched / requests
+    m = float(watched.sum() / requests.sum())
+    inv = float(np.mean(1.0 / requests))
+    var_p = (float(rates.var()) - m * (1 - m) * inv) / (1 - inv) if inv < 1 else 0.0
+    var_p = min(max(var_p, 1e-6), m * (1 - m) * 0.999)  # a Beta needs 0 < var < m (1 - m)
+    common = m * (1 - m) / var_p - 1
+    return float(m * common), float((1 - m) * common)
+
+
+def calibrate_from_simulator(n_users: int = 5000, minutes: int = 120, seed: int = 7,
+                             join_window_s: float = 7200.0, min_watch_minutes: int = 15,
+                             recommender: str = "popularity") -> Calibration:
+    """Run the simulator for ``minutes`` simulated minutes (no Kafka: its lines in memory),
+    parse them with the platform's parser, join watches to recommendations as the canary does
+    and take each user's requests and watch-throughs (requests whose join window ended inside
+    the period)."""
+    from datetime import timedelta
+
+    from experiments.online import join_watches
+    from movierec_core.batch import parse_lines
+    from movierec_core.events import RecommendationRequest, WatchMinute
+    from simulator.stream import iter_batches
+    from simulator.world import World, WorldConfig
+
+    world = World.build(WorldConfig(seed=seed, n_users=n_users))
+    batches, _sim = iter_batches(world, seed=seed, recommender=recommender)
+    lines = [line for _, batch in zip(range(minutes), batches, strict=False) for line in batch]
+    parsed = parse_lines(lines)
+    requests = [e for _, e in parsed.others
+                if isinstance(e, RecommendationRequest) and e.status == 200]
+    watches = [e for _, e in parsed.others if isinstance(e, WatchMinute)]
+    watches += [e for _, e in parsed.watch_events()]
+    if not requests:
+        raise ValueError("the simulated period has no recommendation requests")
+    end = max(r.time for r in requests) - timedelta(seconds=join_window_s)
+    matured = [r for r in requests if r.time <= end] or requests
+    joined = join_watches(matured, watches, join_window_s, None, min_watch_minutes)
+    per_user: dict[int, list[int]] = {}
+    for r, (watched, _m, _p, _c) in zip(matured, joined, strict=True):
+        counts = per_user.setdefault(r.user_id, [0, 0])
+        counts[0] += int(watched)
+        counts[1] += 1
+    w = np.array([c[0] for c in per_user.values()], np.float64)
+    n = np.array([c[1] for c in per_user.values()], np.float64)
+    return Calibration(len(per_user), int(n.sum()), tuple(int(x) for x in n),
+                       float(w.sum() / n.sum()), beta_from_users(w, n), minutes, seed)
 
 
 def one_experiment(rng: np.random.Generator, s: StudySettings) -> dict[str, dict[str, bool]]:
-    n_req = 1 + rng.poisson(s.mean_requests - 1, s.users)
+    n_req = s.requests_per_user(rng)
     treated = rng.random(s.users) < 0.5
     base = rng.beta(*s.beta, s.users)
     # the pre-period (before the experiment, everyone on the champion): CUPED's covariate
-    n_pre = 1 + rng.poisson(s.mean_requests - 1, s.users)
+    n_pre = s.requests_per_user(rng)
     x = rng.binomial(n_pre, base) / n_pre
     p = np.clip(base + s.lift * treated, 0.0, 1.0)
     user = np.repeat(np.arange(s.users), n_req)
@@ -141,10 +220,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mean-requests", type=float, default=4.0)
     ap.add_argument("--seed", type=int, default=20261201)
     ap.add_argument("--power", action="store_true", help="also the A/B power table")
+    ap.add_argument("--calibrate", type=int, metavar="MINUTES", default=0,
+                    help="take users, requests per user and the propensities' Beta from this "
+                         "many simulated minutes of the simulator (3,000-user world; --users "
+                         "and --mean-requests are then ignored)")
     a = ap.parse_args(argv)
     s = StudySettings(experiments=a.experiments, users=a.users, looks=a.looks,
                       mean_requests=a.mean_requests, seed=a.seed)
-    result = {"settings": s.__dict__, "aa": run_study(s)}
+    if a.calibrate:
+        cal = calibrate_from_simulator(n_users=3000, minutes=a.calibrate, join_window_s=3600)
+        s = cal.settings(experiments=a.experiments, looks=a.looks, seed=a.seed)
+        print(f"calibrated to {a.calibrate} simulated minutes: {cal.users:,} users, "
+              f"{cal.requests / cal.users:.2f} requests each, watch-through "
+              f"{cal.watch_through:.3f}, Beta({cal.beta[0]:.2f}, {cal.beta[1]:.2f})")
+    result = {"settings": {k: v for k, v in s.__dict__.items() if k != "request_counts"},
+              "aa": run_study(s)}
     print(f"A/A: {s.experiments} experiments, {s.users} users, ~{s.mean_requests:g} requests "
           f"each, {s.looks} looks")
     print("| analysis | false positive rate (any look) | coverage (all looks) |")
