@@ -119,6 +119,20 @@ class ExperimentsConfig:
     request_log: bool = True
     request_log_max_bytes: int = 32 * 1024 * 1024  # rotated past this (keeps 2 old files)
     report_dir: str = "artifacts/experiments"
+    # --- safe to expose (docs/security.md) ---
+    # admin endpoints (/admin/*): a Bearer token from MOVIEREC_ADMIN_TOKEN or this file (a
+    # mounted Secret); without one, only loopback callers are admitted
+    admin_token_file: str = ""
+    # hosts that POST /admin/weights may point a variant at, besides the configured upstreams
+    # (no other runtime change of upstream URLs: no traffic hijack, no SSRF)
+    allowed_upstream_hosts: list[str] = field(default_factory=lambda: ["127.0.0.1", "localhost"])
+    rate_limit_rps: float = 0.0  # per client on /recommend (token bucket); 0: off
+    rate_limit_burst: float = 20.0
+    rate_limit_exempt: list[str] = field(default_factory=list)  # CIDRs of internal callers
+    max_body_bytes: int = 65536  # larger request bodies: 413, not read
+    max_connections: int = 256  # threads serving connections; beyond: 503 and closed
+    socket_timeout_s: float = 15.0  # an idle keep-alive connection is closed after this
+    header_timeout_s: float = 10.0  # a request line + headers not complete by then: closed
     istio: IstioConfig = field(default_factory=IstioConfig)
     canary: CanaryConfig = field(default_factory=CanaryConfig)
 

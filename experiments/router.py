@@ -16,6 +16,7 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import math
 import signal
 import socket
 import threading
@@ -31,6 +32,7 @@ from urllib.parse import urlsplit
 from experiments.assignment import Allocation, bucket
 from experiments.metrics import CONTENT_TYPE_LATEST, ExperimentMetrics
 from movierec_core.rotating import RotatingFile
+from movierec_core.security import AdminAuth, RateLimiter, audit, rate_limiter
 
 log = logging.getLogger("experiments.router")
 
@@ -228,7 +230,8 @@ class Router:
         self._last_good: bytes | None = None
         self._publish_weights(source="start")
 
-    def _publish_weights(self, source: str, event_time: str | None = None) -> None:
+    def _publish_weights(self, source: str, event_time: str | None = None,
+                         caller: str = "") -> None:
         snap = self.state.snapshot()
         for v in snap["variants"]:
             self.metrics.weight.labels(snap["experiment"], v["name"]).set(v["weight"])
@@ -237,15 +240,16 @@ class Router:
             "event_time": event_time,
             "experiment": snap["experiment"],
             "source": source,
+            **({"caller": caller} if caller else {}),
             "weights": [[v["name"], v["weight"]] for v in snap["variants"]],
         })
 
     def set_weights(
         self, weights: Mapping[str, float], urls: Mapping[str, Sequence[str]] | None = None,
-        source: str = "admin", event_time: str | None = None,
+        source: str = "admin", event_time: str | None = None, caller: str = "",
     ) -> dict[str, Any]:
         self.state.set_weights(weights, urls)
-        self._publish_weights(source, event_time)
+        self._publish_weights(source, event_time, caller)
         return self.state.snapshot()
 
     def _try_variant(self, name: str, path: str, headers: Mapping[str, str]) -> Answer | None:
@@ -272,13 +276,21 @@ class Router:
 
     def recommend(self, user_text: str, override: str | None = None) -> Answer:
         start = time.perf_counter()
-        if not (user_text.isascii() and user_text.isdigit() and len(user_text) <= _MAX_USER_ID_DIGITS):
+        if not (user_text.isascii() and user_text.isdigit()):
             answer = Answer(400, b"user id must be a non-negative integer\n", "", "")
             self._account(answer, None, start)
             return answer
-        user_id = int(user_text)
-        assigned = self.state.assign(user_id, override)
-        path = f"/recommend/{user_id}"
+        if len(user_text) <= _MAX_USER_ID_DIGITS:
+            user_id: int | None = int(user_text)
+            assigned = self.state.assign(user_id, override)
+            path = f"/recommend/{user_id}"
+        else:
+            # digits beyond any user id (> 18 of them): no user can have it; the model server
+            # answers such an id with the popular list, so the router forwards it as written
+            # to the fallback variant rather than refusing it (both answer 200 alike)
+            user_id = None
+            assigned = self.state.fallback
+            path = f"/recommend/{user_text}"
         answer = self._try_variant(assigned, path, {})
         if answer is None and self.state.fallback != assigned:
             answer = self._try_variant(self.state.fallback, path, {})
@@ -323,8 +335,23 @@ class _Handler(BaseHTTPRequestHandler):
     server: RouterHTTPServer
 
     def setup(self) -> None:
+        self.timeout = self.server.limits.socket_timeout_s  # idle keep-alive connections end
         super().setup()
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def handle_one_request(self) -> None:
+        # the request line and headers must arrive within header_timeout_s (slowloris): the
+        # server's reaper closes the socket of a connection still reading them after that
+        self.server.reading_head(self, True)
+        try:
+            super().handle_one_request()
+        finally:
+            self.server.reading_head(self, False)
+
+    def parse_request(self) -> bool:
+        ok = super().parse_request()
+        self.server.reading_head(self, False)
+        return ok
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         pass  # the request log and /metrics carry what matters
@@ -335,17 +362,64 @@ class _Handler(BaseHTTPRequestHandler):
                 f"Content-Type: {content_type}", f"Content-Length: {len(body)}"]
         for k, v in (extra or {}).items():
             head.append(f"{k}: {v}")
+        if self.close_connection:
+            head.append("Connection: close")
         # header and body in one write: no Nagle/delayed-ACK stall on keep-alive connections
         self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
 
     def _json(self, status: int, obj: Any) -> None:
         self._send(status, json.dumps(obj).encode() + b"\n", "application/json")
 
+    def _body_length(self) -> int | None:
+        """The request's Content-Length, or None after answering 400/413 (the connection is
+        then closed: an unread body would be taken for the next request)."""
+        given = self.headers.get("Content-Length")
+        if self.headers.get("Transfer-Encoding"):
+            self.close_connection = True
+            self._send(411, b"chunked request bodies are not accepted: send Content-Length\n")
+            return None
+        if given is None:
+            return 0
+        if not (given.isascii() and given.strip().isdigit()):
+            self.close_connection = True
+            self._send(400, b"invalid Content-Length\n")
+            return None
+        length = int(given)
+        if length > self.server.limits.max_body_bytes:
+            self.close_connection = True
+            self._send(413, f"request body over {self.server.limits.max_body_bytes} bytes\n"
+                       .encode())
+            return None
+        return length
+
+    def _admin(self, method: str, path: str) -> bool:
+        """Admitted to an admin endpoint? (Answers 401/403 when not; audits either way.)"""
+        client = self.client_address[0] if self.client_address else None
+        result = self.server.auth.check(self.headers.get("Authorization"), client)
+        if not result.ok:
+            audit("router", method, path, result, result.status, client)
+            extra = {"WWW-Authenticate": "Bearer"} if result.status == 401 else None
+            self._send(result.status, result.message.encode() + b"\n", extra=extra)
+        return result.ok
+
     def do_GET(self) -> None:  # noqa: N802
         router = self.server.router
         path = self.path.split("?", 1)[0]
         try:
+            length = self._body_length()
+            if length is None:
+                return
+            if length:  # a GET with a body: not read, so the connection cannot be reused
+                self.close_connection = True
             if path.startswith("/recommend/"):
+                limiter = self.server.limiter
+                if limiter is not None:
+                    wait = limiter.allow(self.client_address[0])
+                    if wait > 0:
+                        router.metrics.requests.labels("rate_limited", "429").inc()
+                        self._send(429, b"too many requests from this client\n",
+                                   extra={"Retry-After": str(max(1, math.ceil(wait)))})
+                        return
                 answer = router.recommend(path[len("/recommend/"):], self.headers.get(VARIANT_HEADER))
                 extra = {}
                 if answer.served_by or answer.assigned:
@@ -358,9 +432,11 @@ class _Handler(BaseHTTPRequestHandler):
             elif path == "/metrics":
                 self._send(200, router.metrics.exposition(), CONTENT_TYPE_LATEST)
             elif path == "/admin/weights":
-                self._json(200, router.state.snapshot())
+                if self._admin("GET", path):
+                    self._json(200, router.state.snapshot())
             elif path.startswith("/admin/assignment/") and path.rsplit("/", 1)[1].isdigit():
-                self._json(200, router.assignment(int(path.rsplit("/", 1)[1])))
+                if self._admin("GET", path):
+                    self._json(200, router.assignment(int(path.rsplit("/", 1)[1][:18])))
             else:
                 self._send(404, b"not found\n")
         except (BrokenPipeError, ConnectionResetError):
@@ -368,31 +444,129 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802
         router = self.server.router
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        if self.path.split("?", 1)[0] != "/admin/weights":
+        path = self.path.split("?", 1)[0]
+        if path != "/admin/weights":
+            self.close_connection = True  # the body is not read
             self._send(404, b"not found\n")
             return
+        length = self._body_length()
+        if length is None:
+            return
+        if not self._admin("POST", path):
+            self.close_connection = True
+            return
+        raw = self.rfile.read(length) if length else b""
+        if len(raw) < length:  # the client went away mid-body
+            self.close_connection = True
+            return
+        client = self.client_address[0]
+        caller = self.server.auth.check(self.headers.get("Authorization"), client)
         try:
             body = json.loads(raw or b"{}")
+            urls = body.get("urls")
+            if urls is not None:
+                bad = sorted(u for us in dict(urls).values() for u in us
+                             if not self.server.upstream_allowed(str(u)))
+                if bad:
+                    audit("router", "POST", path, caller, 403, client, f"urls refused {bad}")
+                    self._send(403, f"upstream urls not allowed: {bad} (allowed hosts: "
+                               f"{sorted(self.server.allowed_hosts)})\n".encode())
+                    return
             snap = router.set_weights(
-                {str(k): float(v) for k, v in body["weights"].items()}, body.get("urls"),
+                {str(k): float(v) for k, v in body["weights"].items()}, urls,
                 source=str(body.get("source", "admin")), event_time=body.get("event_time"),
-            )
+                caller=caller.caller)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            audit("router", "POST", path, caller, 400, client, f"bad weights: {exc}")
             self._send(400, f"bad weights: {exc}\n".encode())
             return
+        audit("router", "POST", path, caller, 200, client,
+              "weights " + json.dumps({v["name"]: v["weight"] for v in snap["variants"]}))
         self._json(200, snap)
 
 
+@dataclass(frozen=True)
+class Limits:
+    max_body_bytes: int = 65536
+    max_connections: int = 256
+    socket_timeout_s: float = 15.0
+    header_timeout_s: float = 10.0
+
+
 class RouterHTTPServer(ThreadingHTTPServer):
+    """A thread per connection, at most ``limits.max_connections`` of them (beyond: 503 and
+    the connection closed at once); a reaper closes connections whose request head is not
+    complete within ``limits.header_timeout_s``."""
+
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], router: Router) -> None:
+    def __init__(self, address: tuple[str, int], router: Router, *,
+                 auth: AdminAuth | None = None, limiter: RateLimiter | None = None,
+                 limits: Limits = Limits(), allowed_hosts: Sequence[str] = ("127.0.0.1",
+                                                                            "localhost")) -> None:
         self.router = router
+        self.auth = auth or AdminAuth()
+        self.limiter = limiter
+        self.limits = limits
+        self.allowed_hosts = set(allowed_hosts)
+        self._slots = threading.BoundedSemaphore(limits.max_connections)
+        self._heads: dict[Any, float] = {}
+        self._heads_lock = threading.Lock()
         super().__init__(address, _Handler)
+        self._reaper = threading.Thread(target=self._reap, name="head-reaper", daemon=True)
+        self._reaper.start()
+
+    def upstream_allowed(self, url: str) -> bool:
+        """A variant's URL may be set at runtime only to a configured upstream or to a host on
+        the allowlist."""
+        if any(url in v.urls for v in self.router.state.variants):
+            return True
+        parts = urlsplit(url)
+        return parts.scheme in ("http", "https") and parts.hostname in self.allowed_hosts
+
+    def reading_head(self, handler: Any, reading: bool) -> None:
+        with self._heads_lock:
+            if reading:
+                self._heads[handler] = time.monotonic() + self.limits.header_timeout_s
+            else:
+                self._heads.pop(handler, None)
+
+    def _reap(self) -> None:
+        while True:
+            time.sleep(0.5)
+            now = time.monotonic()
+            with self._heads_lock:
+                late = [h for h, deadline in self._heads.items() if deadline < now]
+                for h in late:
+                    self._heads.pop(h, None)
+            for h in late:
+                try:
+                    h.connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            try:
+                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 12\r\n"
+                                b"Connection: close\r\nRetry-After: 1\r\n\r\nserver busy\n")
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
 
 def build_router(cfg: Any, metrics: ExperimentMetrics | None = None) -> Router:
@@ -435,7 +609,18 @@ def follow_configmap(router: Router, cfg: Any, api: Any = None) -> Any:
 def serve(cfg: Any) -> None:
     router = build_router(cfg)
     watcher = follow_configmap(router, cfg) if cfg.weights_configmap else None
-    server = RouterHTTPServer((str(cfg.host), int(cfg.port)), router)
+    server = RouterHTTPServer(
+        (str(cfg.host), int(cfg.port)), router,
+        auth=AdminAuth.from_environment(str(cfg.get("admin_token_file", "") or "")),
+        limiter=rate_limiter(float(cfg.get("rate_limit_rps", 0.0)),
+                             float(cfg.get("rate_limit_burst", 20.0)),
+                             [str(c) for c in cfg.get("rate_limit_exempt", [])]),
+        limits=Limits(int(cfg.get("max_body_bytes", 65536)),
+                      int(cfg.get("max_connections", 256)),
+                      float(cfg.get("socket_timeout_s", 15.0)),
+                      float(cfg.get("header_timeout_s", 10.0))),
+        allowed_hosts=[str(h) for h in cfg.get("allowed_upstream_hosts",
+                                               ["127.0.0.1", "localhost"])])
     # Kubernetes stops a pod with SIGTERM: finish in-flight requests and exit 0 at once, rather
     # than being killed at the end of the grace period (30 s per pod on every rollout).
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())

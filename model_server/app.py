@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 
 import orjson
@@ -14,19 +15,26 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from kserve.errors import InvalidInput, ModelNotReady
+from starlette.exceptions import HTTPException
 from starlette.routing import Match, Route
 
 from model_server.metrics import FALLBACKS, REQUEST_DURATION, REQUESTS
 from model_server.model import MovierecModel, _request_id, parse_user_id
 from movierec_core.registry import RegistryError
+from movierec_core.security import AdminAuth, RateLimiter, audit
 
 log = logging.getLogger(__name__)
 
 TEXT = "text/plain; charset=utf-8"
 
 
-def mount(app: FastAPI, model: MovierecModel, *, k: int, admin: bool = True) -> None:
-    """Add movierec's routes to ``app`` (call before ``ModelServer.start``)."""
+def mount(app: FastAPI, model: MovierecModel, *, k: int, admin: bool = True,
+          auth: AdminAuth | None = None, limiter: RateLimiter | None = None,
+          max_body_bytes: int = 262_144) -> None:
+    """Add movierec's routes to ``app`` (call before ``ModelServer.start``): ``/recommend``
+    (rate-limited per client with ``limiter``), this model's V1 route, the admin endpoints and
+    KServe's repository endpoints behind ``auth``, and a request-body limit on every route."""
+    auth = auth or AdminAuth()
     duration = REQUEST_DURATION.labels(endpoint="recommend")
     ok: dict[str, object] = {}  # model version -> its requests_total{status="200"} child
 
@@ -39,6 +47,13 @@ def mount(app: FastAPI, model: MovierecModel, *, k: int, admin: bool = True) -> 
 
     async def recommend(request: Request) -> Response:
         started = time.perf_counter()
+        if limiter is not None:
+            wait = limiter.allow(request.client.host if request.client else "?")
+            if wait > 0:
+                REQUESTS.labels(endpoint="recommend", status="429", model_version="").inc()
+                return Response("too many requests from this client", status_code=429,
+                                media_type=TEXT,
+                                headers={"retry-after": str(max(1, math.ceil(wait)))})
         user_id = request.path_params["user_id"]
         request_id = _request_id(request.headers)
         try:
@@ -88,7 +103,10 @@ def mount(app: FastAPI, model: MovierecModel, *, k: int, admin: bool = True) -> 
     app.add_route("/recommend/", recommend_missing_id, methods=["GET"])
     app.add_route("/recommend", recommend_missing_id, methods=["GET"])
 
-    async def current_model() -> JSONResponse:
+    async def current_model(request: Request) -> JSONResponse:
+        refused = _refused(auth, request)
+        if refused is not None:
+            return refused
         engine = model.holder.current
         return JSONResponse({"ready": engine is not None,
                              **(engine.provenance if engine is not None else {}),
@@ -96,6 +114,9 @@ def mount(app: FastAPI, model: MovierecModel, *, k: int, admin: bool = True) -> 
 
     async def reload(request: Request) -> JSONResponse:
         started = time.perf_counter()
+        refused = _refused(auth, request)
+        if refused is not None:
+            return refused
         body = await request.body()
         version = None
         if body.strip():
@@ -116,6 +137,10 @@ def mount(app: FastAPI, model: MovierecModel, *, k: int, admin: bool = True) -> 
             log.exception("admin reload failed")
             return _admin(500, {"error": f"loading failed, still serving "
                                          f"{getattr(previous, 'version', None)}: {exc}"}, started)
+        client = request.client.host if request.client else None
+        audit("model_server", "POST", "/admin/reload", auth.check(
+            request.headers.get("authorization"), client), 200, client,
+            f"{getattr(previous, 'version', None)} -> {new.version}")
         return _admin(200, {"version": new.version,
                             "previous": previous.version if previous is not None else None,
                             "swapped": new is not previous}, started)
@@ -124,6 +149,89 @@ def mount(app: FastAPI, model: MovierecModel, *, k: int, admin: bool = True) -> 
     if admin:
         app.add_api_route("/admin/model", current_model, methods=["GET"])
         app.add_api_route("/admin/reload", reload, methods=["POST"])
+    # KServe's model repository (load/unload any model): admin only
+    app.router.routes.append(_AdminGuard("/v2/repository/{rest:path}", auth))
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+
+
+def _refused(auth: AdminAuth, request: Request) -> JSONResponse | None:
+    """401/403 (audited) unless the request carries the admin token (or comes from loopback
+    with none configured)."""
+    client = request.client.host if request.client else None
+    result = auth.check(request.headers.get("authorization"), client)
+    if result.ok:
+        if request.method != "POST":  # admitted reads are audited here; a reload after it ran
+            audit("model_server", request.method, request.url.path, result, 200, client)
+        return None
+    audit("model_server", request.method, request.url.path, result, result.status, client)
+    return JSONResponse({"error": result.message}, status_code=result.status,
+                        headers={"www-authenticate": "Bearer"} if result.status == 401 else None)
+
+
+class _AdminGuard(Route):
+    """Answers 401/403 for unauthorised calls of the paths it covers; an authorised call does
+    not match, so the route behind it (KServe's) serves it. Every call is audited."""
+
+    def __init__(self, path: str, auth: AdminAuth) -> None:
+        self.auth = auth
+        super().__init__(path, self._refuse,
+                         methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"])
+
+    def matches(self, scope):
+        match, child = super().matches(scope)
+        if match is Match.NONE:
+            return match, child
+        headers = dict(scope.get("headers") or ())
+        client = (scope.get("client") or (None,))[0]
+        result = self.auth.check(headers.get(b"authorization", b"").decode("latin-1"), client)
+        audit("model_server", scope.get("method", "?"), scope.get("path", "?"), result,
+              200 if result.ok else result.status, client)
+        if result.ok:
+            return Match.NONE, {}
+        return Match.FULL, {**child, "auth_result": result}
+
+    async def _refuse(self, request: Request) -> JSONResponse:
+        result = request.scope["auth_result"]
+        return JSONResponse({"error": result.message}, status_code=result.status,
+                            headers={"www-authenticate": "Bearer"} if result.status == 401
+                            else None)
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over ``max_bytes`` is answered 413 before the app reads
+    or parses it (by its Content-Length; a chunked body is counted as it arrives), so V1/V2
+    batches are bounded before JSON decoding."""
+
+    def __init__(self, app, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = int(max_bytes)
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for key, value in scope["headers"]:
+            if key == b"content-length":
+                if not value.strip().isdigit():
+                    await JSONResponse({"error": "invalid Content-Length"}, status_code=400)(
+                        scope, receive, send)
+                    return
+                if int(value) > self.max_bytes:
+                    await JSONResponse({"error": f"request body over {self.max_bytes} bytes"},
+                                       status_code=413)(scope, receive, send)
+                    return
+        received = 0
+
+        async def counted():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise HTTPException(413, f"request body over {self.max_bytes} bytes")
+            return message
+
+        await self.app(scope, counted, send)
 
 
 class _V1Predict:

@@ -8,7 +8,7 @@ cache sizes, provenance to Kafka.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hydra.core.config_store import ConfigStore
 
@@ -30,7 +30,14 @@ class ModelServerConfig:
     # rotate the provenance file past this size (0: never), keeping this many old files
     provenance_max_bytes: int = 64 * 1024 * 1024
     provenance_backups: int = 2
-    admin_enabled: bool = True  # POST /admin/reload
+    admin_enabled: bool = True  # GET /admin/model, POST /admin/reload
+    # admin endpoints (and KServe's /v2/repository load/unload): a Bearer token from
+    # MOVIEREC_ADMIN_TOKEN or this file (a mounted Secret); without one, loopback callers only
+    admin_token_file: str = ""
+    max_body_bytes: int = 262_144  # request bodies beyond: 413 before anything is parsed
+    rate_limit_rps: float = 0.0  # per client on /recommend (token bucket); 0: off
+    rate_limit_burst: float = 20.0
+    rate_limit_exempt: list[str] = field(default_factory=list)  # CIDRs of internal callers
     log_requests: bool = False  # KServe's per-request latency log lines (off: hot path)
     access_log: bool = False  # uvicorn access log (off: the provenance log has every request)
     event_loop: str = "auto"  # auto (uvloop if installed) | uvloop | asyncio; see server.py

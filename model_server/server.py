@@ -18,6 +18,7 @@ from model_server.service import Recommendations
 from model_server.swap import ModelHolder
 from movierec_core.config import compose, write_resolved
 from movierec_core.models.bundle import MANIFEST
+from movierec_core.security import AdminAuth, rate_limiter
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +142,11 @@ def run(cfg: DictConfig) -> None:
                        f"model_server-{serving.http_port}.config.yaml")
     app = kserve_model_server.app
     routes.install_validation_handler(app)
-    routes.mount(app, model, k=serving.k, admin=ms.admin_enabled)
+    routes.mount(app, model, k=serving.k, admin=ms.admin_enabled,
+                 auth=AdminAuth.from_environment(str(ms.admin_token_file or "")),
+                 limiter=rate_limiter(float(ms.rate_limit_rps), float(ms.rate_limit_burst),
+                                      [str(c) for c in ms.rate_limit_exempt]),
+                 max_body_bytes=int(ms.max_body_bytes))
     server = kserve.ModelServer(http_port=serving.http_port, workers=ms.workers,
                                 enable_grpc=ms.grpc_port > 0, grpc_port=ms.grpc_port or 8081,
                                 enable_latency_logging=ms.log_requests)

@@ -63,11 +63,11 @@ class FakeModelServer:
 
 class RunningRouter:
     def __init__(self, experiment: str, variants: Sequence[tuple[str, float, list[str]]],
-                 fallback: str = "") -> None:
+                 fallback: str = "", **server_options) -> None:
         state = ExperimentState(experiment, [Variant(n, w, list(u)) for n, w, u in variants],
                                 fallback=fallback)
         self.router = Router(state, timeout_s=0.5)
-        self.server = RouterHTTPServer(("127.0.0.1", 0), self.router)
+        self.server = RouterHTTPServer(("127.0.0.1", 0), self.router, **server_options)
         self.url = serve_in_background(self.server)
 
     def stop(self) -> None:
