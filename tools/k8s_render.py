@@ -51,9 +51,12 @@ def _strip_source_comments(text: str) -> str:
 def expected_files() -> dict[Path, str]:
     """Path -> content of every generated file."""
     files: dict[Path, str] = {}
+    # plain manifests cannot make a random token: they name a Secret the operator creates
+    # (`kubectl -n movierec create secret generic movierec-admin-token --from-literal=token=...`)
     files[REPO_ROOT / "manifests" / "movierec.yaml"] = (
-        HEADER.format(what="default values, release movierec, namespace movierec")
-        + _strip_source_comments(template()))
+        HEADER.format(what="default values but adminToken.existingSecret=movierec-admin-token, "
+                           "release movierec, namespace movierec")
+        + _strip_source_comments(template("--set", "adminToken.existingSecret=movierec-admin-token")))
     wft = _strip_source_comments(template("--show-only", "templates/pipeline/workflowtemplate.yaml"))
     cwf = _strip_source_comments(template("--show-only", "templates/pipeline/cronworkflow.yaml"))
     files[REPO_ROOT / "workflows" / "retrain-workflowtemplate.yaml"] = (

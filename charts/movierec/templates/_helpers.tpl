@@ -196,6 +196,20 @@ imagePullSecrets:
 {{- end -}}
 
 {{/* Environment shared by the Python containers ----------------------------------------- */}}
+{{/* The admin token Secret's name (existing or created by the chart). */}}
+{{- define "movierec.adminTokenSecret" -}}
+{{- .Values.adminToken.existingSecret | default (printf "%s-admin-token" (include "movierec.fullname" .) | trunc 63 | trimSuffix "-") -}}
+{{- end -}}
+
+{{/* MOVIEREC_ADMIN_TOKEN from the admin token Secret (services with admin endpoints). */}}
+{{- define "movierec.adminTokenEnv" -}}
+- name: MOVIEREC_ADMIN_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "movierec.adminTokenSecret" . }}
+      key: {{ .Values.adminToken.key }}
+{{- end -}}
+
 {{- define "movierec.pythonEnv" -}}
 - name: HOME
   value: /tmp

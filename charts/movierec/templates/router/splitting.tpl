@@ -122,6 +122,7 @@ spec:
             {{- end }}
           env:
             {{- include "movierec.pythonEnv" . | nindent 12 }}
+            {{- include "movierec.adminTokenEnv" . | nindent 12 }}
           ports:
             - name: http
               containerPort: {{ .Values.router.port }}

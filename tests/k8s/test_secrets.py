@@ -1,0 +1,78 @@
+"""Credentials in the rendered chart (issue 21): the admin token reaches the router and the
+model server only by ``secretKeyRef``; no container argument, command, plain env value or
+ConfigMap of any values mode carries anything that looks like a credential."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.k8s.conftest import RENDER_CASES, RENDER_IDS, containers_of, objects, render
+
+# key=value / key: value where the key names a credential and the value is given inline (not a
+# path, a reference, a template, an empty or boolean value, or code reading it from elsewhere:
+# "token = (SA_DIR / 'token').read_text()" in a script ConfigMap)
+CREDENTIAL = re.compile(
+    r"(?i)(password|passwd|secret|token|api[_-]?key|credential|sasl\.jaas)[\w.-]*"
+    r"[\"']?\s*[=:]\s*(?!\s*$)(?![\"']?(/|\$\(|\{\{|<|none\b|null\b|false\b|true\b|\"\"|''))"
+    r"(?!\(|[A-Za-z_][\w.]*[(\[])\S+")
+
+
+def rendered(values_file: Path | None) -> list[dict[str, Any]]:
+    return objects(render(values_file))
+
+
+def credential_like(text: str) -> list[str]:
+    return [m.group(0) for m in CREDENTIAL.finditer(text)]
+
+
+def test_the_pattern_finds_inline_credentials_and_spares_references() -> None:
+    assert credential_like("kafka.sasl_password=hunter2")
+    assert credential_like("redis token: abc123")
+    assert credential_like('"api_key": "k-42"')
+    assert not credential_like("admin_token_file=/var/run/secrets/movierec/token")
+    assert not credential_like("token_file: /etc/secret/x")
+    assert not credential_like('password: ""')
+    assert not credential_like('token = (SA_DIR / "token").read_text()')
+    assert not credential_like('token = os.environ["MOVIEREC_ADMIN_TOKEN"]')
+
+
+@pytest.mark.parametrize("values_file", RENDER_CASES, ids=RENDER_IDS)
+def test_the_admin_token_comes_from_a_secret_by_reference(values_file: Path | None) -> None:
+    objs = rendered(values_file)
+    found = []
+    for o in objs:
+        for where, c in containers_of(o):
+            for env in c.get("env", []):
+                if env["name"] == "MOVIEREC_ADMIN_TOKEN":
+                    assert "value" not in env, f"{o['kind']}/{o['metadata']['name']}/{where}"
+                    ref = env["valueFrom"]["secretKeyRef"]
+                    found.append((o["kind"], ref["name"], ref["key"]))
+    kinds = {k for k, _, _ in found}
+    assert "ServingRuntime" in kinds and ("Deployment" in kinds), found
+    secrets = {o["metadata"]["name"]: o for o in objs if o["kind"] == "Secret"}
+    for _, name, key in found:
+        assert name in secrets and key in secrets[name]["data"], (name, key)
+        assert len(secrets[name]["data"][key]) >= 40  # base64 of a 40-character random token
+
+
+@pytest.mark.parametrize("values_file", RENDER_CASES, ids=RENDER_IDS)
+def test_no_credential_in_args_env_values_or_configmaps(values_file: Path | None) -> None:
+    problems = []
+    for o in rendered(values_file):
+        name = f"{o['kind']}/{o['metadata']['name']}"
+        if o["kind"] == "ConfigMap":
+            for key, value in (o.get("data") or {}).items():
+                problems += [f"{name} data.{key}: {hit}" for hit in credential_like(str(value))]
+        for where, c in containers_of(o):
+            for part in ("args", "command"):
+                for arg in c.get(part) or []:
+                    problems += [f"{name}/{where} {part}: {hit}"
+                                 for hit in credential_like(str(arg))]
+            for env in c.get("env") or []:
+                if "value" in env and CREDENTIAL.search(f"{env['name']}={env['value']}"):
+                    problems.append(f"{name}/{where} env {env['name']} has an inline value")
+    assert not problems, "\n".join(problems)
