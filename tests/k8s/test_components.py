@@ -102,7 +102,10 @@ def test_ab_routes_pin_by_header_then_split_by_weight() -> None:
     assert [r["match"][0]["headers"]["x-movierec-variant"]["exact"] for r in pinned] == \
         [v["name"] for v in variants]
     assert [r["route"][0]["destination"]["subset"] for r in pinned] == [v["name"] for v in variants]
-    assert "match" not in default
+    # only /recommend/ is routed, pinned or split: no admin or metrics path through the gateway
+    assert all(r["match"] == [{**r["match"][0], "uri": {"prefix": "/recommend/"}}]
+               for r in vs["http"])
+    assert default["match"] == [{"uri": {"prefix": "/recommend/"}}]
     assert [(d["destination"]["subset"], d["weight"]) for d in default["route"]] == \
         [(v["name"], v["weight"]) for v in variants]
     assert sum(d["weight"] for d in default["route"]) == 100
