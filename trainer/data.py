@@ -136,8 +136,7 @@ class InteractionMatrix:
     def from_pairs(cls, pairs: pd.DataFrame, item_ids: np.ndarray | None = None) -> InteractionMatrix:
         """Rows = users sorted by id, columns = movie ids sorted (hash-factorised: O(n))."""
         ucodes, uniq_users = pd.factorize(pairs["user_id"].to_numpy(np.int64), sort=True)
-        icodes, uniq_items = pd.factorize(pairs["movie_id"].astype(str).to_numpy(), sort=True)
-        uniq_items = np.asarray(uniq_items, dtype=str)
+        icodes, uniq_items = _factorize_ids(pairs["movie_id"])
         vals = pairs["confidence"].to_numpy(np.float32)
         if item_ids is not None:
             pos = np.searchsorted(item_ids, uniq_items)
@@ -165,6 +164,17 @@ class InteractionMatrix:
         pos = np.minimum(pos, max(self.item_ids.size - 1, 0))
         return np.where(self.item_ids[pos] == movie_ids, pos, -1) if self.item_ids.size else np.full(
             len(movie_ids), -1)
+
+
+def _factorize_ids(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Codes and sorted distinct ids (as str) of a movie id column: the column is hashed as it
+    is, and only its few distinct values are turned into str and sorted (``astype(str)`` of
+    the whole column first made a new object per row: 0.6 s per 18M rows)."""
+    codes, uniques = pd.factorize(column.to_numpy(), sort=False)
+    names = np.asarray([str(u) for u in uniques], dtype=str)
+    # distinct values may share a str form (5 and "5"): merge them, then order by name
+    final, remap = np.unique(names, return_inverse=True)
+    return remap.astype(np.int64)[codes], final
 
 
 def item_costs(item_ids: np.ndarray, movies: pd.DataFrame) -> np.ndarray:
