@@ -76,3 +76,10 @@ def test_no_credential_in_args_env_values_or_configmaps(values_file: Path | None
                 if "value" in env and CREDENTIAL.search(f"{env['name']}={env['value']}"):
                     problems.append(f"{name}/{where} env {env['name']} has an inline value")
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("values_file", RENDER_CASES, ids=RENDER_IDS)
+def test_the_inference_service_is_cluster_local(values_file: Path | None) -> None:
+    isvcs = [o for o in rendered(values_file) if o["kind"] == "InferenceService"]
+    for isvc in isvcs:
+        assert isvc["metadata"]["labels"]["networking.kserve.io/visibility"] == "cluster-local"
