@@ -93,30 +93,19 @@ def calibrate_from_simulator(n_users: int = 5000, minutes: int = 120, seed: int 
     the period)."""
     from datetime import timedelta
 
-    from experiments.online import join_watches
-    from movierec_core.batch import parse_lines
-    from movierec_core.events import RecommendationRequest, WatchMinute
+    from experiments.online import per_user_watch_counts, requests_and_watches
     from simulator.stream import iter_batches
     from simulator.world import World, WorldConfig
 
     world = World.build(WorldConfig(seed=seed, n_users=n_users))
     batches, _sim = iter_batches(world, seed=seed, recommender=recommender)
     lines = [line for _, batch in zip(range(minutes), batches, strict=False) for line in batch]
-    parsed = parse_lines(lines)
-    requests = [e for _, e in parsed.others
-                if isinstance(e, RecommendationRequest) and e.status == 200]
-    watches = [e for _, e in parsed.others if isinstance(e, WatchMinute)]
-    watches += [e for _, e in parsed.watch_events()]
+    requests, watches = requests_and_watches(lines)
     if not requests:
         raise ValueError("the simulated period has no recommendation requests")
     end = max(r.time for r in requests) - timedelta(seconds=join_window_s)
     matured = [r for r in requests if r.time <= end] or requests
-    joined = join_watches(matured, watches, join_window_s, None, min_watch_minutes)
-    per_user: dict[int, list[int]] = {}
-    for r, (watched, _m, _p, _c) in zip(matured, joined, strict=True):
-        counts = per_user.setdefault(r.user_id, [0, 0])
-        counts[0] += int(watched)
-        counts[1] += 1
+    per_user = per_user_watch_counts(matured, watches, join_window_s, min_watch_minutes)
     w = np.array([c[0] for c in per_user.values()], np.float64)
     n = np.array([c[1] for c in per_user.values()], np.float64)
     return Calibration(len(per_user), int(n.sum()), tuple(int(x) for x in n),

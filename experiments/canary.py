@@ -30,8 +30,9 @@ from experiments.online import (
     VariantMetrics,
     WeightsHistory,
     aggregate,
-    join_watches,
     outcomes,
+    per_user_watch_counts,
+    requests_and_watches,
 )
 from experiments.stats import (
     ProportionDiff,
@@ -141,19 +142,8 @@ def pre_period_watch_through(lines: list[bytes], join_window_s: float,
                              min_watch_minutes: int) -> dict[int, float]:
     """Each user's watch-through over the recommendation requests in ``lines`` (telemetry
     from before the canary): CUPED's covariate."""
-    batch = parse_lines(lines)
-    requests = [e for _, e in batch.others
-                if isinstance(e, RecommendationRequest) and e.status == 200]
-    if not requests:
-        return {}
-    watches = [e for _, e in batch.others if isinstance(e, WatchMinute)]
-    watches += [e for _, e in batch.watch_events()]
-    joined = join_watches(requests, watches, join_window_s, None, min_watch_minutes)
-    per_user: dict[int, list[int]] = {}
-    for r, (watched, _m, _p, _c) in zip(requests, joined, strict=True):
-        counts = per_user.setdefault(r.user_id, [0, 0])
-        counts[0] += int(watched)
-        counts[1] += 1
+    requests, watches = requests_and_watches(lines)
+    per_user = per_user_watch_counts(requests, watches, join_window_s, min_watch_minutes)
     return {u: w / n for u, (w, n) in per_user.items()}
 
 

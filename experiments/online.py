@@ -163,6 +163,35 @@ def join_watches(
     return out
 
 
+def requests_and_watches(lines: Sequence[bytes],
+                         ) -> tuple[list[RecommendationRequest], list[WatchMinute]]:
+    """The successful recommendation requests and the watch minutes of raw telemetry lines
+    (the platform's batch parser; invalid lines are skipped)."""
+    from movierec_core.batch import parse_lines
+
+    batch = parse_lines(lines)
+    requests = [e for _, e in batch.others
+                if isinstance(e, RecommendationRequest) and e.status == 200]
+    watches = [e for _, e in batch.others if isinstance(e, WatchMinute)]
+    watches += [e for _, e in batch.watch_events()]
+    return requests, watches
+
+
+def per_user_watch_counts(requests: Sequence[RecommendationRequest],
+                          watches: Iterable[WatchMinute], window_s: float,
+                          min_minutes: int) -> dict[int, list[int]]:
+    """user id -> [requests watched through, requests], by the platform's join."""
+    per_user: dict[int, list[int]] = {}
+    if not requests:
+        return per_user
+    joined = join_watches(requests, watches, window_s, None, min_minutes)
+    for r, (watched, _m, _p, _c) in zip(requests, joined, strict=True):
+        counts = per_user.setdefault(r.user_id, [0, 0])
+        counts[0] += int(watched)
+        counts[1] += 1
+    return per_user
+
+
 def outcomes(
     requests: Sequence[RecommendationRequest], watches: Iterable[WatchMinute],
     history: WeightsHistory, window_s: float, costs: Mapping[str, float] | None = None,
