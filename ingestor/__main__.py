@@ -4,6 +4,9 @@
 * ``snapshot [--start YYYY-MM-DD] [--end YYYY-MM-DD]``: finish lake maintenance (compaction,
   watch sessions), freeze an immutable snapshot, print its manifest as JSON.
 * ``compact``: compact small files and rebuild stale watch sessions, then exit.
+* ``erase USER_ID [USER_ID ...]``: erase users from the online store, the lake, the snapshots
+  holding them, and mark the models trained on them (``ingestor/erase.py``); prints a JSON
+  report.
 """
 
 from __future__ import annotations
@@ -31,7 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     args, overrides = split_overrides(list(sys.argv[1:] if argv is None else argv))
     parser = argparse.ArgumentParser(prog="python -m ingestor", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", nargs="?", default="run", choices=["run", "snapshot", "compact"])
+    parser.add_argument("command", nargs="?", default="run",
+                        choices=["run", "snapshot", "compact", "erase"])
+    parser.add_argument("user_ids", nargs="*", metavar="USER_ID", help="erase: the users")
     parser.add_argument("--start", help="snapshot: first event date (inclusive)")
     parser.add_argument("--end", help="snapshot: last event date (inclusive)")
     parser.add_argument("--summary", action="store_true",
@@ -69,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         return ingestor.run()
 
+    if opts.command == "erase":
+        return erase_command(cfg, opts.user_ids)
+    if opts.user_ids:
+        parser.error(f"unexpected arguments {opts.user_ids} for {opts.command}")
     from ingestor.lake import maintain, recover
 
     recover(lake_root)
@@ -84,6 +93,29 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(snapshot_summary(manifest)))
     else:
         print(json.dumps(manifest, indent=2))
+    return 0
+
+
+def erase_command(cfg, user_ids: list[str]) -> int:
+    bad = [u for u in user_ids if not (u.isascii() and u.isdigit())]
+    if not user_ids or bad:
+        print(f"erase: user ids must be non-negative integers (got {bad or 'none'})",
+              file=sys.stderr)
+        return 2
+    from ingestor.erase import erase_users
+    from ingestor.lake import recover
+    from movierec_core.online_store import open_store
+    from movierec_core.registry import FileRegistry
+
+    recover(cfg.data.lake_root)
+    store = open_store(cfg.data) if cfg.ingestor.online_store else None
+    try:
+        report = erase_users(cfg.data.lake_root, [int(u) for u in user_ids], store,
+                             FileRegistry(cfg.data.registry_root), caller="cli")
+    finally:
+        if store is not None:
+            store.close()
+    print(json.dumps(report.to_json()))
     return 0
 
 

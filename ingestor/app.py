@@ -43,6 +43,7 @@ from ingestor.dlq import DeadLetters
 from ingestor.enrich import Enricher
 from ingestor.lake import LakeWriter, maintain, recover
 from ingestor.pipeline import KIND_OF_TABLE, parse_batch
+from movierec_core.erasure import ErasedUsers, drop_erased
 from movierec_core.events import ParserSettings
 from movierec_core.lake import WATCH_MINUTES
 from movierec_core.online_store import OnlineStore, open_store
@@ -61,6 +62,7 @@ class Ingestor:
         self.instance = f"{socket.gethostname()}-{os.getpid()}"
         self.settings = ParserSettings(rating_max=int(cfg.data.rating_scale_max))
         self.lake = LakeWriter(cfg.data.lake_root)
+        self.erased = ErasedUsers(cfg.data.lake_root)
         self.store: OnlineStore | None = None
         self.enricher: Enricher | None = None
         self.consumer: GroupConsumer | None = None
@@ -246,6 +248,12 @@ class Ingestor:
         t_parse = time.perf_counter()
         parsed = parse_batch(values, batch.partitions, batch.offsets, batch.timestamps_ms,
                              self.settings)
+        erased = self.erased.current()
+        if erased:  # late events of erased users never reach the lake or the online store
+            parsed.tables = {name: drop_erased(table, erased)
+                             for name, table in parsed.tables.items()}
+            parsed.events = [e for e in parsed.events if e.user_id not in erased]
+            parsed.user_ids -= erased
         t_dlq = time.perf_counter()
 
         give_up = time.monotonic() + self.icfg.shutdown_commit_timeout_s if shutting_down else None

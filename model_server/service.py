@@ -32,7 +32,8 @@ class Recommendations:
 
     def __init__(self, holder: ModelHolder[Engine], *, store_factory: Callable[[], Any] | None,
                  demographics: UserDemographics | None, deadline_ms: float, cost_lambda: float,
-                 fold_in: bool, history_limit: int, threads: int = 4) -> None:
+                 fold_in: bool, history_limit: int, threads: int = 4,
+                 erased_poll_s: float = 1.0) -> None:
         self.holder = holder
         self._store_factory = store_factory
         self._demographics = demographics
@@ -44,12 +45,21 @@ class Recommendations:
                           if threads > 0 else None)
         self._local = threading.local()
         self._store_warned = 0.0
+        # users erased from the platform (ingestor/erase.py): answered without
+        # personalisation, whatever the model learned of them; polled from the online store
+        self.erased: frozenset[int] = frozenset()
+        self._closed = threading.Event()
+        self._erased_poll_s = erased_poll_s
+        if store_factory is not None and erased_poll_s > 0:
+            threading.Thread(target=self._poll_erased, name="erased-users", daemon=True).start()
 
     async def recommend(self, user_id: int, k: int, engine: Engine | None = None) -> Answer:
         engine = engine or self.holder.current
         if engine is None:  # not loaded yet: KServe does not route here before load()
             FALLBACKS.labels(reason="not_ready").inc()
             return Answer([], "fallback", None)
+        if user_id in self.erased:
+            return engine.popular_answer(k)
         started = time.monotonic()
         try:
             if self._executor is None:
@@ -121,6 +131,24 @@ class Recommendations:
             store = self._local.store = self._store_factory()
         return store
 
+    def _poll_erased(self) -> None:
+        store, warned = None, 0.0
+        while True:
+            try:
+                store = store or self._store_factory()
+                erased = getattr(store, "erased_users", None)
+                if erased is not None:
+                    self.erased = frozenset(erased())
+            except Exception:  # the store is down: keep the last set, try again
+                store = None
+                if time.monotonic() - warned > 60:
+                    warned = time.monotonic()
+                    log.warning("reading the erased users from the online store failed",
+                                exc_info=True)
+            if self._closed.wait(self._erased_poll_s):
+                return
+
     def close(self) -> None:
+        self._closed.set()
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)

@@ -19,7 +19,7 @@ import sqlite3
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -64,6 +64,13 @@ class OnlineStore(Protocol):
 
     def account_created_at(self, user_id: int) -> datetime | None:
         """When the user's account was created, if the store has seen it."""
+
+    def erase(self, user_ids: Iterable[int]) -> int:
+        """Remove everything the store holds of these users and remember them as erased;
+        returns the interactions removed."""
+
+    def erased_users(self) -> set[int]:
+        """Every user erased so far (serving answers them without personalisation)."""
 
     def close(self) -> None: ...
 
@@ -154,6 +161,8 @@ CREATE TABLE IF NOT EXISTS interactions (
     PRIMARY KEY (user_id, movie_id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS accounts (
     user_id INTEGER PRIMARY KEY, created_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS erased (
+    user_id INTEGER PRIMARY KEY, erased_at INTEGER NOT NULL);
 """
 
 _UPSERT_WATCH = """
@@ -282,6 +291,28 @@ class SqliteOnlineStore:
         rows = self._conn().execute(_SELECT_INTERACTIONS, (int(user_id), int(limit))).fetchall()
         return [UserInteraction(m, n, mx, stars, _from_us(t)) for m, n, mx, stars, t in rows]
 
+    def erase(self, user_ids: Iterable[int]) -> int:
+        users = [(int(u),) for u in user_ids]
+        now = _to_us(datetime.now(UTC).replace(tzinfo=None))
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            before = conn.total_changes
+            conn.executemany("DELETE FROM interactions WHERE user_id = ?", users)
+            removed = conn.total_changes - before
+            conn.executemany("DELETE FROM seen_minutes WHERE user_id = ?", users)
+            conn.executemany("DELETE FROM accounts WHERE user_id = ?", users)
+            conn.executemany("INSERT OR IGNORE INTO erased VALUES (?, ?)",
+                             [(u, now) for (u,) in users])
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return removed
+
+    def erased_users(self) -> set[int]:
+        return {u for (u,) in self._conn().execute("SELECT user_id FROM erased")}
+
     def account_created_at(self, user_id: int) -> datetime | None:
         row = self._conn().execute(
             "SELECT created_at FROM accounts WHERE user_id = ?", (int(user_id),)).fetchone()
@@ -407,6 +438,22 @@ class RedisOnlineStore:
                                        int(stars) if stars else None, _from_us(int(last))))
         out.sort(key=lambda i: (-_to_us(i.last_time), i.movie_id))
         return out
+
+    def erase(self, user_ids: Iterable[int]) -> int:
+        p, removed = self.prefix, 0
+        for u in (int(x) for x in user_ids):
+            movies = self._redis.hkeys(f"{p}ia:{u}")
+            removed += len(movies)
+            keys = [f"{p}ia:{u}", f"{p}rc:{u}", f"{p}ac:{u}",
+                    *(f"{p}mn:{u}:{m.decode()}" for m in movies)]
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.delete(*keys)
+            pipe.sadd(f"{p}erased", u)
+            pipe.execute()
+        return removed
+
+    def erased_users(self) -> set[int]:
+        return {int(u) for u in self._redis.smembers(f"{self.prefix}erased")}
 
     def account_created_at(self, user_id: int) -> datetime | None:
         value = self._redis.get(f"{self.prefix}ac:{int(user_id)}")

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from movierec_core.erasure import drop_erased, read_ledger
 from movierec_core.models import (
     ColdStartModel,
     ConfidenceWeights,
@@ -223,6 +224,9 @@ def run(cfg: DictConfig, registry: FileRegistry | None = None) -> RunResult:
     snapshot_id = resolve_snapshot(lake_root, str(tc.snapshot))
     snap_manifest = read_manifest(lake_root, snapshot_id)
     tables, timings["load_snapshot_s"] = _time_it(load_snapshot, lake_root, snapshot_id)
+    erased = read_ledger(lake_root)
+    if erased:  # users erased after the snapshot was taken (ingestor/erase.py) are left out
+        tables = {name: drop_erased(table, erased) for name, table in tables.items()}
     scale = int(tc.rating_scale_max or cfg.data.rating_scale_max)
     weights = ConfidenceWeights(watch=tc.confidence.watch, rating=tc.confidence.rating,
                                 scale_max=scale, dislike_below=tc.confidence.dislike_below,
