@@ -4,6 +4,8 @@
 * ``snapshot [--start YYYY-MM-DD] [--end YYYY-MM-DD]``: finish lake maintenance (compaction,
   watch sessions), freeze an immutable snapshot, print its manifest as JSON.
 * ``compact``: compact small files and rebuild stale watch sessions, then exit.
+* ``retention``: apply the retention settings (``ingestor.*_retention_days``, ``snapshots_keep``,
+  ``registry_keep``; ``ingestor/retention.py``) once; prints what was deleted as JSON.
 * ``erase USER_ID [USER_ID ...]``: erase users from the online store, the lake, the snapshots
   holding them, and mark the models trained on them (``ingestor/erase.py``); prints a JSON
   report.
@@ -35,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ingestor", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", nargs="?", default="run",
-                        choices=["run", "snapshot", "compact", "erase"])
+                        choices=["run", "snapshot", "compact", "erase", "retention"])
     parser.add_argument("user_ids", nargs="*", metavar="USER_ID", help="erase: the users")
     parser.add_argument("--start", help="snapshot: first event date (inclusive)")
     parser.add_argument("--end", help="snapshot: last event date (inclusive)")
@@ -76,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if opts.command == "erase":
         return erase_command(cfg, opts.user_ids)
+    if opts.command == "retention":
+        return retention_command(cfg)
     if opts.user_ids:
         parser.error(f"unexpected arguments {opts.user_ids} for {opts.command}")
     from ingestor.lake import maintain, recover
@@ -93,6 +97,23 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(snapshot_summary(manifest)))
     else:
         print(json.dumps(manifest, indent=2))
+    return 0
+
+
+def retention_command(cfg) -> int:
+    from ingestor.lake import recover
+    from ingestor.retention import RetentionPolicy, apply_retention
+    from movierec_core.online_store import open_store
+
+    recover(cfg.data.lake_root)
+    store = open_store(cfg.data) if cfg.ingestor.online_store else None
+    try:
+        report = apply_retention(RetentionPolicy.from_config(cfg.ingestor), cfg.data.lake_root,
+                                 store, cfg.data.registry_root)
+    finally:
+        if store is not None:
+            store.close()
+    print(json.dumps(report.to_json()))
     return 0
 
 

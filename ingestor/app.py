@@ -43,6 +43,7 @@ from ingestor.dlq import DeadLetters
 from ingestor.enrich import Enricher
 from ingestor.lake import LakeWriter, maintain, recover
 from ingestor.pipeline import KIND_OF_TABLE, parse_batch
+from ingestor.retention import RetentionPolicy, apply_retention
 from movierec_core.erasure import ErasedUsers, drop_erased
 from movierec_core.events import ParserSettings
 from movierec_core.lake import WATCH_MINUTES
@@ -63,6 +64,7 @@ class Ingestor:
         self.settings = ParserSettings(rating_max=int(cfg.data.rating_scale_max))
         self.lake = LakeWriter(cfg.data.lake_root)
         self.erased = ErasedUsers(cfg.data.lake_root)
+        self.retention = RetentionPolicy.from_config(cfg.ingestor)
         self.store: OnlineStore | None = None
         self.enricher: Enricher | None = None
         self.consumer: GroupConsumer | None = None
@@ -140,7 +142,10 @@ class Ingestor:
                                  client_id=f"{self.cfg.kafka.client_id}-ingestor-admin")
         try:
             if self.dlq_topic not in set(admin.list_topics()):
-                admin.create_topics([NewTopic(self.dlq_topic, int(self.cfg.kafka.partitions), 1)])
+                days = int(self.icfg.dlq_retention_days)
+                configs = {"retention.ms": str(days * 86_400_000)} if days > 0 else {}
+                admin.create_topics([NewTopic(self.dlq_topic, int(self.cfg.kafka.partitions), 1,
+                                              topic_configs=configs)])
         except TopicAlreadyExistsError:
             pass
         finally:
@@ -163,7 +168,8 @@ class Ingestor:
         if recovered:
             log.warning("finished %d interrupted lake file replacements", recovered)
         if self.icfg.online_store:
-            self.store = open_store(self.cfg.data)
+            self.store = open_store(self.cfg.data,
+                                    ttl_s=int(self.icfg.online_store_retention_days) * 86400)
         if self.icfg.enrichment:
             self.enricher = Enricher(
                 self.cfg.data.lake_root, self.cfg.metadata_api.url,
@@ -448,6 +454,9 @@ class Ingestor:
             result = maintain(self.cfg.data.lake_root, float(self.icfg.session_gap_s),
                               int(self.icfg.compact_min_files), days=days)
             log.info("lake maintenance: %s", result)
+            if self.retention.active:
+                apply_retention(self.retention, self.cfg.data.lake_root, self.store,
+                                self.cfg.data.registry_root)
         except Exception:  # noqa: BLE001 - retried next interval
             self._dirty_days |= days
             log.exception("lake maintenance failed")

@@ -36,6 +36,13 @@ class IngestorConfig:
     session_gap_s: float = 1800.0  # a watch session ends after a gap longer than this
     compact_min_files: int = 16  # a partition with this many files is merged into one
     maintenance_interval_s: float = 60.0  # 0: only at shutdown and via `compact`
+    # retention (ingestor/retention.py; 0: keep for ever), enforced with lake maintenance
+    raw_retention_days: int = 0  # lake partitions of events and sessions older than this
+    online_store_retention_days: int = 0  # online-store interactions untouched this long
+    snapshots_keep: int = 0  # newest snapshots kept (plus those kept models were trained on)
+    registry_keep: int = 0  # newest versions per model kept (plus aliased ones and...)
+    champion_lineage_keep: int = 3  # ...this many of the champion's previous versions
+    dlq_retention_days: int = 30  # the dead-letter topic's retention.ms at creation (0: broker's)
     # outputs
     online_store: bool = True
     # the online store's upserts of a batch overlap the next batch's poll and parse; its

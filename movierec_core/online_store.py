@@ -313,6 +313,22 @@ class SqliteOnlineStore:
     def erased_users(self) -> set[int]:
         return {u for (u,) in self._conn().execute("SELECT user_id FROM erased")}
 
+    def expire(self, before: datetime) -> int:
+        """Delete interactions last touched before ``before`` (retention); returns how many."""
+        cutoff = _to_us(before)
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            old = conn.execute("SELECT user_id, movie_id FROM interactions WHERE last_time < ?",
+                               (cutoff,)).fetchall()
+            conn.executemany("DELETE FROM seen_minutes WHERE user_id = ? AND movie_id = ?", old)
+            conn.execute("DELETE FROM interactions WHERE last_time < ?", (cutoff,))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return len(old)
+
     def account_created_at(self, user_id: int) -> datetime | None:
         row = self._conn().execute(
             "SELECT created_at FROM accounts WHERE user_id = ?", (int(user_id),)).fetchone()
@@ -387,10 +403,12 @@ return 1
 class RedisOnlineStore:
     """The same store on a redis-server (redis-py); updates are Lua scripts, so atomic."""
 
-    def __init__(self, url: str, prefix: str = "mr:", client: Any = None) -> None:
+    def __init__(self, url: str, prefix: str = "mr:", client: Any = None,
+                 ttl_s: int = 0) -> None:
         import redis  # only this backend needs it
 
         self.prefix = prefix
+        self.ttl_s = int(ttl_s)  # > 0: every key written expires this long after its last write
         self._redis = client or redis.Redis.from_url(url, socket_timeout=5.0)
         self._watch = self._redis.register_script(_WATCH_LUA)
         self._rating = self._redis.register_script(_RATING_LUA)
@@ -407,18 +425,28 @@ class RedisOnlineStore:
         p = self.prefix
         pipe = self._redis.pipeline(transaction=False)
         pending = 0
+        ttl = self.ttl_s
         for (u, m), (minutes, max_minute, last) in batch.watches.items():
-            self._watch(keys=[f"{p}ia:{u}", f"{p}mn:{u}:{m}", f"{p}rc:{u}"],
-                        args=[m, max_minute, last, *sorted(minutes)], client=pipe)
+            keys = [f"{p}ia:{u}", f"{p}mn:{u}:{m}", f"{p}rc:{u}"]
+            self._watch(keys=keys, args=[m, max_minute, last, *sorted(minutes)], client=pipe)
+            if ttl:
+                for key in keys:
+                    pipe.expire(key, ttl)
             pending += 1
             if pending >= 1000:
                 pipe.execute()
                 pending = 0
         for (u, m), (stars, t) in batch.ratings.items():
-            self._rating(keys=[f"{p}ia:{u}", f"{p}rc:{u}"], args=[m, stars, t], client=pipe)
+            keys = [f"{p}ia:{u}", f"{p}rc:{u}"]
+            self._rating(keys=keys, args=[m, stars, t], client=pipe)
+            if ttl:
+                for key in keys:
+                    pipe.expire(key, ttl)
             pending += 1
         for u, t in batch.accounts.items():
             self._account(keys=[f"{p}ac:{u}"], args=[t], client=pipe)
+            if ttl:
+                pipe.expire(f"{p}ac:{u}", ttl)
             pending += 1
         if pending:
             pipe.execute()
@@ -455,6 +483,10 @@ class RedisOnlineStore:
     def erased_users(self) -> set[int]:
         return {int(u) for u in self._redis.smembers(f"{self.prefix}erased")}
 
+    def expire(self, before: datetime) -> int:
+        """Redis keeps retention itself: keys carry ``ttl_s`` from their last write."""
+        return 0
+
     def account_created_at(self, user_id: int) -> datetime | None:
         value = self._redis.get(f"{self.prefix}ac:{int(user_id)}")
         return None if value is None else _from_us(int(value))
@@ -463,11 +495,12 @@ class RedisOnlineStore:
         self._redis.close()
 
 
-def open_store(data_cfg: Any) -> OnlineStore:
-    """The store ``data_cfg`` names (``data.online_store_backend``: sqlite | redis)."""
+def open_store(data_cfg: Any, ttl_s: int = 0) -> OnlineStore:
+    """The store ``data_cfg`` names (``data.online_store_backend``: sqlite | redis); ``ttl_s``:
+    the Redis backend's key TTL (retention; SQLite expires rows with ``expire``)."""
     backend = str(getattr(data_cfg, "online_store_backend", "sqlite")).lower()
     if backend == "sqlite":
         return SqliteOnlineStore(data_cfg.online_store_path)
     if backend == "redis":
-        return RedisOnlineStore(data_cfg.redis_url)
+        return RedisOnlineStore(data_cfg.redis_url, ttl_s=ttl_s)
     raise ValueError(f"unknown online_store_backend {backend!r} (expected sqlite or redis)")
