@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from movierec_core.models.bundle import MANIFEST, read_manifest, write_manifest
+from movierec_core.models.bundle import MANIFEST, read_manifest, write_hashes, write_manifest
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -135,6 +135,7 @@ class FileRegistry:
                 manifest["version"] = version
                 manifest["model_name"] = model_name
                 write_manifest(staging, manifest)
+                write_hashes(staging)
                 _write_json_atomic(staging / "registry.json", {
                     "version": version, "registered_at": _now(), "source": str(src)})
                 try:

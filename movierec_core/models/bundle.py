@@ -19,6 +19,7 @@ server ranks with. Layout (all arrays ``.npy``, loadable with ``np.load(mmap_mod
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Iterable
@@ -204,11 +205,59 @@ def read_manifest(directory: Path | str) -> dict[str, Any]:
     return json.loads(Path(directory, MANIFEST).read_text())
 
 
-def load_bundle(directory: Path | str, mmap: bool = True) -> Bundle:
-    """Load a bundle (arrays memory-mapped by default; the model gets the seen matrix)."""
+HASHES = "hashes.json"
+# written after registration (registry bookkeeping, erasure markers): not part of the model
+_UNHASHED = {HASHES, "registry.json", "erasure.json"}
+
+
+class BundleIntegrityError(Exception):
+    """A registered bundle's file is missing or differs from its hash at registration."""
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_hashes(directory: Path | str) -> dict[str, str]:
+    """sha256 of every file of the bundle (``hashes.json``), taken when it is registered."""
+    d = Path(directory)
+    hashes = {str(p.relative_to(d)): _sha256(p) for p in sorted(d.rglob("*"))
+              if p.is_file() and p.name not in _UNHASHED}
+    (d / HASHES).write_text(json.dumps(hashes, indent=1, sort_keys=True))
+    return hashes
+
+
+def verify_hashes(directory: Path | str) -> int:
+    """Check every file against ``hashes.json`` (registered bundles); returns files checked
+    (0 for a bundle that was never registered). Raises :class:`BundleIntegrityError`."""
+    d = Path(directory)
+    path = d / HASHES
+    if not path.is_file():
+        return 0
+    hashes = json.loads(path.read_text())
+    for name, expected in hashes.items():
+        file = d / name
+        if not file.is_file():
+            raise BundleIntegrityError(f"bundle {d}: {name} is missing (listed in {HASHES})")
+        if _sha256(file) != expected:
+            raise BundleIntegrityError(f"bundle {d}: {name} does not match its sha256 at "
+                                       "registration (modified or corrupt); not loaded")
+    return len(hashes)
+
+
+def load_bundle(directory: Path | str, mmap: bool = True, verify: bool = True) -> Bundle:
+    """Load a bundle (arrays memory-mapped by default; the model gets the seen matrix). A
+    registered bundle's files are first checked against their hashes at registration
+    (``verify``)."""
     d = Path(directory)
     if not (d / MANIFEST).is_file():
         raise FileNotFoundError(f"not a bundle (no {MANIFEST}): {d}")
+    if verify:
+        verify_hashes(d)
     manifest = read_manifest(d)
     mode = "r" if mmap else None
 

@@ -119,3 +119,34 @@ def test_user_ids_beyond_int32_keep_int64_and_large_catalogues_keep_int32_indice
     assert [b.user_row(int(u)) for u in user_ids] == [0, 1, 2, 3, 4]
     assert b.user_row(2**40 + 1) is None
     assert b.seen_items(1).tolist() == [65_536] and b.seen_items(2).tolist() == [69_999]
+
+
+def test_registered_bundles_are_hashed_and_a_tampered_one_is_refused(tmp_path) -> None:
+    """Every file of a bundle is hashed at registration (hashes.json) and checked at load: a
+    changed byte in the model's factors (or a missing file) refuses the load, naming the file."""
+    import json as _json
+
+    from movierec_core.models.bundle import BundleIntegrityError, load_bundle, verify_hashes
+    from movierec_core.models.testing import tiny_bundle
+    from movierec_core.registry import FileRegistry
+
+    bundle = tiny_bundle(tmp_path / "b")
+    assert verify_hashes(bundle) == 0  # never registered: nothing to check against
+    registry = FileRegistry(tmp_path / "registry")
+    version = registry.register("movierec", bundle)
+    path = registry.resolve("movierec", version)
+    hashes = _json.loads((path / "hashes.json").read_text())
+    assert "manifest.json" in hashes and "model/item_factors.npy" in hashes
+    assert "registry.json" not in hashes
+    assert verify_hashes(path) == len(hashes)
+    load_bundle(path)  # loads
+    target = path / "model" / "item_factors.npy"
+    data = bytearray(target.read_bytes())
+    data[-1] ^= 0x01
+    target.unlink()  # (a hard link to the source bundle: replace, do not write through)
+    target.write_bytes(bytes(data))
+    with pytest.raises(BundleIntegrityError, match="model/item_factors.npy does not match"):
+        load_bundle(path)
+    target.unlink()
+    with pytest.raises(BundleIntegrityError, match="model/item_factors.npy is missing"):
+        load_bundle(path)
