@@ -56,9 +56,14 @@ class KafkaBroker:
     """One combined broker+controller node. Use as a context manager or call start()/stop()."""
 
     def __init__(self, port: int | None = None, data_dir: Path | None = None,
-                 heap: str = "512m", num_partitions: int = 4) -> None:
+                 heap: str = "512m", num_partitions: int = 4,
+                 sasl_users: dict[str, str] | None = None) -> None:
+        """``sasl_users`` (user -> password): clients must authenticate with SASL/PLAIN on
+        ``port`` (SASL_PLAINTEXT); the broker's own traffic uses a second, internal port."""
         self.port = port or free_port()
         self.controller_port = free_port()
+        self.sasl_users = dict(sasl_users or {})
+        self.internal_port = free_port() if self.sasl_users else None
         self.data_dir = Path(data_dir) if data_dir else CACHE / f"data-{self.port}"
         self.heap = heap
         self.num_partitions = num_partitions
@@ -68,16 +73,36 @@ class KafkaBroker:
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    def _listeners(self) -> list[str]:
+        if not self.sasl_users:
+            return [
+                f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:"
+                f"{self.controller_port}",
+                f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                "inter.broker.listener.name=PLAINTEXT",
+            ]
+        users = " ".join(f'user_{u}="{p}"' for u, p in self.sasl_users.items())
+        return [
+            f"listeners=SASL_PLAINTEXT://127.0.0.1:{self.port},INTERNAL://127.0.0.1:"
+            f"{self.internal_port},CONTROLLER://127.0.0.1:{self.controller_port}",
+            f"advertised.listeners=SASL_PLAINTEXT://127.0.0.1:{self.port},INTERNAL://127.0.0.1:"
+            f"{self.internal_port}",
+            "listener.security.protocol.map=SASL_PLAINTEXT:SASL_PLAINTEXT,INTERNAL:PLAINTEXT,"
+            "CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name=INTERNAL",
+            "sasl.enabled.mechanisms=PLAIN",
+            "listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common."
+            f"security.plain.PlainLoginModule required {users};",
+        ]
+
     def _properties(self) -> str:
         return "\n".join([
             "process.roles=broker,controller",
             "node.id=1",
             f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
-            f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
-            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            *self._listeners(),
             "controller.listener.names=CONTROLLER",
-            "inter.broker.listener.name=PLAINTEXT",
             f"log.dirs={self.data_dir / 'logs'}",
             f"num.partitions={self.num_partitions}",
             "offsets.topic.replication.factor=1",

@@ -76,7 +76,10 @@ def _canary(cfg) -> int:
     if c.telemetry == "file":
         telemetry = LinesFileTelemetry(c.telemetry_file)
     else:
-        telemetry = KafkaTelemetry(cfg.kafka.bootstrap, cfg.kafka.topic)
+        from movierec_core.kafka_security import kafka_python_options
+
+        telemetry = KafkaTelemetry(cfg.kafka.bootstrap, cfg.kafka.topic,
+                                   security=kafka_python_options(cfg.kafka))
 
     promote = None
     from movierec_core.pushed_metrics import push_champion_moved

@@ -413,11 +413,12 @@ class KafkaTelemetry:
     on" needs no coordination, and a previous controller that did not close its consumer can
     never hold the partitions away from the next one."""
 
-    def __init__(self, bootstrap: str, topic: str, wait_s: float = 30.0) -> None:
+    def __init__(self, bootstrap: str, topic: str, wait_s: float = 30.0,
+                 security: dict | None = None) -> None:
         from kafka import KafkaConsumer, TopicPartition
 
         self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                      consumer_timeout_ms=200)
+                                      consumer_timeout_ms=200, **(security or {}))
         deadline = time.monotonic() + wait_s
         parts = self.consumer.partitions_for_topic(topic)
         while not parts and time.monotonic() < deadline:

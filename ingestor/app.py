@@ -46,6 +46,7 @@ from ingestor.pipeline import KIND_OF_TABLE, parse_batch
 from ingestor.retention import RetentionPolicy, apply_retention
 from movierec_core.erasure import ErasedUsers, drop_erased
 from movierec_core.events import ParserSettings
+from movierec_core.kafka_security import kafka_python_options, librdkafka_options
 from movierec_core.lake import WATCH_MINUTES
 from movierec_core.online_store import OnlineStore, open_store
 
@@ -65,6 +66,9 @@ class Ingestor:
         self.lake = LakeWriter(cfg.data.lake_root)
         self.erased = ErasedUsers(cfg.data.lake_root)
         self.retention = RetentionPolicy.from_config(cfg.ingestor)
+        # transport/authentication (kafka.security_protocol ...): checked here, at start-up
+        self.security = kafka_python_options(cfg.kafka)
+        self.rdkafka_security = librdkafka_options(cfg.kafka)
         self.store: OnlineStore | None = None
         self.enricher: Enricher | None = None
         self.consumer: GroupConsumer | None = None
@@ -103,11 +107,12 @@ class Ingestor:
                 producer = KafkaProducer(
                     bootstrap_servers=bootstrap, acks="all", linger_ms=5,
                     max_request_size=int(self.icfg.dlq_max_request_bytes),
-                    client_id=f"{self.cfg.kafka.client_id}-ingestor-dlq")
+                    client_id=f"{self.cfg.kafka.client_id}-ingestor-dlq", **self.security)
                 reader = KafkaConsumer(
                     bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
                     check_crcs=bool(self.icfg.check_crcs),
-                    client_id=f"{self.cfg.kafka.client_id}-ingestor-dlq-reader")
+                    client_id=f"{self.cfg.kafka.client_id}-ingestor-dlq-reader",
+                    **self.security)
                 self.dead_letters = DeadLetters(producer, reader, self.topic, self.dlq_topic,
                                                 self.instance)
                 self.dead_letters.refresh()
@@ -120,7 +125,8 @@ class Ingestor:
                     max_poll_records=int(self.icfg.batch_max_records),
                     check_crcs=bool(self.icfg.check_crcs),
                     session_timeout_ms=int(self.icfg.session_timeout_ms),
-                    retry_backoff_max_s=float(self.icfg.retry_backoff_max_s)),
+                    retry_backoff_max_s=float(self.icfg.retry_backoff_max_s),
+                    security=self.security, rdkafka_security=self.rdkafka_security),
                     self._on_revoked, self._on_assigned)
                 self._subscribed_at = time.monotonic()
                 self.consumer = consumer
@@ -139,7 +145,8 @@ class Ingestor:
     def _ensure_dlq_topic(self, bootstrap: str) -> None:
         admin = KafkaAdminClient(bootstrap_servers=bootstrap,
                                  bootstrap_timeout_ms=int(self.icfg.connect_timeout_s * 1000),
-                                 client_id=f"{self.cfg.kafka.client_id}-ingestor-admin")
+                                 client_id=f"{self.cfg.kafka.client_id}-ingestor-admin",
+                                 **self.security)
         try:
             if self.dlq_topic not in set(admin.list_topics()):
                 days = int(self.icfg.dlq_retention_days)

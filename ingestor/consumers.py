@@ -78,6 +78,9 @@ class ConsumerSettings:
     check_crcs: bool = False
     session_timeout_ms: int = 10_000
     retry_backoff_max_s: float = 10.0
+    # movierec_core.kafka_security: kafka-python keyword arguments, librdkafka settings
+    security: dict = field(default_factory=dict)
+    rdkafka_security: dict = field(default_factory=dict)
 
 
 def open_consumer(kind: str, s: ConsumerSettings, on_revoked: Callback,
@@ -111,7 +114,7 @@ class KafkaPythonConsumer:
             session_timeout_ms=s.session_timeout_ms,
             reconnect_backoff_max_ms=int(s.retry_backoff_max_s * 1000),
             heartbeat_interval_ms=max(1000, s.session_timeout_ms // 4),
-            max_poll_interval_ms=600_000)
+            max_poll_interval_ms=600_000, **s.security)
 
         class Listener(ConsumerRebalanceListener):
             def on_partitions_revoked(self, revoked: Any) -> None:
@@ -191,6 +194,7 @@ class ConfluentConsumer:
             "reconnect.backoff.max.ms": int(s.retry_backoff_max_s * 1000),
             "max.poll.interval.ms": 600_000,
             "logger": logging.getLogger("ingestor.librdkafka"),
+            **s.rdkafka_security,
         })
         self._assigned: set[int] = set()
         self._earliest = s.auto_offset_reset == "earliest"

@@ -129,10 +129,11 @@ class KafkaSink:
 
     def __init__(self, bootstrap: str, topic: str,
                  client_id: str = "movierec-model-server", retry_s: float = 10.0,
-                 connect_timeout_s: float = 10.0) -> None:
+                 connect_timeout_s: float = 10.0, security: dict | None = None) -> None:
         self.topic = topic
         self._bootstrap, self._client_id, self._retry_s = bootstrap, client_id, retry_s
         self._connect_timeout_ms = int(connect_timeout_s * 1000)
+        self._security = dict(security or {})
         self.producer = None
         self._next_attempt = 0.0
 
@@ -146,7 +147,8 @@ class KafkaSink:
         try:
             self.producer = KafkaProducer(bootstrap_servers=self._bootstrap,
                                           client_id=self._client_id, linger_ms=50, acks=1,
-                                          bootstrap_timeout_ms=self._connect_timeout_ms)
+                                          bootstrap_timeout_ms=self._connect_timeout_ms,
+                                          **self._security)
         except Exception as exc:
             self._next_attempt = now + self._retry_s
             raise SinkUnavailable(f"Kafka at {self._bootstrap} unavailable: {exc}") from exc
@@ -163,5 +165,5 @@ class KafkaSink:
             self.producer.close(timeout_s)
 
 
-def kafka_sink(bootstrap: str, topic: str) -> KafkaSink:
-    return KafkaSink(bootstrap, topic)
+def kafka_sink(bootstrap: str, topic: str, security: dict | None = None) -> KafkaSink:
+    return KafkaSink(bootstrap, topic, security=security)

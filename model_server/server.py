@@ -17,6 +17,7 @@ from model_server.provenance import ProvenanceLog, kafka_sink
 from model_server.service import Recommendations
 from model_server.swap import ModelHolder
 from movierec_core.config import compose, write_resolved
+from movierec_core.kafka_security import kafka_python_options
 from movierec_core.models.bundle import MANIFEST
 from movierec_core.security import AdminAuth, rate_limiter
 
@@ -76,7 +77,8 @@ def build(cfg: DictConfig) -> MovierecModel:
                               deadline_ms=serving.deadline_ms, cost_lambda=serving.cost_lambda,
                               fold_in=serving.fold_in, history_limit=ms.history_limit,
                               threads=ms.rank_threads)
-    sink = kafka_sink(cfg.kafka.bootstrap, ms.provenance_topic) if ms.provenance_topic else None
+    sink = (kafka_sink(cfg.kafka.bootstrap, ms.provenance_topic, kafka_python_options(cfg.kafka))
+            if ms.provenance_topic else None)
     provenance = ProvenanceLog(serving.provenance_log or None, kafka_sink=sink,
                                max_queue=ms.provenance_queue_size,
                                max_bytes=ms.provenance_max_bytes, backups=ms.provenance_backups)

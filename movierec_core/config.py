@@ -34,6 +34,13 @@ class KafkaConfig:
     group_id: str = "movierec-ingestor"
     partitions: int = 4
     client_id: str = "movierec"
+    # transport and authentication (movierec_core/kafka_security.py): PLAINTEXT | SSL |
+    # SASL_PLAINTEXT | SASL_SSL; SASL mechanism PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512 with this
+    # user, its password in MOVIEREC_KAFKA_PASSWORD (a Secret, never an argument)
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = ""
+    sasl_username: str = ""
+    ssl_cafile: str = ""  # CA bundle that signed the brokers' certificates (SSL, SASL_SSL)
 
     @property
     def dead_letter_topic(self) -> str:
@@ -48,7 +55,8 @@ class DataConfig:
     registry_root: str = "data/registry"
     online_store_backend: str = "sqlite"  # sqlite | redis
     online_store_path: str = "data/online.sqlite"
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_url: str = "redis://127.0.0.1:6379/0"  # rediss:// for TLS; no credentials in it
+    redis_username: str = ""  # ACL user; its password in MOVIEREC_REDIS_PASSWORD
     movielens_dir: str = str(SHARED_DIR / "data" / "ml-latest-small")
     rating_scale_max: int = 5
 

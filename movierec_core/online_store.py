@@ -404,12 +404,19 @@ class RedisOnlineStore:
     """The same store on a redis-server (redis-py); updates are Lua scripts, so atomic."""
 
     def __init__(self, url: str, prefix: str = "mr:", client: Any = None,
-                 ttl_s: int = 0) -> None:
+                 ttl_s: int = 0, username: str = "") -> None:
+        """``username`` (an ACL user) and the password from ``MOVIEREC_REDIS_PASSWORD`` (a
+        Secret) authenticate; ``rediss://`` URLs use TLS."""
+        import os
+
         import redis  # only this backend needs it
 
         self.prefix = prefix
+        password = os.environ.get("MOVIEREC_REDIS_PASSWORD") or None
         self.ttl_s = int(ttl_s)  # > 0: every key written expires this long after its last write
-        self._redis = client or redis.Redis.from_url(url, socket_timeout=5.0)
+        self._redis = client or redis.Redis.from_url(url, socket_timeout=5.0,
+                                                     username=username or None,
+                                                     password=password)
         self._watch = self._redis.register_script(_WATCH_LUA)
         self._rating = self._redis.register_script(_RATING_LUA)
         self._account = self._redis.register_script(_ACCOUNT_LUA)
@@ -502,5 +509,6 @@ def open_store(data_cfg: Any, ttl_s: int = 0) -> OnlineStore:
     if backend == "sqlite":
         return SqliteOnlineStore(data_cfg.online_store_path)
     if backend == "redis":
-        return RedisOnlineStore(data_cfg.redis_url, ttl_s=ttl_s)
+        return RedisOnlineStore(data_cfg.redis_url, ttl_s=ttl_s,
+                                username=str(getattr(data_cfg, "redis_username", "") or ""))
     raise ValueError(f"unknown online_store_backend {backend!r} (expected sqlite or redis)")

@@ -83,3 +83,31 @@ def test_the_inference_service_is_cluster_local(values_file: Path | None) -> Non
     isvcs = [o for o in rendered(values_file) if o["kind"] == "InferenceService"]
     for isvc in isvcs:
         assert isvc["metadata"]["labels"]["networking.kserve.io/visibility"] == "cluster-local"
+
+
+def test_kafka_sasl_and_redis_passwords_come_from_secrets_by_reference() -> None:
+    objs = objects(render(None, "platform.kafka.securityProtocol=SASL_SSL",
+                          "platform.kafka.saslMechanism=SCRAM-SHA-512",
+                          "platform.kafka.saslUsername=ingest",
+                          "platform.kafka.passwordSecret.name=kafka-creds",
+                          "platform.onlineStore.redisUsername=movierec",
+                          "platform.onlineStore.passwordSecret.name=redis-creds"))
+    seen = set()
+    for o in objs:
+        if o["kind"] == "InferenceService":  # its env comes from the ServingRuntime (below)
+            continue
+        for where, c in containers_of(o):
+            env = {e["name"]: e for e in c.get("env", [])}
+            args = [str(a) for a in c.get("args") or []]
+            if "kafka.security_protocol=SASL_SSL" in args:
+                assert "kafka.sasl_username=ingest" in args
+                ref = env["MOVIEREC_KAFKA_PASSWORD"]["valueFrom"]["secretKeyRef"]
+                assert ref == {"name": "kafka-creds", "key": "password"}
+                seen.add(o["kind"])
+            if "data.redis_username=movierec" in args:
+                ref = env["MOVIEREC_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]
+                assert ref == {"name": "redis-creds", "key": "password"}
+    assert "Deployment" in seen, seen
+    runtime = next(o for o in objs if o["kind"] == "ServingRuntime")
+    env = {e["name"]: e for e in runtime["spec"]["containers"][0]["env"]}
+    assert env["MOVIEREC_KAFKA_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "kafka-creds"

@@ -91,11 +91,19 @@ imagePullSecrets:
 {{- if .kafka }}
 - kafka.bootstrap={{ include "movierec.kafkaBootstrap" .root }}
 - kafka.topic={{ $p.kafka.topic }}
+{{- if ne $p.kafka.securityProtocol "PLAINTEXT" }}
+- kafka.security_protocol={{ $p.kafka.securityProtocol }}
+- kafka.sasl_mechanism={{ $p.kafka.saslMechanism }}
+- kafka.sasl_username={{ $p.kafka.saslUsername }}
+{{- end }}
 {{- end }}
 - data.lake_root={{ $p.data.lakeRoot }}
 - data.registry_root={{ .registryRoot }}
 - data.online_store_backend={{ $p.onlineStore.backend }}
 - data.redis_url={{ include "movierec.redisUrl" .root }}
+{{- with $p.onlineStore.redisUsername }}
+- data.redis_username={{ . }}
+{{- end }}
 {{- range $p.extraArgs }}
 - {{ . | quote }}
 {{- end }}
@@ -217,6 +225,20 @@ imagePullSecrets:
   value: "1"
 - name: PYTHONUNBUFFERED
   value: "1"
+{{- with .Values.platform.kafka.passwordSecret }}{{- if .name }}
+- name: MOVIEREC_KAFKA_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .name }}
+      key: {{ .key }}
+{{- end }}{{- end }}
+{{- with .Values.platform.onlineStore.passwordSecret }}{{- if .name }}
+- name: MOVIEREC_REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .name }}
+      key: {{ .key }}
+{{- end }}{{- end }}
 {{- end -}}
 
 {{/* Local single-node storage (localStorage.hostPathRoot set): each claim the chart creates binds
