@@ -96,7 +96,7 @@ def test_kafka_sasl_and_redis_passwords_come_from_secrets_by_reference() -> None
     for o in objs:
         if o["kind"] == "InferenceService":  # its env comes from the ServingRuntime (below)
             continue
-        for where, c in containers_of(o):
+        for _where, c in containers_of(o):
             env = {e["name"]: e for e in c.get("env", [])}
             args = [str(a) for a in c.get("args") or []]
             if "kafka.security_protocol=SASL_SSL" in args:
