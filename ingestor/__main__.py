@@ -1,4 +1,4 @@
-"""``python -m ingestor [run|snapshot|compact] [flags] [key=value overrides]``.
+"""``python -m ingestor [run|snapshot|compact|retention|erase] [flags] [key=value overrides]``.
 
 * ``run`` (default): consume the topic until SIGTERM (exit 0).
 * ``snapshot [--start YYYY-MM-DD] [--end YYYY-MM-DD]``: finish lake maintenance (compaction,
