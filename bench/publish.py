@@ -277,10 +277,12 @@ def aa_study_tables() -> str:
                   f"counts, up to {c['max_requests_per_user']}; watch-through "
                   f"{c['watch_through']:.3f}, per-user propensities Beta({c['beta'][0]:.2f}, "
                   f"{c['beta'][1]:.2f}) fitted to its users):", "",
-                  "| analysis | false positives (any look; nominal 5 %) | coverage (every look) |",
-                  "|---|---:|---:|"]
+                  "| analysis | false positives (any look; nominal 5 %) | coverage (every look) | "
+                  "variance reduction (CUPED) |", "|---|---:|---:|---:|"]
         for name, m in sim["aa"].items():
-            lines.append(f"| `{name}` | {m['rejection_rate']:.1%} | {m['coverage']:.1%} |")
+            vr = m.get("variance_reduction")
+            lines.append(f"| `{name}` | {m['rejection_rate']:.1%} | {m['coverage']:.1%} | "
+                         f"{'–' if vr is None else f'{vr:.0%} (as many users saved)'} |")
     if r.get("power"):
         users = sorted({row["users"] for row in r["power"]})
         lines += ["", "Power (share of A/B experiments that found the lift at some look), "
