@@ -76,6 +76,10 @@ class Policy:
     # the mixing standard deviation of the error guardrail's sequential test (the size of an
     # error-rate increase it is most sensitive to)
     error_tau: float = 0.1
+    # mean latency, users as the unit (sequential): significantly slower by more than this
+    # rolls back (the p99 rule above judges the tail per window)
+    max_mean_latency_delta_ms: float = 50.0
+    latency_tau_ms: float = 50.0
 
     def __post_init__(self) -> None:
         if self.non_inferiority not in ("last_gate", "every_step"):
@@ -93,7 +97,9 @@ class Policy:
                    int(c.max_windows_per_step), float(c.max_watch_through_drop),
                    str(c.get("analysis", "user_sequential")), float(c.get("tau", 0.05)),
                    bool(c.get("cuped", True)), str(c.get("non_inferiority", "last_gate")),
-                   int(c.get("p99_min_requests", 100)), float(c.get("error_tau", 0.1)))
+                   int(c.get("p99_min_requests", 100)), float(c.get("error_tau", 0.1)),
+                   float(c.get("max_mean_latency_delta_ms", 50.0)),
+                   float(c.get("latency_tau_ms", 50.0)))
 
 
 @dataclass
@@ -102,6 +108,8 @@ class Decision:
     reasons: list[str]
     lift: ProportionDiff | RatioDiff | None = None
     errors: RatioDiff | None = None  # challenger - champion error rate, users as the unit
+    latency: RatioDiff | None = None  # mean response ms, users as the unit (sequential)
+    cost: RatioDiff | None = None  # license cost per play, users as the unit (reported only)
 
 
 def error_rate_diff(policy: Policy, champion: VariantMetrics,
@@ -114,6 +122,24 @@ def error_rate_diff(policy: Policy, champion: VariantMetrics,
         return None
     return user_level_diff(champion.per_user_errors(), challenger.per_user_errors(),
                            1 - 2 * policy.alpha, sequential=True, tau=policy.error_tau)
+
+
+def user_level_guardrails(policy: Policy, champion: VariantMetrics, challenger: VariantMetrics,
+                          ) -> tuple[RatioDiff | None, RatioDiff | None]:
+    """Mean latency (sequential, ``latency_tau_ms``) and cost per play (fixed horizon: it is
+    reported, not decided on), challenger - champion, users as the unit (delta method); None
+    for the per-request analysis or without data on both sides."""
+    if policy.analysis != "user_sequential":
+        return None, None
+    confidence = 1 - 2 * policy.alpha
+    latency = cost = None
+    if champion.latency_users and challenger.latency_users:
+        latency = user_level_diff(champion.per_user_latency(), challenger.per_user_latency(),
+                                  confidence, sequential=True, tau=policy.latency_tau_ms)
+    if len(champion.cost_users) > 1 and len(challenger.cost_users) > 1:
+        cost = user_level_diff(champion.per_user_cost(), challenger.per_user_cost(), 0.95,
+                               sequential=False)
+    return latency, cost
 
 
 def watch_through_diff(policy: Policy, champion: VariantMetrics, challenger: VariantMetrics,
@@ -182,6 +208,11 @@ def decide(
     elif (wn.requests and wn.errors >= 3
           and wn.error_rate - wc.error_rate > policy.max_error_rate_delta):
         reasons.append(f"error rate {wn.error_rate:.3f} vs champion {wc.error_rate:.3f}")
+    latency, cost = user_level_guardrails(policy, cc, cn)
+    if latency is not None and latency.ci_low > policy.max_mean_latency_delta_ms:
+        reasons.append(f"mean latency {latency.treatment_rate:.0f} ms vs champion "
+                       f"{latency.control_rate:.0f} ms (diff CI [{latency.ci_low:+.0f}, "
+                       f"{latency.ci_high:+.0f}] ms)")
     enough = max(policy.min_requests, policy.p99_min_requests)
     if wn.requests >= enough and wc.requests >= enough:
         limit = max(wc.p99_ms * policy.max_p99_ratio, wc.p99_ms + policy.p99_slack_ms)
@@ -196,33 +227,33 @@ def decide(
                 f"watch-through {cn.watch_through:.3f} vs champion {cc.watch_through:.3f} "
                 f"(diff CI [{lift.ci_low:+.3f}, {lift.ci_high:+.3f}])")
     if reasons:
-        return Decision(ROLLBACK, reasons, lift, errors)
+        return Decision(ROLLBACK, reasons, lift, errors, latency, cost)
 
     if lift is None:
         if windows_in_step + 1 >= policy.max_windows_per_step * 2:
-            return Decision(ROLLBACK, ["not enough traffic to judge the challenger"], lift, errors)
+            return Decision(ROLLBACK, ["not enough traffic to judge the challenger"], lift, errors, latency, cost)
         return Decision(HOLD, [f"waiting for {policy.min_requests} matured requests per variant"
-                               f" (champion {cc.matured}, challenger {cn.matured})"], lift, errors)
+                               f" (champion {cc.matured}, challenger {cn.matured})"], lift, errors, latency, cost)
 
     last_gate = step_index + 1 >= len(policy.steps) - 1
     if last_gate and policy.require_significant_lift and not lift.ci_low > policy.min_lift:
         if windows_in_step + 1 >= policy.max_windows_per_step:
             return Decision(ROLLBACK, [f"no significant lift (diff CI [{lift.ci_low:+.3f}, "
-                                       f"{lift.ci_high:+.3f}])"], lift, errors)
-        return Decision(HOLD, ["lift not yet significant"], lift, errors)
+                                       f"{lift.ci_high:+.3f}])"], lift, errors, latency, cost)
+        return Decision(HOLD, ["lift not yet significant"], lift, errors, latency, cost)
     verdict = f"watch-through diff {lift.diff:+.3f} CI [{lift.ci_low:+.3f}, {lift.ci_high:+.3f}]"
     proof_needed = last_gate or policy.non_inferiority == "every_step"
     if not proof_needed and lift.diff < -policy.max_watch_through_drop:
         # an early step: no harm shown, but the estimate is worse than the margin: more data
         if windows_in_step + 1 >= policy.max_windows_per_step:
-            return Decision(ROLLBACK, [f"estimate below the margin: {verdict}"], lift, errors)
-        return Decision(HOLD, [f"estimate below the margin: {verdict}"], lift, errors)
+            return Decision(ROLLBACK, [f"estimate below the margin: {verdict}"], lift, errors, latency, cost)
+        return Decision(HOLD, [f"estimate below the margin: {verdict}"], lift, errors, latency, cost)
     if proof_needed and lift.ci_low < -policy.max_watch_through_drop:
         # not shown worse, not shown non-inferior either: more data before more traffic
         if windows_in_step + 1 >= policy.max_windows_per_step:
-            return Decision(ROLLBACK, [f"not shown non-inferior: {verdict}"], lift, errors)
-        return Decision(HOLD, [f"not yet non-inferior: {verdict}"], lift, errors)
-    return Decision(PROMOTE if last_gate else STEP, [verdict], lift, errors)
+            return Decision(ROLLBACK, [f"not shown non-inferior: {verdict}"], lift, errors, latency, cost)
+        return Decision(HOLD, [f"not yet non-inferior: {verdict}"], lift, errors, latency, cost)
+    return Decision(PROMOTE if last_gate else STEP, [verdict], lift, errors, latency, cost)
 
 
 # --- the world ------------------------------------------------------------------------------
@@ -495,6 +526,8 @@ class WindowRecord:
     reasons: list[str]
     lift: dict | None
     errors: dict | None = None  # the error guardrail's user-level difference
+    latency: dict | None = None  # mean latency, user-level (ms)
+    cost: dict | None = None  # cost per play, user-level (reported)
 
 
 @dataclass
@@ -679,6 +712,8 @@ class CanaryController:
                 srm, decision.action, decision.reasons,
                 asdict(decision.lift) if decision.lift else None,
                 asdict(decision.errors) if decision.errors else None,
+                asdict(decision.latency) if decision.latency else None,
+                asdict(decision.cost) if decision.cost else None,
             ))
             log.info("window %d at %d %%: %s %s", index, pct, decision.action, decision.reasons)
             windows_in_step += 1

@@ -48,6 +48,9 @@ class CanaryConfig:
     min_requests: int = 50  # per variant and window before a verdict on watch-through
     max_error_rate_delta: float = 0.02  # challenger error rate - champion's
     error_tau: float = 0.1  # the error guardrail's sequential mixing sd (a gross failure)
+    # mean latency per user (sequential): significantly slower by more than this rolls back
+    max_mean_latency_delta_ms: float = 50.0
+    latency_tau_ms: float = 50.0
     max_p99_ratio: float = 1.5  # challenger p99 / champion p99
     p99_slack_ms: float = 50.0  # p99 differences below this never fail (deadline: 600 ms)
     alpha: float = 0.05  # significance of "worse" (one-sided, lower CI bound)

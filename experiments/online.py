@@ -79,6 +79,10 @@ class VariantMetrics:
     users: dict[int, list[int]] = field(default_factory=dict)
     # every request per user: user id -> [errors, requests] (the error guardrail's unit)
     error_users: dict[int, list[int]] = field(default_factory=dict)
+    # every request per user: user id -> [sum of response ms, requests] (mean latency)
+    latency_users: dict[int, list[float]] = field(default_factory=dict)
+    # costed plays per user: user id -> [sum of license costs, plays] (cost per play)
+    cost_users: dict[int, list[float]] = field(default_factory=dict)
 
     def per_user(self) -> tuple[list[int], list[int]]:
         """(watched per user, matured requests per user), users in any fixed order."""
@@ -87,8 +91,15 @@ class VariantMetrics:
 
     def per_user_errors(self) -> tuple[list[int], list[int]]:
         """(failed requests per user, requests per user)."""
-        counts = list(self.error_users.values())
-        return [c[0] for c in counts], [c[1] for c in counts]
+        return _columns(self.error_users)
+
+    def per_user_latency(self) -> tuple[list[float], list[float]]:
+        """(summed response ms per user, requests per user)."""
+        return _columns(self.latency_users)
+
+    def per_user_cost(self) -> tuple[list[float], list[float]]:
+        """(summed license cost per user, costed plays per user)."""
+        return _columns(self.cost_users)
 
     @property
     def error_rate(self) -> float:
@@ -122,6 +133,11 @@ class VariantMetrics:
             "plays": self.plays, "cost_per_play": self.cost_per_play,
             "p50_ms": self.p50_ms, "p99_ms": self.p99_ms, "users": len(self.users),
         }
+
+
+def _columns(per_user: dict[int, list]) -> tuple[list, list]:
+    values = list(per_user.values())
+    return [v[0] for v in values], [v[1] for v in values]
 
 
 def join_watches(
@@ -224,6 +240,11 @@ def aggregate(
             by_user = m.error_users[o.request.user_id] = [0, 0]
         by_user[0] += failed
         by_user[1] += 1
+        lat = m.latency_users.get(o.request.user_id)
+        if lat is None:
+            lat = m.latency_users[o.request.user_id] = [0.0, 0]
+        lat[0] += float(o.request.response_ms)
+        lat[1] += 1
         if failed:
             m.errors += 1
             continue
@@ -241,4 +262,9 @@ def aggregate(
         if o.cost is not None:
             m.cost += o.cost
             m.costed_plays += 1
+            paid = m.cost_users.get(o.request.user_id)
+            if paid is None:
+                paid = m.cost_users[o.request.user_id] = [0.0, 0]
+            paid[0] += o.cost
+            paid[1] += 1
     return result

@@ -100,8 +100,9 @@ def render_markdown(result: dict, plot_name: str) -> str:
         )
     if result["windows"]:
         lines += ["", "## Inference per window (challenger - champion)", "",
-                  "Watch-through and, as a guardrail, the error rate. Unit: users when the "
-                  "interval is sequential (delta method, mixture SPRT confidence sequence, valid "
+                  "Watch-through; as guardrails the error rate and the mean latency (sequential);"
+                  " cost per play (a fixed-horizon interval: reported, not decided on). Unit: "
+                  "users (delta method; mixture SPRT confidence sequence when sequential, valid "
                   "at every look), requests for the old fixed interval. MDE: the half-width, the "
                   "smallest difference this sample could tell from zero.", "",
                   "| # | metric | unit | users ch/cn | diff | interval | p | e-value | MDE | SRM "
@@ -112,8 +113,10 @@ def render_markdown(result: dict, plot_name: str) -> str:
                 f" (p {_fmt(srm)})"
             why = f"{w['decision']}: {'; '.join(w['reasons'])}"
             rows = [("watch-through", w.get("lift"))]
-            if w.get("errors"):
-                rows.append(("error rate", w["errors"]))
+            for metric, key in (("error rate", "errors"), ("mean latency (ms)", "latency"),
+                                ("cost per play", "cost")):
+                if w.get(key):
+                    rows.append((metric, w[key]))
             for metric, diff in rows:
                 if not diff:
                     lines.append(f"| {w['index']} | {metric} | – | – | – | – | – | – | – "

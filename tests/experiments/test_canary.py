@@ -402,6 +402,7 @@ def users_metrics(name, error_counts, requests_per_user=4, watched_per_user=1):
         m.requests += requests_per_user
         m.errors += failed
         m.error_users[user] = [failed, requests_per_user]
+        m.latency_users[user] = [40.0 * requests_per_user, requests_per_user]
         m.matured += ok
         m.watched += min(watched_per_user, ok)
         m.users[user] = [min(watched_per_user, ok), ok]
@@ -435,3 +436,25 @@ def test_error_guardrail_takes_users_as_the_unit_and_keeps_its_error_rate_under_
                 break
         false_rollbacks += tripped
     assert false_rollbacks / 200 <= 0.05, false_rollbacks
+
+
+def test_mean_latency_and_cost_per_play_take_users_as_the_unit():
+    """A challenger 200 ms slower on average is rolled back on the user-level sequential
+    interval of mean latency; the same latency is not; cost per play gets a user-level
+    (fixed-horizon) interval that is reported, not decided on."""
+    ch, cn = users_metrics("champion", [0] * 300), users_metrics("challenger", [0] * 300)
+    for user in cn.latency_users:
+        cn.latency_users[user][0] += 200.0 * cn.latency_users[user][1]
+    slow = both(ch, cn)
+    d = decide(POLICY, slow, slow, "champion", "challenger", 0, 0)
+    assert d.action == ROLLBACK and any("mean latency 240 ms vs champion 40 ms" in r
+                                        for r in d.reasons)
+    assert d.latency.sequential and d.latency.ci_low > 50
+    same = both(users_metrics("champion", [0] * 300), users_metrics("challenger", [0] * 300))
+    for m in same.values():
+        for user in list(m.users)[:100]:
+            m.cost_users[user] = [2.0 + (user % 3), 1]
+    ok = decide(POLICY, same, same, "champion", "challenger", 0, 0)
+    assert not any("latency" in r for r in ok.reasons)
+    assert ok.latency.diff == 0 and not ok.cost.sequential
+    assert ok.cost.control_rate == ok.cost.treatment_rate == pytest.approx(3.0, abs=0.02)
