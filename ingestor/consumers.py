@@ -94,17 +94,34 @@ def open_consumer(kind: str, s: ConsumerSettings, on_revoked: Callback,
 
 
 # ------------------------------------------------------------------------------ kafka-python
+def commit_rejections() -> tuple[type[Exception], ...]:
+    """kafka-python's errors for a commit the group refuses: it rebalanced, is rebalancing, or
+    this member's generation is gone. A rejected commit, not an unavailable broker: retrying it
+    without polling never lets the rebalance finish (two instances waited on each other for
+    ever in bench/ingest.py)."""
+    from kafka.errors import (
+        CommitFailedError,
+        IllegalGenerationError,
+        RebalanceInProgressError,
+        UnknownMemberIdError,
+    )
+
+    return (CommitFailedError, RebalanceInProgressError, IllegalGenerationError,
+            UnknownMemberIdError)
+
+
 class KafkaPythonConsumer:
     def __init__(self, s: ConsumerSettings, on_revoked: Callback, on_assigned: Callback) -> None:
         import time
 
         from kafka import KafkaConsumer, TopicPartition
         from kafka.consumer.subscription_state import ConsumerRebalanceListener
-        from kafka.errors import CommitFailedError, KafkaError
+        from kafka.errors import KafkaError
         from kafka.structs import OffsetAndMetadata
 
         self._tp, self._oam = TopicPartition, OffsetAndMetadata
-        self._commit_failed, self._kafka_error = CommitFailedError, KafkaError
+        self._commit_failed = commit_rejections()
+        self._kafka_error = KafkaError
         self.topic = s.topic
         consumer = KafkaConsumer(
             bootstrap_servers=s.bootstrap, group_id=s.group_id, client_id=s.client_id,

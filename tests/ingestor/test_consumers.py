@@ -64,3 +64,26 @@ def test_an_unknown_consumer_kind_is_refused(kind) -> None:
         open_consumer(kind + "-x", ConsumerSettings("127.0.0.1:1", "t", "g", "c"),
                       lambda p: None, lambda p: None)
     assert issubclass(CommitRejected, Exception)
+
+
+@pytest.mark.parametrize("error", ["RebalanceInProgressError", "IllegalGenerationError",
+                                   "UnknownMemberIdError", "CommitFailedError"])
+def test_a_commit_refused_by_a_rebalancing_group_is_rejected_not_retried(error) -> None:
+    """kafka-python answers a commit during a rebalance with RebalanceInProgressError; treated
+    as an unavailable broker it was retried without polling, so the rebalance never finished
+    and two instances waited on each other for ever (bench/ingest.py, 2 workers)."""
+    import kafka.errors
+
+    from ingestor.consumers import CommitRejected, KafkaPythonConsumer, commit_rejections
+
+    class Refusing:
+        def commit(self, offsets):
+            raise getattr(kafka.errors, error)("group rebalancing")
+
+    consumer = KafkaPythonConsumer.__new__(KafkaPythonConsumer)
+    consumer._c, consumer.topic = Refusing(), "t"
+    consumer._tp, consumer._oam = kafka.TopicPartition, kafka.structs.OffsetAndMetadata
+    consumer._commit_failed = commit_rejections()  # what the constructor sets
+    consumer._kafka_error = kafka.errors.KafkaError
+    with pytest.raises(CommitRejected):
+        consumer.commit({0: 10})
