@@ -257,17 +257,23 @@ def cluster_summary() -> str:
             "[docs/kubernetes.md](docs/kubernetes.md#argo-on-the-local-cluster-make-cluster-test).")
 
 
+def _aa_rows(study: dict) -> list[str]:
+    """An A/A study's table: per analysis, false positives, coverage, CUPED's reduction."""
+    lines = ["| analysis | false positives (any look; nominal 5 %) | coverage (every look) | "
+             "variance reduction (CUPED) |", "|---|---:|---:|---:|"]
+    for name, m in study.items():
+        vr = m.get("variance_reduction")
+        lines.append(f"| `{name}` | {m['rejection_rate']:.1%} | {m['coverage']:.1%} | "
+                     f"{'–' if vr is None else f'{vr:.0%} (as many users saved)'} |")
+    return lines
+
+
 def aa_study_tables() -> str:
     r = load("aa_study")
     s = r["settings"]
     lines = [f"{_num(s['experiments'])} A/A experiments ({_num(s['users'])} users, ~"
              f"{s['mean_requests']:g} requests each, {s['looks']} looks, {r['date'][:10]}):", "",
-             "| analysis | false positives (any look; nominal 5 %) | coverage (every look) | "
-             "variance reduction (CUPED) |", "|---|---:|---:|---:|"]
-    for name, m in r["aa"].items():
-        vr = m.get("variance_reduction")
-        lines.append(f"| `{name}` | {m['rejection_rate']:.1%} | {m['coverage']:.1%} | "
-                     f"{'–' if vr is None else f'{vr:.0%} (as many users saved)'} |")
+             *_aa_rows(r["aa"])]
     sim = r.get("simulator")
     if sim:
         c = sim["calibration"]
@@ -276,13 +282,7 @@ def aa_study_tables() -> str:
                   f"{c['requests'] / c['users']:.2f} requests per user drawn from its own "
                   f"counts, up to {c['max_requests_per_user']}; watch-through "
                   f"{c['watch_through']:.3f}, per-user propensities Beta({c['beta'][0]:.2f}, "
-                  f"{c['beta'][1]:.2f}) fitted to its users):", "",
-                  "| analysis | false positives (any look; nominal 5 %) | coverage (every look) | "
-                  "variance reduction (CUPED) |", "|---|---:|---:|---:|"]
-        for name, m in sim["aa"].items():
-            vr = m.get("variance_reduction")
-            lines.append(f"| `{name}` | {m['rejection_rate']:.1%} | {m['coverage']:.1%} | "
-                         f"{'–' if vr is None else f'{vr:.0%} (as many users saved)'} |")
+                  f"{c['beta'][1]:.2f}) fitted to its users):", "", *_aa_rows(sim["aa"])]
     if r.get("power"):
         users = sorted({row["users"] for row in r["power"]})
         lines += ["", "Power (share of A/B experiments that found the lift at some look), "
