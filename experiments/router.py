@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 from experiments.assignment import Allocation, bucket
 from experiments.metrics import CONTENT_TYPE_LATEST, ExperimentMetrics
 from movierec_core.rotating import RotatingFile
-from movierec_core.security import AdminAuth, RateLimiter, audit, rate_limiter
+from movierec_core.security import AdminAuth, AuthResult, RateLimiter, audit, rate_limiter
 
 log = logging.getLogger("experiments.router")
 
@@ -392,15 +392,18 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         return length
 
-    def _admin(self, method: str, path: str) -> bool:
-        """Admitted to an admin endpoint? (Answers 401/403 when not; audits either way.)"""
+    def _admin(self, method: str, path: str) -> AuthResult | None:
+        """The caller, when admitted to an admin endpoint; None after answering 401/403. Audited
+        here, except an admitted POST: its handler audits it with what it changed."""
         client = self.client_address[0] if self.client_address else None
-        result = self.server.auth.check(self.headers.get("Authorization"), client)
-        if not result.ok:
-            audit("router", method, path, result, result.status, client)
-            extra = {"WWW-Authenticate": "Bearer"} if result.status == 401 else None
-            self._send(result.status, result.message.encode() + b"\n", extra=extra)
-        return result.ok
+        result = self.server.auth.admit("router", method, path,
+                                        self.headers.get("Authorization"), client,
+                                        audit_admitted=method != "POST")
+        if result.ok:
+            return result
+        extra = {"WWW-Authenticate": "Bearer"} if result.status == 401 else None
+        self._send(result.status, result.message.encode() + b"\n", extra=extra)
+        return None
 
     def do_GET(self) -> None:  # noqa: N802
         router = self.server.router
@@ -432,10 +435,10 @@ class _Handler(BaseHTTPRequestHandler):
             elif path == "/metrics":
                 self._send(200, router.metrics.exposition(), CONTENT_TYPE_LATEST)
             elif path == "/admin/weights":
-                if self._admin("GET", path):
+                if self._admin("GET", path) is not None:
                     self._json(200, router.state.snapshot())
             elif path.startswith("/admin/assignment/") and path.rsplit("/", 1)[1].isdigit():
-                if self._admin("GET", path):
+                if self._admin("GET", path) is not None:
                     self._json(200, router.assignment(int(path.rsplit("/", 1)[1][:18])))
             else:
                 self._send(404, b"not found\n")
@@ -452,7 +455,8 @@ class _Handler(BaseHTTPRequestHandler):
         length = self._body_length()
         if length is None:
             return
-        if not self._admin("POST", path):
+        caller = self._admin("POST", path)
+        if caller is None:
             self.close_connection = True
             return
         raw = self.rfile.read(length) if length else b""
@@ -460,7 +464,6 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         client = self.client_address[0]
-        caller = self.server.auth.check(self.headers.get("Authorization"), client)
         try:
             body = json.loads(raw or b"{}")
             urls = body.get("urls")

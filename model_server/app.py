@@ -21,7 +21,7 @@ from starlette.routing import Match, Route
 from model_server.metrics import FALLBACKS, REQUEST_DURATION, REQUESTS
 from model_server.model import MovierecModel, _request_id, parse_user_id
 from movierec_core.registry import RegistryError
-from movierec_core.security import AdminAuth, RateLimiter, audit
+from movierec_core.security import AdminAuth, AuthResult, RateLimiter, audit
 
 log = logging.getLogger(__name__)
 
@@ -104,9 +104,9 @@ def mount(app: FastAPI, model: MovierecModel, *, k: int, admin: bool = True,
     app.add_route("/recommend", recommend_missing_id, methods=["GET"])
 
     async def current_model(request: Request) -> JSONResponse:
-        refused = _refused(auth, request)
-        if refused is not None:
-            return refused
+        caller = _admit(auth, request)
+        if not caller.ok:
+            return _refusal(caller)
         engine = model.holder.current
         return JSONResponse({"ready": engine is not None,
                              **(engine.provenance if engine is not None else {}),
@@ -114,9 +114,9 @@ def mount(app: FastAPI, model: MovierecModel, *, k: int, admin: bool = True,
 
     async def reload(request: Request) -> JSONResponse:
         started = time.perf_counter()
-        refused = _refused(auth, request)
-        if refused is not None:
-            return refused
+        caller = _admit(auth, request, audit_admitted=False)  # audited below, with the swap
+        if not caller.ok:
+            return _refusal(caller)
         body = await request.body()
         version = None
         if body.strip():
@@ -137,10 +137,9 @@ def mount(app: FastAPI, model: MovierecModel, *, k: int, admin: bool = True,
             log.exception("admin reload failed")
             return _admin(500, {"error": f"loading failed, still serving "
                                          f"{getattr(previous, 'version', None)}: {exc}"}, started)
-        client = request.client.host if request.client else None
-        audit("model_server", "POST", "/admin/reload", auth.check(
-            request.headers.get("authorization"), client), 200, client,
-            f"{getattr(previous, 'version', None)} -> {new.version}")
+        audit("model_server", "POST", "/admin/reload", caller, 200,
+              request.client.host if request.client else None,
+              f"{getattr(previous, 'version', None)} -> {new.version}")
         return _admin(200, {"version": new.version,
                             "previous": previous.version if previous is not None else None,
                             "swapped": new is not previous}, started)
@@ -154,16 +153,14 @@ def mount(app: FastAPI, model: MovierecModel, *, k: int, admin: bool = True,
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
 
 
-def _refused(auth: AdminAuth, request: Request) -> JSONResponse | None:
-    """401/403 (audited) unless the request carries the admin token (or comes from loopback
-    with none configured)."""
-    client = request.client.host if request.client else None
-    result = auth.check(request.headers.get("authorization"), client)
-    if result.ok:
-        if request.method != "POST":  # admitted reads are audited here; a reload after it ran
-            audit("model_server", request.method, request.url.path, result, 200, client)
-        return None
-    audit("model_server", request.method, request.url.path, result, result.status, client)
+def _admit(auth: AdminAuth, request: Request, audit_admitted: bool = True) -> AuthResult:
+    return auth.admit("model_server", request.method, request.url.path,
+                      request.headers.get("authorization"),
+                      request.client.host if request.client else None, audit_admitted)
+
+
+def _refusal(result: AuthResult) -> JSONResponse:
+    """401 (asking for a Bearer token) or 403, with the reason, like KServe's errors."""
     return JSONResponse({"error": result.message}, status_code=result.status,
                         headers={"www-authenticate": "Bearer"} if result.status == 401 else None)
 
@@ -182,19 +179,15 @@ class _AdminGuard(Route):
         if match is Match.NONE:
             return match, child
         headers = dict(scope.get("headers") or ())
-        client = (scope.get("client") or (None,))[0]
-        result = self.auth.check(headers.get(b"authorization", b"").decode("latin-1"), client)
-        audit("model_server", scope.get("method", "?"), scope.get("path", "?"), result,
-              200 if result.ok else result.status, client)
+        result = self.auth.admit("model_server", scope.get("method", "?"), scope.get("path", "?"),
+                                 headers.get(b"authorization", b"").decode("latin-1"),
+                                 (scope.get("client") or (None,))[0])
         if result.ok:
             return Match.NONE, {}
         return Match.FULL, {**child, "auth_result": result}
 
     async def _refuse(self, request: Request) -> JSONResponse:
-        result = request.scope["auth_result"]
-        return JSONResponse({"error": result.message}, status_code=result.status,
-                            headers={"www-authenticate": "Bearer"} if result.status == 401
-                            else None)
+        return _refusal(request.scope["auth_result"])
 
 
 class BodyLimit:

@@ -82,10 +82,6 @@ class AdminAuth:
                 self._file_token, self._file_state = None, None
             return self._file_token
 
-    @property
-    def configured(self) -> bool:
-        return self.token() is not None
-
     def check(self, authorization: str | None, client_host: str | None) -> AuthResult:
         token = self.token()
         if token is None:
@@ -101,6 +97,16 @@ class AdminAuth:
         if not hmac.compare_digest(given.strip().encode(), token.encode()):
             return AuthResult(403, "wrong admin token", client_host or "?")
         return AuthResult(0, "", "token:" + hashlib.sha256(token.encode()).hexdigest()[:8])
+
+
+    def admit(self, service: str, method: str, path: str, authorization: str | None,
+              client_host: str | None, audit_admitted: bool = True) -> AuthResult:
+        """:meth:`check` and its audit line: every refusal, and an admitted call unless its
+        handler audits it itself once it knows what it changed (``audit_admitted=False``)."""
+        result = self.check(authorization, client_host)
+        if not result.ok or audit_admitted:
+            audit(service, method, path, result, result.status or 200, client_host)
+        return result
 
 
 def audit(service: str, method: str, path: str, result: AuthResult, status: int,

@@ -78,10 +78,13 @@ def test_admin_needs_the_token_and_every_call_is_audited(router, caplog):
     assert [v["weight"] for v in ok.json()["variants"]] == [90.0, 10.0]
     assert httpx.get(url, headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
     lines = [r.getMessage() for r in caplog.records if r.name == "movierec.audit"]
-    assert len(lines) == 4  # the two GETs refused, the POST refused and the POST admitted
+    # the two GETs refused, the POST refused, the POST admitted, the GET admitted
+    assert len(lines) == 5
+    assert "GET /admin/weights -> 401" in lines[0] and "GET /admin/weights -> 403" in lines[1]
     assert "POST /admin/weights -> 403" in lines[2]
     assert "caller=token:" in lines[3] and "POST /admin/weights -> 200" in lines[3]
     assert '"challenger": 10.0' in lines[3]
+    assert "caller=token:" in lines[4] and "GET /admin/weights -> 200" in lines[4]
     served_quickly(router)
 
 
