@@ -437,9 +437,10 @@ class _Handler(BaseHTTPRequestHandler):
             elif path == "/admin/weights":
                 if self._admin("GET", path) is not None:
                     self._json(200, router.state.snapshot())
-            elif path.startswith("/admin/assignment/") and path.rsplit("/", 1)[1].isdigit():
+            elif (path.startswith("/admin/assignment/") and path.rsplit("/", 1)[1].isdigit()
+                  and len(path.rsplit("/", 1)[1]) <= _MAX_USER_ID_DIGITS):
                 if self._admin("GET", path) is not None:
-                    self._json(200, router.assignment(int(path.rsplit("/", 1)[1][:18])))
+                    self._json(200, router.assignment(int(path.rsplit("/", 1)[1])))
             else:
                 self._send(404, b"not found\n")
         except (BrokenPipeError, ConnectionResetError):

@@ -223,3 +223,12 @@ def test_ids_beyond_any_user_go_to_the_fallback_variant_as_written(router, upstr
     resp = httpx.get(f"{router.url}/recommend/{user}")
     assert resp.status_code == 200 and resp.text == "m1,m2"
     assert resp.headers["x-movierec-variant"] == "champion"
+
+
+def test_assignment_of_an_id_beyond_any_user_is_not_found(router):
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    ok = httpx.get(f"{router.url}/admin/assignment/123456789012345678", headers=headers)
+    assert ok.status_code == 200 and ok.json()["user_id"] == 123456789012345678
+    # 19 digits were cut to 18 and answered for another user; now nobody's
+    long = httpx.get(f"{router.url}/admin/assignment/1234567890123456789", headers=headers)
+    assert long.status_code == 404
