@@ -112,34 +112,26 @@ class Decision:
     cost: RatioDiff | None = None  # license cost per play, users as the unit (reported only)
 
 
-def error_rate_diff(policy: Policy, champion: VariantMetrics,
-                    challenger: VariantMetrics) -> RatioDiff | None:
-    """Challenger - champion error rate over every request since the canary started, users as
-    the unit, with the mixture SPRT's confidence sequence (``user_sequential``); None for the
-    per-request analysis or without per-user counts."""
-    if (policy.analysis != "user_sequential" or not champion.error_users
-            or not challenger.error_users):
-        return None
-    return user_level_diff(champion.per_user_errors(), challenger.per_user_errors(),
-                           1 - 2 * policy.alpha, sequential=True, tau=policy.error_tau)
-
-
-def user_level_guardrails(policy: Policy, champion: VariantMetrics, challenger: VariantMetrics,
-                          ) -> tuple[RatioDiff | None, RatioDiff | None]:
-    """Mean latency (sequential, ``latency_tau_ms``) and cost per play (fixed horizon: it is
-    reported, not decided on), challenger - champion, users as the unit (delta method); None
+def guardrail_diffs(policy: Policy, champion: VariantMetrics, challenger: VariantMetrics,
+                    ) -> tuple[RatioDiff | None, RatioDiff | None, RatioDiff | None]:
+    """Challenger - champion since the canary started, users as the unit (delta method):
+    the error rate (mixture SPRT, ``error_tau``), the mean latency (mixture SPRT,
+    ``latency_tau_ms``) and the cost per play (fixed horizon: reported, not decided on). None
     for the per-request analysis or without data on both sides."""
     if policy.analysis != "user_sequential":
-        return None, None
+        return None, None, None
     confidence = 1 - 2 * policy.alpha
-    latency = cost = None
+    errors = latency = cost = None
+    if champion.error_users and challenger.error_users:
+        errors = user_level_diff(champion.per_user_errors(), challenger.per_user_errors(),
+                                 confidence, sequential=True, tau=policy.error_tau)
     if champion.latency_users and challenger.latency_users:
         latency = user_level_diff(champion.per_user_latency(), challenger.per_user_latency(),
                                   confidence, sequential=True, tau=policy.latency_tau_ms)
     if len(champion.cost_users) > 1 and len(challenger.cost_users) > 1:
         cost = user_level_diff(champion.per_user_cost(), challenger.per_user_cost(), 0.95,
                                sequential=False)
-    return latency, cost
+    return errors, latency, cost
 
 
 def watch_through_diff(policy: Policy, champion: VariantMetrics, challenger: VariantMetrics,
@@ -197,7 +189,11 @@ def decide(
     cc, cn = cumulative.get(champion, empty), cumulative.get(challenger, empty)
     reasons: list[str] = []
 
-    errors = error_rate_diff(policy, cc, cn)
+    errors, latency, cost = guardrail_diffs(policy, cc, cn)
+
+    def decision(action: str, why: list[str]) -> Decision:
+        return Decision(action, why, lift, errors, latency, cost)
+
     if errors is not None:
         # users as the unit, valid at every look: significantly more errors (interval above
         # zero), by more than the tolerated delta, with at least 3 failed requests
@@ -208,7 +204,6 @@ def decide(
     elif (wn.requests and wn.errors >= 3
           and wn.error_rate - wc.error_rate > policy.max_error_rate_delta):
         reasons.append(f"error rate {wn.error_rate:.3f} vs champion {wc.error_rate:.3f}")
-    latency, cost = user_level_guardrails(policy, cc, cn)
     if latency is not None and latency.ci_low > policy.max_mean_latency_delta_ms:
         reasons.append(f"mean latency {latency.treatment_rate:.0f} ms vs champion "
                        f"{latency.control_rate:.0f} ms (diff CI [{latency.ci_low:+.0f}, "
@@ -227,33 +222,33 @@ def decide(
                 f"watch-through {cn.watch_through:.3f} vs champion {cc.watch_through:.3f} "
                 f"(diff CI [{lift.ci_low:+.3f}, {lift.ci_high:+.3f}])")
     if reasons:
-        return Decision(ROLLBACK, reasons, lift, errors, latency, cost)
+        return decision(ROLLBACK, reasons)
 
     if lift is None:
         if windows_in_step + 1 >= policy.max_windows_per_step * 2:
-            return Decision(ROLLBACK, ["not enough traffic to judge the challenger"], lift, errors, latency, cost)
-        return Decision(HOLD, [f"waiting for {policy.min_requests} matured requests per variant"
-                               f" (champion {cc.matured}, challenger {cn.matured})"], lift, errors, latency, cost)
+            return decision(ROLLBACK, ["not enough traffic to judge the challenger"])
+        return decision(HOLD, [f"waiting for {policy.min_requests} matured requests per variant"
+                               f" (champion {cc.matured}, challenger {cn.matured})"])
 
     last_gate = step_index + 1 >= len(policy.steps) - 1
     if last_gate and policy.require_significant_lift and not lift.ci_low > policy.min_lift:
         if windows_in_step + 1 >= policy.max_windows_per_step:
-            return Decision(ROLLBACK, [f"no significant lift (diff CI [{lift.ci_low:+.3f}, "
-                                       f"{lift.ci_high:+.3f}])"], lift, errors, latency, cost)
-        return Decision(HOLD, ["lift not yet significant"], lift, errors, latency, cost)
+            return decision(ROLLBACK, [f"no significant lift (diff CI [{lift.ci_low:+.3f}, "
+                                       f"{lift.ci_high:+.3f}])"])
+        return decision(HOLD, ["lift not yet significant"])
     verdict = f"watch-through diff {lift.diff:+.3f} CI [{lift.ci_low:+.3f}, {lift.ci_high:+.3f}]"
     proof_needed = last_gate or policy.non_inferiority == "every_step"
     if not proof_needed and lift.diff < -policy.max_watch_through_drop:
         # an early step: no harm shown, but the estimate is worse than the margin: more data
         if windows_in_step + 1 >= policy.max_windows_per_step:
-            return Decision(ROLLBACK, [f"estimate below the margin: {verdict}"], lift, errors, latency, cost)
-        return Decision(HOLD, [f"estimate below the margin: {verdict}"], lift, errors, latency, cost)
+            return decision(ROLLBACK, [f"estimate below the margin: {verdict}"])
+        return decision(HOLD, [f"estimate below the margin: {verdict}"])
     if proof_needed and lift.ci_low < -policy.max_watch_through_drop:
         # not shown worse, not shown non-inferior either: more data before more traffic
         if windows_in_step + 1 >= policy.max_windows_per_step:
-            return Decision(ROLLBACK, [f"not shown non-inferior: {verdict}"], lift, errors, latency, cost)
-        return Decision(HOLD, [f"not yet non-inferior: {verdict}"], lift, errors, latency, cost)
-    return Decision(PROMOTE if last_gate else STEP, [verdict], lift, errors, latency, cost)
+            return decision(ROLLBACK, [f"not shown non-inferior: {verdict}"])
+        return decision(HOLD, [f"not yet non-inferior: {verdict}"])
+    return decision(PROMOTE if last_gate else STEP, [verdict])
 
 
 # --- the world ------------------------------------------------------------------------------

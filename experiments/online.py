@@ -86,8 +86,7 @@ class VariantMetrics:
 
     def per_user(self) -> tuple[list[int], list[int]]:
         """(watched per user, matured requests per user), users in any fixed order."""
-        counts = list(self.users.values())
-        return [c[0] for c in counts], [c[1] for c in counts]
+        return _columns(self.users)
 
     def per_user_errors(self) -> tuple[list[int], list[int]]:
         """(failed requests per user, requests per user)."""
@@ -133,6 +132,16 @@ class VariantMetrics:
             "plays": self.plays, "cost_per_play": self.cost_per_play,
             "p50_ms": self.p50_ms, "p99_ms": self.p99_ms, "users": len(self.users),
         }
+
+
+def _count(per_user: dict[int, list], user: int, value: float) -> None:
+    """Add ``value`` and one observation to the user's ``[sum, count]``."""
+    acc = per_user.get(user)
+    if acc is None:
+        per_user[user] = [value, 1]
+    else:
+        acc[0] += value
+        acc[1] += 1
 
 
 def _columns(per_user: dict[int, list]) -> tuple[list, list]:
@@ -202,9 +211,7 @@ def per_user_watch_counts(requests: Sequence[RecommendationRequest],
         return per_user
     joined = join_watches(requests, watches, window_s, None, min_minutes)
     for r, (watched, _m, _p, _c) in zip(requests, joined, strict=True):
-        counts = per_user.setdefault(r.user_id, [0, 0])
-        counts[0] += int(watched)
-        counts[1] += 1
+        _count(per_user, r.user_id, int(watched))
     return per_user
 
 
@@ -235,16 +242,9 @@ def aggregate(
         m.requests += 1
         m.latencies_ms.append(float(o.request.response_ms))
         failed = o.request.status != 200
-        by_user = m.error_users.get(o.request.user_id)
-        if by_user is None:
-            by_user = m.error_users[o.request.user_id] = [0, 0]
-        by_user[0] += failed
-        by_user[1] += 1
-        lat = m.latency_users.get(o.request.user_id)
-        if lat is None:
-            lat = m.latency_users[o.request.user_id] = [0.0, 0]
-        lat[0] += float(o.request.response_ms)
-        lat[1] += 1
+        user = o.request.user_id
+        _count(m.error_users, user, int(failed))
+        _count(m.latency_users, user, float(o.request.response_ms))
         if failed:
             m.errors += 1
             continue
@@ -252,19 +252,11 @@ def aggregate(
             continue
         m.matured += 1
         m.watched += int(o.watched)
-        per_user = m.users.get(o.request.user_id)
-        if per_user is None:
-            per_user = m.users[o.request.user_id] = [0, 0]
-        per_user[0] += int(o.watched)
-        per_user[1] += 1
+        _count(m.users, user, int(o.watched))
         m.minutes += o.minutes
         m.plays += o.plays
         if o.cost is not None:
             m.cost += o.cost
             m.costed_plays += 1
-            paid = m.cost_users.get(o.request.user_id)
-            if paid is None:
-                paid = m.cost_users[o.request.user_id] = [0.0, 0]
-            paid[0] += o.cost
-            paid[1] += 1
+            _count(m.cost_users, user, o.cost)
     return result
