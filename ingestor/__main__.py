@@ -24,6 +24,7 @@ if __name__ == "__main__":  # not when imported (tests, other entry points)
     signal.signal(signal.SIGTERM, lambda _signum, _frame: _EARLY_STOP.set())
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import sys  # noqa: E402
@@ -100,19 +101,28 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def retention_command(cfg) -> int:
+@contextlib.contextmanager
+def _recovered_lake_and_store(cfg):
+    """For one-shot commands that change the lake: interrupted replacements finished first,
+    and the online store (when the ingestor keeps one) open for the duration."""
     from ingestor.lake import recover
-    from ingestor.retention import RetentionPolicy, apply_retention
     from movierec_core.online_store import open_store
 
     recover(cfg.data.lake_root)
     store = open_store(cfg.data) if cfg.ingestor.online_store else None
     try:
-        report = apply_retention(RetentionPolicy.from_config(cfg.ingestor), cfg.data.lake_root,
-                                 store, cfg.data.registry_root)
+        yield store
     finally:
         if store is not None:
             store.close()
+
+
+def retention_command(cfg) -> int:
+    from ingestor.retention import RetentionPolicy, apply_retention
+
+    with _recovered_lake_and_store(cfg) as store:
+        report = apply_retention(RetentionPolicy.from_config(cfg.ingestor), cfg.data.lake_root,
+                                 store, cfg.data.registry_root)
     print(json.dumps(report.to_json()))
     return 0
 
@@ -124,18 +134,11 @@ def erase_command(cfg, user_ids: list[str]) -> int:
               file=sys.stderr)
         return 2
     from ingestor.erase import erase_users
-    from ingestor.lake import recover
-    from movierec_core.online_store import open_store
     from movierec_core.registry import FileRegistry
 
-    recover(cfg.data.lake_root)
-    store = open_store(cfg.data) if cfg.ingestor.online_store else None
-    try:
+    with _recovered_lake_and_store(cfg) as store:
         report = erase_users(cfg.data.lake_root, [int(u) for u in user_ids], store,
                              FileRegistry(cfg.data.registry_root), caller="cli")
-    finally:
-        if store is not None:
-            store.close()
     print(json.dumps(report.to_json()))
     return 0
 

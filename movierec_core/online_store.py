@@ -15,9 +15,10 @@ since the epoch.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -225,6 +226,19 @@ class SqliteOnlineStore:
                 self._connections.append(conn)
         return conn
 
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """This thread's connection inside ``BEGIN IMMEDIATE`` (the write lock taken at once):
+        committed when the block ends, rolled back when it raises."""
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
     def apply(self, events: Iterable[Event]) -> None:
         self.apply_batch(_Batch.of(events))
 
@@ -235,9 +249,7 @@ class SqliteOnlineStore:
     def apply_batch(self, batch: _Batch) -> None:
         if not (batch.watches or batch.ratings or batch.accounts):
             return
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as conn:
             if batch.watches:
                 self._apply_watches(conn, batch.watches)
             if batch.ratings:
@@ -246,10 +258,6 @@ class SqliteOnlineStore:
                     ((u, m, stars, t) for (u, m), (stars, t) in batch.ratings.items()))
             if batch.accounts:
                 conn.executemany(_UPSERT_ACCOUNT, batch.accounts.items())
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
 
     @staticmethod
     def _apply_watches(conn: sqlite3.Connection, watches: dict) -> None:
@@ -294,9 +302,7 @@ class SqliteOnlineStore:
     def erase(self, user_ids: Iterable[int]) -> int:
         users = [(int(u),) for u in user_ids]
         now = _to_us(datetime.now(UTC).replace(tzinfo=None))
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as conn:
             before = conn.total_changes
             conn.executemany("DELETE FROM interactions WHERE user_id = ?", users)
             removed = conn.total_changes - before
@@ -304,10 +310,6 @@ class SqliteOnlineStore:
             conn.executemany("DELETE FROM accounts WHERE user_id = ?", users)
             conn.executemany("INSERT OR IGNORE INTO erased VALUES (?, ?)",
                              [(u, now) for (u,) in users])
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         return removed
 
     def erased_users(self) -> set[int]:
@@ -316,17 +318,11 @@ class SqliteOnlineStore:
     def expire(self, before: datetime) -> int:
         """Delete interactions last touched before ``before`` (retention); returns how many."""
         cutoff = _to_us(before)
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as conn:
             old = conn.execute("SELECT user_id, movie_id FROM interactions WHERE last_time < ?",
                                (cutoff,)).fetchall()
             conn.executemany("DELETE FROM seen_minutes WHERE user_id = ? AND movie_id = ?", old)
             conn.execute("DELETE FROM interactions WHERE last_time < ?", (cutoff,))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         return len(old)
 
     def account_created_at(self, user_id: int) -> datetime | None:
