@@ -36,18 +36,22 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ingestor.lake import _finish_journal, partitions, replace_files
-from movierec_core.erasure import record
+from movierec_core.erasure import drop_erased, record
 from movierec_core.lake import (
     EVENT_TABLES,
     SCHEMAS,
-    SNAPSHOTS_DIR,
     USERS,
     WATCH_SESSIONS,
     partition_dir,
-    snapshot_path,
     table_dir,
 )
-from movierec_core.snapshot import data_files, list_snapshots, partition_lock, read_manifest
+from movierec_core.snapshot import (
+    data_files,
+    delete_snapshot,
+    list_snapshots,
+    partition_lock,
+    read_manifest,
+)
 
 log = logging.getLogger("ingestor.erase")
 
@@ -72,18 +76,18 @@ def _holds(path: Path, users: pa.Array) -> int:
     return int(pc.sum(pc.is_in(column, value_set=users)).as_py() or 0)
 
 
-def _rewrite_without(directory: Path, table: str, users: pa.Array) -> tuple[int, int]:
+def _rewrite_without(directory: Path, table: str, users: set[int],
+                     wanted: pa.Array) -> tuple[int, int]:
     """(rows removed, files rewritten) for one partition directory."""
     with partition_lock(directory):
         _finish_journal(directory)
         files = data_files(directory)
-        if not files or not any(_holds(p, users) for p in files):
+        if not files or not any(_holds(p, wanted) for p in files):
             return 0, 0
         data = pa.concat_tables(pq.ParquetFile(p).read().cast(SCHEMAS[table]) for p in files)
-        mask = pc.is_in(data.column("user_id"), value_set=users)
-        removed = int(pc.sum(mask).as_py() or 0)
-        replace_files(directory, data.filter(pc.invert(mask)), files, "erased")
-        return removed, len(files)
+        kept = drop_erased(data, users)
+        replace_files(directory, kept, files, "erased")
+        return data.num_rows - kept.num_rows, len(files)
 
 
 def erase_users(lake_root: Path | str, user_ids: Iterable[int], store=None,
@@ -105,7 +109,7 @@ def erase_users(lake_root: Path | str, user_ids: Iterable[int], store=None,
         for directory in directories:
             if not directory.is_dir():
                 continue
-            removed, rewritten = _rewrite_without(directory, table, wanted)
+            removed, rewritten = _rewrite_without(directory, table, set(users), wanted)
             if removed:
                 report.lake_rows[table] = report.lake_rows.get(table, 0) + removed
                 report.lake_files_rewritten += rewritten
@@ -113,7 +117,7 @@ def erase_users(lake_root: Path | str, user_ids: Iterable[int], store=None,
         manifest = read_manifest(lake_root, snapshot_id)
         if any(f["table"] in TABLES_WITH_USERS and (lake_root / f["path"]).is_file()
                and _holds(lake_root / f["path"], wanted) for f in manifest["files"]):
-            _expire_snapshot(lake_root, snapshot_id)
+            delete_snapshot(lake_root, snapshot_id)
             report.snapshots_expired.append(snapshot_id)
     if registry is not None and report.snapshots_expired:
         report.versions_marked = _mark_versions(registry, set(report.snapshots_expired),
@@ -123,19 +127,12 @@ def erase_users(lake_root: Path | str, user_ids: Iterable[int], store=None,
     return report
 
 
-def _expire_snapshot(lake_root: Path, snapshot_id: str) -> None:
-    import shutil
-
-    snapshot_path(lake_root, snapshot_id).unlink(missing_ok=True)  # the manifest first
-    shutil.rmtree(lake_root / SNAPSHOTS_DIR / snapshot_id, ignore_errors=True)
-
-
 def _mark_versions(registry, expired: set[str], n_users: int) -> list[str]:
     marked = []
     now = datetime.now(UTC).isoformat()
     for model in registry.model_names():
         for info in registry.versions(model):
-            snapshot = str((info.manifest.get("snapshot") or {}).get("id") or "")
+            snapshot = info.snapshot_id
             if snapshot not in expired:
                 continue
             marker = Path(info.path) / "erasure.json"

@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from ingestor.lake import partitions
-from movierec_core.lake import SNAPSHOTS_DIR, partition_dir, snapshot_path
+from movierec_core.lake import partition_dir
 from movierec_core.registry import CHAMPION, FileRegistry
-from movierec_core.snapshot import DATED_TABLES, list_snapshots, partition_lock
+from movierec_core.snapshot import DATED_TABLES, delete_snapshot, list_snapshots, partition_lock
 
 log = logging.getLogger("ingestor.retention")
 
@@ -92,8 +92,7 @@ def apply_retention(policy: RetentionPolicy, lake_root: Path | str, store=None,
         kept_snapshots |= set(snapshots[-policy.snapshots_keep:])
         for snapshot_id in snapshots:
             if snapshot_id not in kept_snapshots:
-                snapshot_path(lake_root, snapshot_id).unlink(missing_ok=True)
-                shutil.rmtree(lake_root / SNAPSHOTS_DIR / snapshot_id, ignore_errors=True)
+                delete_snapshot(lake_root, snapshot_id)
                 report.snapshots_deleted.append(snapshot_id)
     if any(asdict(report).values()):
         log.info("retention: %s", json.dumps(report.to_json()))
@@ -115,9 +114,7 @@ def _prune_versions(registry: FileRegistry, model: str, policy: RetentionPolicy,
                     kept_snapshots: set[str]) -> list[str]:
     versions = registry.versions(model)
     keep = {v.version for v in versions if v.aliases}
-    champion = registry._read_alias(model, CHAMPION)  # noqa: SLF001 - the alias history
-    if champion:
-        keep |= set(champion.get("history", [])[:policy.champion_lineage_keep])
+    keep |= set(registry.alias_history(model, CHAMPION)[:policy.champion_lineage_keep])
     if policy.registry_keep:
         keep |= {v.version for v in versions[-policy.registry_keep:]}
     else:
@@ -125,7 +122,7 @@ def _prune_versions(registry: FileRegistry, model: str, policy: RetentionPolicy,
     deleted = []
     for v in versions:
         if v.version in keep:
-            kept_snapshots.add(str((v.manifest.get("snapshot") or {}).get("id") or ""))
+            kept_snapshots.add(v.snapshot_id)
             continue
         shutil.rmtree(v.path)
         deleted.append(f"{model}/{v.version}")

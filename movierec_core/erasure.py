@@ -20,7 +20,8 @@ class ErasedUsers:
     """The ledger's set of erased ids, re-read when the file changes (one ``stat`` per call)."""
 
     def __init__(self, lake_root: Path | str) -> None:
-        self.path = Path(lake_root) / LEDGER
+        self.lake_root = Path(lake_root)
+        self.path = self.lake_root / LEDGER
         self._state: tuple[float, int] | None = None
         self._users: frozenset[int] = frozenset()
 
@@ -31,7 +32,7 @@ class ErasedUsers:
             return self._users
         state = (st.st_mtime, st.st_size)
         if state != self._state:
-            self._users = frozenset(read_ledger(self.path.parents[1]))
+            self._users = frozenset(read_ledger(self.lake_root))
             self._state = state
         return self._users
 

@@ -52,6 +52,11 @@ class VersionInfo:
     manifest: dict[str, Any]
     aliases: tuple[str, ...]
 
+    @property
+    def snapshot_id(self) -> str:
+        """The lake snapshot the version was trained on ("" when unknown)."""
+        return str((self.manifest.get("snapshot") or {}).get("id") or "")
+
     def summary(self) -> dict[str, Any]:
         m = self.manifest
         return {"version": self.version, "aliases": list(self.aliases),
@@ -188,6 +193,11 @@ class FileRegistry:
     def get_alias(self, model_name: str, alias: str) -> str | None:
         data = self._read_alias(model_name, alias)
         return data.get("version") if data else None
+
+    def alias_history(self, model_name: str, alias: str) -> list[str]:
+        """The versions ``alias`` pointed at before, latest first (what ``rollback`` uses)."""
+        data = self._read_alias(model_name, alias)
+        return list(data.get("history", [])) if data else []
 
     def aliases(self, model_name: str) -> dict[str, str]:
         adir = self.model_dir(model_name) / "aliases"

@@ -206,6 +206,12 @@ def list_snapshots(lake_root: Path | str) -> list[str]:
     return sorted(p.stem for p in directory.glob("*.json") if not p.name.startswith("."))
 
 
+def delete_snapshot(lake_root: Path | str, snapshot_id: str) -> None:
+    """Remove a snapshot: its manifest first (it is then gone for readers), then its files."""
+    snapshot_path(lake_root, snapshot_id).unlink(missing_ok=True)
+    shutil.rmtree(Path(lake_root) / SNAPSHOTS_DIR / snapshot_id, ignore_errors=True)
+
+
 def read_manifest(lake_root: Path | str, snapshot_id: str) -> dict:
     path = snapshot_path(lake_root, snapshot_id)
     if not path.is_file():
