@@ -615,16 +615,12 @@ def serve(cfg: Any) -> None:
     watcher = follow_configmap(router, cfg) if cfg.weights_configmap else None
     server = RouterHTTPServer(
         (str(cfg.host), int(cfg.port)), router,
-        auth=AdminAuth.from_environment(str(cfg.get("admin_token_file", "") or "")),
-        limiter=rate_limiter(float(cfg.get("rate_limit_rps", 0.0)),
-                             float(cfg.get("rate_limit_burst", 20.0)),
-                             [str(c) for c in cfg.get("rate_limit_exempt", [])]),
-        limits=Limits(int(cfg.get("max_body_bytes", 65536)),
-                      int(cfg.get("max_connections", 256)),
-                      float(cfg.get("socket_timeout_s", 15.0)),
-                      float(cfg.get("header_timeout_s", 10.0))),
-        allowed_hosts=[str(h) for h in cfg.get("allowed_upstream_hosts",
-                                               ["127.0.0.1", "localhost"])])
+        auth=AdminAuth.from_environment(str(cfg.admin_token_file or "")),
+        limiter=rate_limiter(float(cfg.rate_limit_rps), float(cfg.rate_limit_burst),
+                             [str(c) for c in cfg.rate_limit_exempt]),
+        limits=Limits(int(cfg.max_body_bytes), int(cfg.max_connections),
+                      float(cfg.socket_timeout_s), float(cfg.header_timeout_s)),
+        allowed_hosts=[str(h) for h in cfg.allowed_upstream_hosts])
     # Kubernetes stops a pod with SIGTERM: finish in-flight requests and exit 0 at once, rather
     # than being killed at the end of the grace period (30 s per pod on every rollout).
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())

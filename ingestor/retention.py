@@ -44,10 +44,9 @@ class RetentionPolicy:
 
     @classmethod
     def from_config(cls, icfg: Any) -> RetentionPolicy:
-        return cls(int(icfg.get("raw_retention_days", 0)),
-                   int(icfg.get("online_store_retention_days", 0)),
-                   int(icfg.get("snapshots_keep", 0)), int(icfg.get("registry_keep", 0)),
-                   int(icfg.get("champion_lineage_keep", 3)))
+        return cls(int(icfg.raw_retention_days), int(icfg.online_store_retention_days),
+                   int(icfg.snapshots_keep), int(icfg.registry_keep),
+                   int(icfg.champion_lineage_keep))
 
     @property
     def active(self) -> bool:
