@@ -1,4 +1,4 @@
-"""``python -m ingestor [run|snapshot|compact|retention|erase] [flags] [key=value overrides]``.
+"""``python -m ingestor [COMMAND] [flags] [key=value overrides]``, COMMAND one of:
 
 * ``run`` (default): consume the topic until SIGTERM (exit 0).
 * ``snapshot [--start YYYY-MM-DD] [--end YYYY-MM-DD]``: finish lake maintenance (compaction,
@@ -9,6 +9,16 @@
 * ``erase USER_ID [USER_ID ...]``: erase users from the online store, the lake, the snapshots
   holding them, and mark the models trained on them (``ingestor/erase.py``); prints a JSON
   report.
+* ``erasure-api``: serve the erasure API for the account system on ``ingestor.admin_port``
+  (``POST /admin/erasures``, ``GET /admin/erasures/<id>``; ``ingestor/erasure_api.py``).
+* ``rekey [--users FILE] [--drop-unmapped] [--keep-snapshots]``: move the lake, the online
+  store and the erasure ledger to the current pseudonym key, from raw ids or from an older key
+  (then ``--users``: the account system's ids, one per line, ``-`` for stdin;
+  ``ingestor/rekey.py``); prints a JSON report.
+
+With pseudonymous ids configured (``MOVIEREC_PSEUDONYM_KEYS`` or ``data.pseudonym_keys_file``,
+``movierec_core/pseudonym.py``) every command writes pseudonyms; an unusable key or a lake under
+another key stops it with exit 2 and the reason.
 """
 
 from __future__ import annotations
@@ -28,6 +38,7 @@ import contextlib  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 from ingestor.config import register_configs  # noqa: E402
 from movierec_core.config import compose, split_overrides, write_resolved  # noqa: E402
@@ -38,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ingestor", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", nargs="?", default="run",
-                        choices=["run", "snapshot", "compact", "erase", "retention"])
+                        choices=["run", "snapshot", "compact", "erase", "retention", "rekey",
+                                 "erasure-api"])
     parser.add_argument("user_ids", nargs="*", metavar="USER_ID", help="erase: the users")
     parser.add_argument("--start", help="snapshot: first event date (inclusive)")
     parser.add_argument("--end", help="snapshot: last event date (inclusive)")
@@ -46,6 +58,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="snapshot: print its id, file and row counts, not the manifest "
                              "(a pipeline step's output stays small as the lake grows; the "
                              "manifest is in the lake, _snapshots/<id>.json)")
+    parser.add_argument("--users", metavar="FILE",
+                        help="rekey from an older key: the account system's user ids, one per "
+                             "line (- for standard input)")
+    parser.add_argument("--drop-unmapped", action="store_true",
+                        help="rekey: delete the rows of users no --users id maps")
+    parser.add_argument("--keep-snapshots", action="store_true",
+                        help="rekey: keep the snapshots under the old key (default: expire them)")
     opts = parser.parse_args(args)
 
     if opts.command != "run":  # one-shot commands stop on SIGTERM the ordinary way
@@ -58,8 +77,28 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # kafka-python logs every refused reconnect at ERROR; the ingestor logs outages once itself
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
-    lake_root = cfg.data.lake_root
 
+    from movierec_core.pseudonym import PseudonymKeyError
+
+    try:
+        return _command(opts, parser, cfg, overrides)
+    except PseudonymKeyError as exc:
+        print(f"{opts.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+def _command(opts, parser, cfg, overrides) -> int:
+    lake_root = cfg.data.lake_root
+    if opts.command == "erase":
+        return erase_command(cfg, opts.user_ids)
+    if opts.command == "retention":
+        return retention_command(cfg)
+    if opts.command == "rekey":
+        return rekey_command(cfg, opts)
+    if opts.command == "erasure-api":
+        from ingestor.erasure_api import serve
+
+        return serve(cfg)
     if opts.command == "run" and int(cfg.ingestor.workers) > 1:
         from ingestor.supervisor import supervise
 
@@ -77,10 +116,6 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         return ingestor.run()
 
-    if opts.command == "erase":
-        return erase_command(cfg, opts.user_ids)
-    if opts.command == "retention":
-        return retention_command(cfg)
     if opts.user_ids:
         parser.error(f"unexpected arguments {opts.user_ids} for {opts.command}")
     from ingestor.lake import maintain, recover
@@ -134,11 +169,40 @@ def erase_command(cfg, user_ids: list[str]) -> int:
               file=sys.stderr)
         return 2
     from ingestor.erase import erase_users
+    from movierec_core.pseudonym import KeyRing, check_lake_key
     from movierec_core.registry import FileRegistry
 
+    ring = KeyRing.from_config(cfg.data)
     with _recovered_lake_and_store(cfg) as store:
+        check_lake_key(cfg.data.lake_root, ring)
         report = erase_users(cfg.data.lake_root, [int(u) for u in user_ids], store,
-                             FileRegistry(cfg.data.registry_root), caller="cli")
+                             FileRegistry(cfg.data.registry_root), caller="cli",
+                             pseudonyms=ring.current)
+    print(json.dumps(report.to_json()))
+    return 0
+
+
+def rekey_command(cfg, opts) -> int:
+    from ingestor.rekey import rekey
+    from movierec_core.pseudonym import KeyRing
+
+    users = None
+    if opts.users:
+        try:
+            text = sys.stdin.read() if opts.users == "-" else Path(opts.users).read_text()
+        except OSError as exc:
+            print(f"rekey: cannot read --users {opts.users}: {exc.strerror}", file=sys.stderr)
+            return 2
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        bad = [line for line in lines if not (line.isascii() and line.isdigit())]
+        if bad:
+            print(f"rekey: --users must hold one non-negative integer id per line "
+                  f"(got {bad[0][:40]!r})", file=sys.stderr)
+            return 2
+        users = [int(line) for line in lines]
+    with _recovered_lake_and_store(cfg) as store:
+        report = rekey(cfg.data.lake_root, KeyRing.from_config(cfg.data), users, store=store,
+                       drop_unmapped=opts.drop_unmapped, keep_snapshots=opts.keep_snapshots)
     print(json.dumps(report.to_json()))
     return 0
 

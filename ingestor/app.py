@@ -42,13 +42,14 @@ from ingestor.consumers import (
 from ingestor.dlq import DeadLetters
 from ingestor.enrich import Enricher
 from ingestor.lake import LakeWriter, maintain, recover
-from ingestor.pipeline import KIND_OF_TABLE, parse_batch
+from ingestor.pipeline import KIND_OF_TABLE, parse_batch, pseudonymise
 from ingestor.retention import RetentionPolicy, apply_retention
 from movierec_core.erasure import ErasedUsers, drop_erased
 from movierec_core.events import ParserSettings
 from movierec_core.kafka_security import kafka_python_options, librdkafka_options
 from movierec_core.lake import WATCH_MINUTES
 from movierec_core.online_store import OnlineStore, open_store
+from movierec_core.pseudonym import KeyRing, check_lake_key
 
 log = logging.getLogger("ingestor")
 
@@ -65,6 +66,9 @@ class Ingestor:
         self.settings = ParserSettings(rating_max=int(cfg.data.rating_scale_max))
         self.lake = LakeWriter(cfg.data.lake_root)
         self.erased = ErasedUsers(cfg.data.lake_root)
+        # pseudonymous ids (movierec_core/pseudonym.py): what the lake and the store hold
+        self.ring = KeyRing.from_config(cfg.data)
+        self.pseudonyms = self.ring.current
         self.retention = RetentionPolicy.from_config(cfg.ingestor)
         # transport/authentication (kafka.security_protocol ...): checked here, at start-up
         self.security = kafka_python_options(cfg.kafka)
@@ -172,6 +176,7 @@ class Ingestor:
 
     def run(self) -> int:
         recovered = recover(self.cfg.data.lake_root)
+        check_lake_key(self.cfg.data.lake_root, self.ring)
         if recovered:
             log.warning("finished %d interrupted lake file replacements", recovered)
         if self.icfg.online_store:
@@ -183,7 +188,8 @@ class Ingestor:
                 bulk_size=int(self.cfg.metadata_api.bulk_size),
                 timeout_s=float(self.cfg.metadata_api.timeout_s),
                 interval_s=float(self.icfg.enrichment_interval_s),
-                max_backoff_s=float(self.icfg.enrichment_max_backoff_s)).start()
+                max_backoff_s=float(self.icfg.enrichment_max_backoff_s),
+                pseudonyms=self.pseudonyms).start()
         threading.Thread(target=self._watch_broker, name="broker-probe", daemon=True).start()
         self._connect()
         idle_since = time.monotonic()
@@ -261,12 +267,16 @@ class Ingestor:
         t_parse = time.perf_counter()
         parsed = parse_batch(values, batch.partitions, batch.offsets, batch.timestamps_ms,
                              self.settings)
-        erased = self.erased.current()
+        ids = parsed.user_ids  # as they came: the metadata API knows users by these
+        if self.pseudonyms is not None:
+            parsed = pseudonymise(parsed, self.pseudonyms)
+        erased = self._erased_among(ids)
         if erased:  # late events of erased users never reach the lake or the online store
             parsed.tables = {name: drop_erased(table, erased)
                              for name, table in parsed.tables.items()}
             parsed.events = [e for e in parsed.events if e.user_id not in erased]
-            parsed.user_ids -= erased
+            pid = self.pseudonyms.pid if self.pseudonyms is not None else int
+            ids = {u for u in ids if pid(u) not in erased}
         t_dlq = time.perf_counter()
 
         give_up = time.monotonic() + self.icfg.shutdown_commit_timeout_s if shutting_down else None
@@ -306,7 +316,7 @@ class Ingestor:
             if self.store is not None:
                 self.store.apply_tables(watch_minutes, parsed.events)
         if self.enricher is not None:
-            self.enricher.offer(parsed.user_ids, parsed.movie_ids)
+            self.enricher.offer(ids, parsed.movie_ids)
 
         t_commit = time.perf_counter()
         if self._pending is None or self._pending[1] is not commit:
@@ -323,6 +333,23 @@ class Ingestor:
                   t_lake - t_dlq, t_store - t_lake, t_commit - t_store,
                   time.perf_counter() - t_commit)
         self._update_lag()
+
+    def _erased_among(self, ids: set[int]) -> frozenset[int]:
+        """The erasure ledger's ids in the lake's id space: its entries under the current key
+        (or raw), plus those of ``ids`` (a batch's users, as they came) that entries under an
+        older key of the ring name (entries a key rotation could not map)."""
+        by_key = self.erased.by_key()
+        current = self.ring.current_id
+        erased = by_key.get(current, frozenset())
+        older = [(k, v) for k, v in by_key.items() if k != current and (k is None or
+                                                                        k in self.ring.key_ids)]
+        if not older or self.pseudonyms is None:
+            return erased
+        matched = set()
+        for key_id, pids in older:
+            pid = self.ring.get(key_id).pid if key_id is not None else int
+            matched.update(u for u in ids if pid(u) in pids)
+        return erased | frozenset(self.pseudonyms.pids(matched))
 
     def _finish_pending(self, shutting_down: bool = False) -> None:
         """Wait for the pipelined batch's online-store upserts, then commit its offsets (at

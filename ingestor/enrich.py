@@ -75,8 +75,11 @@ class Enricher:
 
     def __init__(self, lake_root: str, api_url: str, bulk_size: int = 200,
                  timeout_s: float = 2.0, interval_s: float = 1.0,
-                 max_backoff_s: float = 30.0) -> None:
+                 max_backoff_s: float = 30.0, pseudonyms=None) -> None:
         self.lake_root = lake_root
+        # users are asked of the API by their ids and stored under their pseudonyms
+        # (movierec_core/pseudonym.py); ``_known`` holds what the lake holds
+        self._pid = pseudonyms.pid if pseudonyms is not None else int
         self.api_url = api_url.rstrip("/")
         self.bulk_size = max(1, min(int(bulk_size), 200))
         self.interval_s = interval_s
@@ -100,7 +103,8 @@ class Enricher:
     # -- the consumer side: cheap, never blocks on the network
     def offer(self, user_ids: Iterable[int], movie_ids: Iterable[str]) -> None:
         with self._lock:
-            self._pending[USERS].update(u for u in user_ids if u not in self._known[USERS])
+            known, pid = self._known[USERS], self._pid
+            self._pending[USERS].update(u for u in user_ids if pid(u) not in known)
             self._pending[MOVIES].update(m for m in movie_ids if m not in self._known[MOVIES])
 
     def pending(self) -> int:
@@ -173,6 +177,8 @@ class Enricher:
             if table == USERS:
                 row = user_row(record, now)
                 key = row["user_id"]
+                if key in wanted:
+                    row["user_id"] = self._pid(key)
             else:
                 key = str(record.get("id") or record.get("movie_id") or "")
                 row = movie_row(key, record, now)
@@ -182,7 +188,7 @@ class Enricher:
             data = pa.Table.from_pylist(rows, schema=SCHEMAS[table])
             self.writer.write(table, None, data)
         with self._lock:  # answered (found or not): never asked again
-            self._known[table].update(ids)
+            self._known[table].update(ids if table == MOVIES else map(self._pid, ids))
             self._pending[table].difference_update(ids)
 
     def _retry_later(self, why: str) -> None:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -71,6 +71,16 @@ class ErasureReport:
         return asdict(self)
 
 
+def user_directories(lake_root: Path) -> Iterator[tuple[str, Path]]:
+    """(table, directory) of every lake directory whose files hold user ids."""
+    for table in TABLES_WITH_USERS:
+        directories = ([table_dir(lake_root, table)] if table == USERS else
+                       [partition_dir(lake_root, table, d) for d in partitions(lake_root, table)])
+        for directory in directories:
+            if directory.is_dir():
+                yield table, directory
+
+
 def _holds(path: Path, users: pa.Array) -> int:
     column = pq.read_table(path, columns=["user_id"]).column("user_id")
     return int(pc.sum(pc.is_in(column, value_set=users)).as_py() or 0)
@@ -91,28 +101,29 @@ def _rewrite_without(directory: Path, table: str, users: set[int],
 
 
 def erase_users(lake_root: Path | str, user_ids: Iterable[int], store=None,
-                registry=None, caller: str = "cli") -> ErasureReport:
+                registry=None, caller: str = "cli", pseudonyms=None,
+                key_id: str | None = None) -> ErasureReport:
     """Erase ``user_ids`` everywhere (see the module's docstring); ``store``: the online store,
-    ``registry``: the model registry (both optional)."""
+    ``registry``: the model registry (both optional); ``pseudonyms``: the lake's
+    :class:`~movierec_core.pseudonym.Pseudonymizer` when it holds pseudonyms and ``user_ids``
+    are ids (the report then names the erased users by their pseudonyms only); ``key_id``:
+    the key when ``user_ids`` are pseudonyms already."""
     lake_root = Path(lake_root)
     users = sorted({int(u) for u in user_ids})
+    if pseudonyms is not None:
+        users, key_id = sorted(pseudonyms.pids(users)), pseudonyms.key_id
     report = ErasureReport(users)
     if not users:
         return report
-    record(lake_root, users, caller)
+    record(lake_root, users, caller, key_id)
     if store is not None:
         report.online_store_interactions = store.erase(users)
     wanted = pa.array(users, pa.int64())
-    for table in TABLES_WITH_USERS:
-        directories = ([table_dir(lake_root, table)] if table == USERS else
-                       [partition_dir(lake_root, table, d) for d in partitions(lake_root, table)])
-        for directory in directories:
-            if not directory.is_dir():
-                continue
-            removed, rewritten = _rewrite_without(directory, table, set(users), wanted)
-            if removed:
-                report.lake_rows[table] = report.lake_rows.get(table, 0) + removed
-                report.lake_files_rewritten += rewritten
+    for table, directory in user_directories(lake_root):
+        removed, rewritten = _rewrite_without(directory, table, set(users), wanted)
+        if removed:
+            report.lake_rows[table] = report.lake_rows.get(table, 0) + removed
+            report.lake_files_rewritten += rewritten
     for snapshot_id in list_snapshots(lake_root):
         manifest = read_manifest(lake_root, snapshot_id)
         if any(f["table"] in TABLES_WITH_USERS and (lake_root / f["path"]).is_file()

@@ -8,7 +8,7 @@ through the reference parser into per-table column lists, then one Arrow array p
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pyarrow as pa
@@ -156,3 +156,30 @@ def parse_batch(values: Sequence[bytes], partitions: Sequence[int], offsets: Seq
             if "movie_id" in table.column_names:
                 movie_ids.update(pc.unique(table.column("movie_id")).to_pylist())
     return ParsedBatch(tables, events, rejected, user_ids, movie_ids)
+
+
+def pseudonymise(parsed: ParsedBatch, pseudonyms) -> ParsedBatch:
+    """The batch with every user id replaced by its pseudonym
+    (:class:`movierec_core.pseudonym.Pseudonymizer`): the tables' ``user_id`` columns, the
+    events for the online store, the id inside each logged recommendation line. The rejected
+    lines stay as they came (the dead-letter topic keeps them until its retention)."""
+    tables = {}
+    for name, table in parsed.tables.items():
+        table = pseudonyms.table(table)
+        if name == RECOMMENDATION_REQUESTS:
+            users = table.column("user_id").to_pylist()
+            lines = [_with_user(line, pid)
+                     for line, pid in zip(table.column("line").to_pylist(), users, strict=True)]
+            i = table.schema.get_field_index("line")
+            table = table.set_column(i, table.schema.field(i), pa.array(lines, pa.string()))
+        tables[name] = table
+    pid = pseudonyms.pid
+    events = [replace(e, user_id=pid(e.user_id)) for e in parsed.events]
+    return ParsedBatch(tables, events, parsed.rejected, set(pseudonyms.pids(parsed.user_ids)),
+                       parsed.movie_ids)
+
+
+def _with_user(line: str, user: int) -> str:
+    """``<time>,<user id>,<rest>`` with another user id (the line parsed, so it has that shape)."""
+    time, _, rest = line.split(",", 2)
+    return f"{time},{user},{rest}"

@@ -111,6 +111,8 @@ class Engine:
         self.popular = top_k(popularity.copy(), min(FALLBACK_SIZE, self.n_items))
         self._runtimes = None if bundle.runtimes is None else np.array(bundle.runtimes)
         self._weights = confidence_weights(manifest.get("config") or {}, rating_scale_max)
+        # its user ids are pseudonyms under this key (movierec_core/pseudonym.py); None: raw
+        self.pseudonym_key_id: str | None = manifest.get("pseudonym_key_id")
         self._fallback = {k: self.answer(self.popular[:k], "fallback") for k in (20,)}
         # factor models (ALS, BPR): exact top-k scoring only the items that can make the list
         self.scorer = (NormPrunedScorer(self.model.item_factors, self.costs)

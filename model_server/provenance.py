@@ -32,11 +32,14 @@ class ProvenanceLog:
 
     def __init__(self, path: str | Path | None, *, kafka_sink: Sink | None = None,
                  max_queue: int = 100_000, flush_interval_s: float = 0.2,
-                 max_bytes: int = 0, backups: int = 2) -> None:
-        """``max_bytes`` > 0: the file rotates (:class:`~movierec_core.rotating.RotatingFile`),
+                 max_bytes: int = 0, backups: int = 2, pseudonyms=None) -> None:
+        """``pseudonyms``: records name users by their pseudonyms
+        (:class:`~movierec_core.pseudonym.Pseudonymizer`, the current key), not their ids.
+        ``max_bytes`` > 0: the file rotates (:class:`~movierec_core.rotating.RotatingFile`),
         so a pod's size-limited scratch volume never fills with it; the Kafka topic, when given,
         keeps every record."""
         self._kafka_sink = kafka_sink
+        self._pid = pseudonyms.pid if pseudonyms is not None else None
         self._sink_warned = -1e9
         self._pending: deque[tuple] = deque()
         self._max_pending = max_queue
@@ -52,6 +55,8 @@ class ProvenanceLog:
         if len(self._pending) >= self._max_pending:
             PROVENANCE_DROPPED.inc()
             return
+        if self._pid is not None:
+            user_id = self._pid(user_id)
         self._pending.append((time.time(), request_id, user_id, items, model, endpoint, source))
 
     def _run(self) -> None:

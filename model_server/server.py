@@ -19,6 +19,7 @@ from model_server.swap import ModelHolder
 from movierec_core.config import compose, write_resolved
 from movierec_core.kafka_security import kafka_python_options
 from movierec_core.models.bundle import MANIFEST
+from movierec_core.pseudonym import KeyRing
 from movierec_core.security import AdminAuth, rate_limiter
 
 log = logging.getLogger(__name__)
@@ -58,9 +59,14 @@ def build(cfg: DictConfig) -> MovierecModel:
     """The KServe model with its holder, service and provenance log (not loaded yet)."""
     serving, ms = cfg.serving, cfg.model_server
     scale = int(cfg.data.rating_scale_max)
-    holder: ModelHolder[Engine] = ModelHolder(
-        load=lambda path: Engine.load(path, rating_scale_max=scale),
-        resolve=make_resolver(cfg))
+    ring = KeyRing.from_config(cfg.data)
+
+    def load(path: Path) -> Engine:
+        engine = Engine.load(path, rating_scale_max=scale)
+        ring.get(engine.pseudonym_key_id)  # refuses a bundle whose key the ring lacks
+        return engine
+
+    holder: ModelHolder[Engine] = ModelHolder(load=load, resolve=make_resolver(cfg))
     store_factory = None
     if ms.online_store:
         def store_factory() -> Any:
@@ -76,12 +82,13 @@ def build(cfg: DictConfig) -> MovierecModel:
     service = Recommendations(holder, store_factory=store_factory, demographics=demographics,
                               deadline_ms=serving.deadline_ms, cost_lambda=serving.cost_lambda,
                               fold_in=serving.fold_in, history_limit=ms.history_limit,
-                              threads=ms.rank_threads)
+                              threads=ms.rank_threads, pseudonyms=ring)
     sink = (kafka_sink(cfg.kafka.bootstrap, ms.provenance_topic, kafka_python_options(cfg.kafka))
             if ms.provenance_topic else None)
     provenance = ProvenanceLog(serving.provenance_log or None, kafka_sink=sink,
                                max_queue=ms.provenance_queue_size,
-                               max_bytes=ms.provenance_max_bytes, backups=ms.provenance_backups)
+                               max_bytes=ms.provenance_max_bytes, backups=ms.provenance_backups,
+                               pseudonyms=ring.current)
     return MovierecModel(serving.model_name, holder, service, provenance, default_k=serving.k,
                          max_k=ms.max_k)
 

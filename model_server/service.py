@@ -17,14 +17,21 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, NamedTuple
 
 from model_server.cold_start import UserDemographics
 from model_server.engine import Answer, ColdStart, Engine
 from model_server.metrics import COLD_STARTS, FALLBACKS, FOLD_INS
 from model_server.swap import ModelHolder
+from movierec_core.pseudonym import KeyRing
 
 log = logging.getLogger(__name__)
+
+
+class UserIds(NamedTuple):
+    raw: int  # as the request named the user: the metadata API's key
+    model: int  # the model's (a pseudonym under the bundle's key, or raw)
+    store: int  # the online store's and the erased set's (under the current key, or raw)
 
 
 class Recommendations:
@@ -33,8 +40,11 @@ class Recommendations:
     def __init__(self, holder: ModelHolder[Engine], *, store_factory: Callable[[], Any] | None,
                  demographics: UserDemographics | None, deadline_ms: float, cost_lambda: float,
                  fold_in: bool, history_limit: int, threads: int = 4,
-                 erased_poll_s: float = 1.0) -> None:
+                 erased_poll_s: float = 1.0, pseudonyms: KeyRing | None = None) -> None:
         self.holder = holder
+        # pseudonymous ids (movierec_core/pseudonym.py): a request's id is turned into its
+        # pseudonym here, for the online store (current key) and the model (its own key)
+        self._ring = pseudonyms if pseudonyms else None
         self._store_factory = store_factory
         self._demographics = demographics
         self._deadline_s = deadline_ms / 1000.0
@@ -58,20 +68,21 @@ class Recommendations:
         if engine is None:  # not loaded yet: KServe does not route here before load()
             FALLBACKS.labels(reason="not_ready").inc()
             return Answer([], "fallback", None)
-        if user_id in self.erased:
+        ids = self.ids(user_id, engine)
+        if ids.store in self.erased or ids.model in self.erased:
             return engine.popular_answer(k)
         started = time.monotonic()
         try:
             if self._executor is None:
-                answer = await self._rank_inline(engine, user_id, k, started)
+                answer = await self._rank_inline(engine, ids, k, started)
             else:
-                answer = await asyncio.wait_for(self._rank(engine, user_id, k, started),
+                answer = await asyncio.wait_for(self._rank(engine, ids, k, started),
                                                 self._deadline_s)
         except TimeoutError:
             FALLBACKS.labels(reason="deadline").inc()
             return engine.fallback(k)
         except Exception:
-            log.exception("ranking failed for user %s; answering the fallback list", user_id)
+            log.exception("ranking failed for user %s; answering the fallback list", ids.store)
             FALLBACKS.labels(reason="error").inc()
             return engine.fallback(k)
         if answer.source == "fold_in":
@@ -80,34 +91,45 @@ class Recommendations:
             COLD_STARTS.labels(source=answer.source).inc()
         return answer
 
-    async def _rank_inline(self, engine: Engine, user_id: int, k: int, started: float) -> Answer:
-        interactions = self._interactions(user_id)
+    def ids(self, user_id: int, engine: Engine) -> UserIds:
+        """A request's user id as each store knows it (the same without pseudonyms)."""
+        ring = self._ring
+        if ring is None:
+            return UserIds(user_id, user_id, user_id)
+        store = ring.current.pid(user_id)
+        key = engine.pseudonym_key_id
+        model = (store if key == ring.current_id else
+                 ring.get(key).pid(user_id) if key is not None else user_id)
+        return UserIds(user_id, model, store)
+
+    async def _rank_inline(self, engine: Engine, ids: UserIds, k: int, started: float) -> Answer:
+        interactions = self._interactions(ids.store)
         if time.monotonic() - started > self._deadline_s:
             raise TimeoutError("online store read exceeded the deadline")
-        result = engine.rank(user_id, interactions, k, cost_lambda=self.cost_lambda,
+        result = engine.rank(ids.model, interactions, k, cost_lambda=self.cost_lambda,
                              fold_in=self.fold_in)
         if isinstance(result, Answer):
             return result
-        return await self._cold_start(engine, user_id, k, started, result)
+        return await self._cold_start(engine, ids, k, started, result)
 
-    async def _rank(self, engine: Engine, user_id: int, k: int, started: float) -> Answer:
+    async def _rank(self, engine: Engine, ids: UserIds, k: int, started: float) -> Answer:
         loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(self._executor, self._rank_sync, engine, user_id, k)
+        result = await loop.run_in_executor(self._executor, self._rank_sync, engine, ids, k)
         if isinstance(result, Answer):
             return result
-        return await self._cold_start(engine, user_id, k, started, result)
+        return await self._cold_start(engine, ids, k, started, result)
 
-    async def _cold_start(self, engine: Engine, user_id: int, k: int, started: float,
+    async def _cold_start(self, engine: Engine, ids: UserIds, k: int, started: float,
                           unknown: ColdStart) -> Answer:
         demographics = None
-        if self._demographics is not None:
+        if self._demographics is not None:  # the metadata API knows users by their ids
             budget = self._deadline_s - (time.monotonic() - started) - 0.005
             if budget > 0:
-                demographics = await self._demographics.lookup(user_id, budget)
+                demographics = await self._demographics.lookup(ids.raw, budget)
         return engine.cold_start(demographics, k, unknown)
 
-    def _rank_sync(self, engine: Engine, user_id: int, k: int) -> Answer | ColdStart:
-        return engine.rank(user_id, self._interactions(user_id), k,
+    def _rank_sync(self, engine: Engine, ids: UserIds, k: int) -> Answer | ColdStart:
+        return engine.rank(ids.model, self._interactions(ids.store), k,
                            cost_lambda=self.cost_lambda, fold_in=self.fold_in)
 
     def _interactions(self, user_id: int) -> list:

@@ -59,6 +59,9 @@ class DataConfig:
     redis_username: str = ""  # ACL user; its password in MOVIEREC_REDIS_PASSWORD
     movielens_dir: str = str(SHARED_DIR / "data" / "ml-latest-small")
     rating_scale_max: int = 5
+    # pseudonymous user ids (movierec_core/pseudonym.py): "<key id>=<secret>" entries, current
+    # first, from MOVIEREC_PSEUDONYM_KEYS or this file (a mounted Secret); none: raw ids
+    pseudonym_keys_file: str = ""
 
 
 @dataclass

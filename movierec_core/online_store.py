@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -165,6 +165,7 @@ CREATE TABLE IF NOT EXISTS accounts (
 CREATE TABLE IF NOT EXISTS erased (
     user_id INTEGER PRIMARY KEY, erased_at INTEGER NOT NULL);
 """
+_USER_TABLES = ("seen_minutes", "interactions", "accounts", "erased")
 
 _UPSERT_WATCH = """
 INSERT INTO interactions (user_id, movie_id, minutes, max_minute, stars, stars_time, last_time,
@@ -314,6 +315,33 @@ class SqliteOnlineStore:
 
     def erased_users(self) -> set[int]:
         return {u for (u,) in self._conn().execute("SELECT user_id FROM erased")}
+
+    def rekey(self, new_id: Callable[[int], int | None]) -> tuple[int, int]:
+        """Move every user's rows to ``new_id(user_id)`` (a pseudonym key rotation,
+        :mod:`movierec_core.pseudonym`); the data of users it maps to None is deleted, their
+        erased mark kept as it is (a model trained under the old key still knows them).
+        Returns (users moved, users whose data was deleted); one transaction."""
+        with self._transaction() as conn:
+            users = [u for (u,) in conn.execute(
+                "SELECT user_id FROM interactions UNION SELECT user_id FROM accounts "
+                "UNION SELECT user_id FROM erased")]
+            mapping = [(u, new_id(u)) for u in users]
+            with_data = {u for (u,) in conn.execute(
+                "SELECT user_id FROM interactions UNION SELECT user_id FROM accounts")}
+            conn.execute("CREATE TEMP TABLE IF NOT EXISTS rekey_map "
+                         "(old INTEGER PRIMARY KEY, new INTEGER)")
+            conn.execute("DELETE FROM rekey_map")
+            conn.executemany("INSERT INTO rekey_map VALUES (?, ?)", mapping)
+            for table in _USER_TABLES:
+                if table != "erased":
+                    conn.execute(f"DELETE FROM {table} WHERE user_id IN "  # noqa: S608
+                                 "(SELECT old FROM rekey_map WHERE new IS NULL)")
+                conn.execute(f"UPDATE {table} SET user_id = "  # noqa: S608 - constant names
+                             f"(SELECT new FROM rekey_map WHERE old = {table}.user_id) "
+                             "WHERE user_id IN (SELECT old FROM rekey_map WHERE new IS NOT NULL)")
+            conn.execute("DELETE FROM rekey_map")
+        moved = sum(1 for _, new in mapping if new is not None)
+        return moved, sum(1 for u, new in mapping if new is None and u in with_data)
 
     def expire(self, before: datetime) -> int:
         """Delete interactions last touched before ``before`` (retention); returns how many."""
@@ -485,6 +513,35 @@ class RedisOnlineStore:
 
     def erased_users(self) -> set[int]:
         return {int(u) for u in self._redis.smembers(f"{self.prefix}erased")}
+
+    def rekey(self, new_id: Callable[[int], int | None]) -> tuple[int, int]:
+        """As :meth:`SqliteOnlineStore.rekey`: every per-user key renamed (``RENAME`` keeps
+        its TTL), the erased set's mapped members replaced."""
+        p = self.prefix
+        users: set[int] = set()
+        for kind in ("ia", "rc", "ac"):
+            for key in self._redis.scan_iter(match=f"{p}{kind}:*", count=1000):
+                users.add(int(key.decode()[len(p) + 3:]))
+        erased = self.erased_users()
+        moved = dropped = 0
+        for u in sorted(users | erased):
+            new = new_id(u)
+            movies = [m.decode() for m in self._redis.hkeys(f"{p}ia:{u}")]
+            pairs = [(f"{p}{kind}:{u}", f"{p}{kind}:{new}") for kind in ("ia", "rc", "ac")]
+            pairs += [(f"{p}mn:{u}:{m}", f"{p}mn:{new}:{m}") for m in movies]
+            pipe = self._redis.pipeline(transaction=True)
+            for old_key, new_key in pairs:
+                if new is None:
+                    pipe.delete(old_key)
+                elif self._redis.exists(old_key):
+                    pipe.rename(old_key, new_key)
+            if u in erased and new is not None:
+                pipe.srem(f"{p}erased", u)
+                pipe.sadd(f"{p}erased", new)
+            pipe.execute()
+            moved += new is not None
+            dropped += new is None and u in users
+        return moved, dropped
 
     def expire(self, before: datetime) -> int:
         """Redis keeps retention itself: keys carry ``ttl_s`` from their last write."""

@@ -38,6 +38,7 @@ from movierec_core.lake import (
     WATCH_SESSIONS,
     snapshot_path,
 )
+from movierec_core.pseudonym import lake_key_id
 
 __all__ = [
     "DATED_TABLES",
@@ -190,6 +191,8 @@ def create_snapshot(lake_root: Path | str, start: date | datetime | str | None =
         "time_range": {k: (v.isoformat() if v else None) for k, v in time_range.items()},
         "files": files,
         "content_hash": content_hash,
+        # the key of its user ids' pseudonyms (movierec_core/pseudonym.py); None: raw ids
+        "pseudonym_key_id": lake_key_id(lake_root),
     }
     path = snapshot_path(lake_root, snapshot_id)
     tmp = path.with_name(f".{path.name}.tmp")

@@ -326,6 +326,9 @@ def run(cfg: DictConfig, registry: FileRegistry | None = None) -> RunResult:
         "model_name": tc.model_name,
         "snapshot": {"id": snapshot_id, "hash": snap_manifest.get("content_hash"),
                      "time_range": snap_manifest.get("time_range")},
+        # its user ids are pseudonyms under this key (None: raw ids); the model server
+        # pseudonymises a request with it (movierec_core/pseudonym.py)
+        "pseudonym_key_id": snap_manifest.get("pseudonym_key_id"),
         "code_version": code_version(tc.code_version), "config": resolved,
         "metrics": {"warm": {k: v for k, v in eval_metrics.items() if k != "subpopulations"},
                     "cold_start": comparison.get("cold_start", {}),

@@ -132,7 +132,9 @@ def test_snapshot_is_immutable_and_verified(tmp_path) -> None:
     maintain(tmp_path, gap_s=600)
     manifest = create_snapshot(tmp_path, start="2025-03-02", end=date(2025, 3, 2))
     assert manifest["time_range"] == {"start": "2025-03-02", "end": "2025-03-02"}
-    assert set(manifest) == {"snapshot_id", "created_at", "time_range", "files", "content_hash"}
+    assert set(manifest) == {"snapshot_id", "created_at", "time_range", "files", "content_hash",
+                             "pseudonym_key_id"}
+    assert manifest["pseudonym_key_id"] is None  # raw ids: no key configured
     assert {f["table"] for f in manifest["files"]} == {WATCH_MINUTES, WATCH_SESSIONS, USERS}
     assert list_snapshots(tmp_path) == [manifest["snapshot_id"]]
     # the lake moves on (more rows, compaction): the snapshot does not

@@ -71,6 +71,25 @@ class OnlineStoreContract:
         store.apply([AccountCreation(at(20), 11), AccountCreation(at(5.5), 11)])
         assert store.account_created_at(11) == at(5.5)
 
+    def test_rekey_moves_every_user_and_drops_the_unmapped(self, store: OnlineStore) -> None:
+        store.apply([WatchMinute(at(0), 20, "m", 1), Rating(at(5), 20, "m", 4),
+                     AccountCreation(at(-9), 20), WatchMinute(at(1), 21, "n", 2),
+                     AccountCreation(at(-8), 22)])
+        store.erase([23, 24])
+        before = store.interactions(20)
+        mapping = {20: 9_000_000_020, 22: 9_000_000_022, 23: 9_000_000_023}  # 21, 24: unmapped
+        assert store.rekey(mapping.get) == (3, 1)
+        assert store.interactions(9_000_000_020) == before
+        assert store.account_created_at(9_000_000_020) == at(-9)
+        assert store.account_created_at(9_000_000_022) == at(-8)
+        for old in (20, 21, 22):
+            assert store.interactions(old) == [] and store.account_created_at(old) is None
+        # an unmapped erased user stays marked under the old key (models of that key know them)
+        assert store.erased_users() == {9_000_000_023, 24}
+        # the moved user's minutes moved too: a redelivered minute is still not counted twice
+        store.apply([WatchMinute(at(0), 9_000_000_020, "m", 1)])
+        assert store.interactions(9_000_000_020) == before
+
     def test_microseconds_and_other_users_are_kept_apart(self, store: OnlineStore) -> None:
         t = datetime(2025, 3, 2, 14, 7, 33, 123456)
         store.apply([WatchMinute(t, 12, "m", 1), WatchMinute(t, 13, "m", 2),
