@@ -52,6 +52,11 @@ class IngestorConfig:
     enrichment_interval_s: float = 1.0
     enrichment_max_backoff_s: float = 30.0
     metrics_port: int = 9101  # 0: no /metrics server
+    # `python -m ingestor erasure-api` (ingestor/erasure_api.py): the account system's erasure
+    # API, behind the admin token (MOVIEREC_ADMIN_TOKEN or this file; none: loopback only)
+    admin_host: str = "127.0.0.1"
+    admin_port: int = 8091
+    admin_token_file: str = ""
     # consumer processes in this group started by `python -m ingestor` (each takes a share of
     # the partitions; metrics on metrics_port + i)
     workers: int = 1
