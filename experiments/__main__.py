@@ -19,6 +19,7 @@ from pathlib import Path
 
 from experiments.config import register_configs
 from movierec_core.config import asks_help, compose, split_overrides, write_resolved
+from movierec_core.pseudonym import KeyRing
 
 
 def _canary(cfg) -> int:
@@ -118,6 +119,7 @@ def _canary(cfg) -> int:
         min_watch_minutes=c.min_watch_minutes, metrics=metrics, publish=publish,
         history_clock=str(c.history_clock), pre_period_lines=int(c.pre_period_lines),
         costs=MovieCosts(c.metadata_url) if c.metadata_url else None,
+        pseudonyms=KeyRing.from_config(cfg.data).current,
     )
     try:
         result = controller.run()
@@ -174,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     if command == "router":
         from experiments.router import serve
 
-        serve(cfg.experiments)
+        serve(cfg.experiments, KeyRing.from_config(cfg.data).current)
         return 0
     if command == "canary":
         return _canary(cfg)
@@ -198,10 +200,12 @@ def main(argv: list[str] | None = None) -> int:
 
         e = cfg.experiments
         alloc = Allocation.from_weights([(v.name, v.weight) for v in e.variants])
+        pseudonyms = KeyRing.from_config(cfg.data).current
         for uid in rest:
+            unit = pseudonyms.pid(int(uid)) if pseudonyms is not None else int(uid)
             print(json.dumps({"experiment": e.name, "user_id": int(uid),
-                              "bucket": bucket(e.name, int(uid)),
-                              "variant": alloc.variant_of(e.name, int(uid))}))
+                              "bucket": bucket(e.name, unit),
+                              "variant": alloc.variant_of(e.name, unit)}))
         return 0
     print(__doc__)
     return 2

@@ -566,7 +566,7 @@ class CanaryController:
         costs: MovieCosts | None = None, state_path: Path | str | None = None,
         max_windows: int = 50, min_watch_minutes: int = 15,
         publish: Callable[[], Any] | None = None, history_clock: str = "telemetry",
-        pre_period_lines: int = 0,
+        pre_period_lines: int = 0, pseudonyms: Any = None,
     ) -> None:
         """``publish``: called whenever the state changes (start, every window, the end); the
         entry point pushes the metrics to a Pushgateway with it."""
@@ -590,7 +590,9 @@ class CanaryController:
         # telemetry: a weight change applies after the newest request seen (simulated clocks);
         # effective: at the instant the driver says it takes effect (wall-clock telemetry)
         self.history_clock = history_clock
-        self.history = WeightsHistory(experiment)
+        # the telemetry names users by id; the router assigns by pseudonym when configured
+        self.history = WeightsHistory(
+            experiment, unit=pseudonyms.pid if pseudonyms is not None else None)
         self.requests: list[RecommendationRequest] = []
         self.watches: list[WatchMinute] = []
         self._shown: set[tuple[int, str]] = set()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -31,6 +31,9 @@ class WeightsHistory:
 
     experiment: str
     changes: list[tuple[datetime, Allocation]] = field(default_factory=list)
+    # the router's assignment unit (:class:`experiments.router.ExperimentState`): a user's
+    # pseudonym with pseudonymous ids, else the id
+    unit: Callable[[int], int] | None = field(default=None, repr=False)
 
     def add(self, since: datetime, weights: Mapping[str, float] | Sequence[tuple[str, float]]) -> None:
         alloc = Allocation.from_weights(weights)
@@ -44,7 +47,8 @@ class WeightsHistory:
         return self.changes[max(i, 0)][1]
 
     def variant_of(self, user_id: int, when: datetime) -> str:
-        return self.allocation_at(when).variant_of(self.experiment, user_id)
+        unit = self.unit(user_id) if self.unit is not None else user_id
+        return self.allocation_at(when).variant_of(self.experiment, unit)
 
     def to_json(self) -> list[dict]:
         return [{"since": t.isoformat(), "weights": [[v, len(r) / 100] for v, r in a.ranges().items()]}

@@ -21,7 +21,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -67,6 +67,10 @@ class ExperimentState:
     variants: list[Variant]
     fallback: str = ""
     pinned: str = ""
+    # the assignment unit: with pseudonymous ids (movierec_core/pseudonym.py) a user's
+    # pseudonym, so that whoever analyses the lake (which holds pseudonyms) finds the same
+    # variant; None: the id itself
+    unit: Callable[[int], int] | None = field(default=None, repr=False)
     allocation: Allocation = field(init=False)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -86,7 +90,10 @@ class ExperimentState:
             return self.pinned
         if override and self.by_name(override) is not None:
             return override
-        return self.allocation.variant_of(self.experiment, user_id)
+        return self.allocation.variant_of(self.experiment, self.unit_of(user_id))
+
+    def unit_of(self, user_id: int) -> int:
+        return self.unit(user_id) if self.unit is not None else user_id
 
     def set_weights(
         self, weights: Mapping[str, float], urls: Mapping[str, Sequence[str]] | None = None,
@@ -314,7 +321,9 @@ class Router:
         self.metrics.duration.labels(label).observe(elapsed)
         self.request_log.write({
             "time": datetime.now(UTC).replace(tzinfo=None).isoformat(),
-            "user_id": user_id, "assigned": answer.assigned, "variant": answer.served_by,
+            # the log names users as the lake does (their pseudonyms when configured)
+            "user_id": None if user_id is None else self.state.unit_of(user_id),
+            "assigned": answer.assigned, "variant": answer.served_by,
             "status": answer.status, "ms": round(elapsed * 1000, 3),
             "model_version": answer.model_version,
         })
@@ -322,7 +331,8 @@ class Router:
     def assignment(self, user_id: int) -> dict[str, Any]:
         return {
             "experiment": self.state.experiment, "user_id": user_id,
-            "bucket": bucket(self.state.experiment, user_id), "variant": self.state.assign(user_id),
+            "bucket": bucket(self.state.experiment, self.state.unit_of(user_id)),
+            "variant": self.state.assign(user_id),
         }
 
     def close(self) -> None:
@@ -573,8 +583,10 @@ class RouterHTTPServer(ThreadingHTTPServer):
             self._slots.release()
 
 
-def build_router(cfg: Any, metrics: ExperimentMetrics | None = None) -> Router:
-    """A :class:`Router` from the ``experiments`` config node."""
+def build_router(cfg: Any, metrics: ExperimentMetrics | None = None,
+                 pseudonyms: Any = None) -> Router:
+    """A :class:`Router` from the ``experiments`` config node; ``pseudonyms``: the
+    :class:`~movierec_core.pseudonym.Pseudonymizer` whose pseudonyms are the assignment unit."""
     variants = [Variant(str(v.name), float(v.weight), [str(u) for u in v.urls]) for v in cfg.variants]
     pinned = str(cfg.variant or "")
     if pinned:
@@ -583,7 +595,8 @@ def build_router(cfg: Any, metrics: ExperimentMetrics | None = None) -> Router:
             (v.urls for v in variants if v.name == pinned), [])
         variants = [Variant(pinned, 100.0, urls)]
     state = ExperimentState(str(cfg.name), variants, fallback=str(cfg.fallback_variant or ""),
-                            pinned=pinned)
+                            pinned=pinned,
+                            unit=pseudonyms.pid if pseudonyms is not None else None)
     request_log = weights_log = None
     if cfg.state_dir:
         base = Path(str(cfg.state_dir)) / str(cfg.name)
@@ -610,8 +623,8 @@ def follow_configmap(router: Router, cfg: Any, api: Any = None) -> Any:
     return watcher
 
 
-def serve(cfg: Any) -> None:
-    router = build_router(cfg)
+def serve(cfg: Any, pseudonyms: Any = None) -> None:
+    router = build_router(cfg, pseudonyms=pseudonyms)
     watcher = follow_configmap(router, cfg) if cfg.weights_configmap else None
     server = RouterHTTPServer(
         (str(cfg.host), int(cfg.port)), router,
