@@ -51,12 +51,16 @@ def _strip_source_comments(text: str) -> str:
 def expected_files() -> dict[Path, str]:
     """Path -> content of every generated file."""
     files: dict[Path, str] = {}
-    # plain manifests cannot make a random token: they name a Secret the operator creates
-    # (`kubectl -n movierec create secret generic movierec-admin-token --from-literal=token=...`)
+    # plain manifests cannot make a random token or key: they name Secrets the operator creates
+    # (`kubectl -n movierec create secret generic movierec-admin-token --from-literal=token=...`,
+    # `... movierec-pseudonym-keys --from-literal=keys=k1=<48 random characters>`)
     files[REPO_ROOT / "manifests" / "movierec.yaml"] = (
         HEADER.format(what="default values but adminToken.existingSecret=movierec-admin-token, "
+                           "pseudonyms.existingSecret=movierec-pseudonym-keys, "
                            "release movierec, namespace movierec")
-        + _strip_source_comments(template("--set", "adminToken.existingSecret=movierec-admin-token")))
+        + _strip_source_comments(template(
+            "--set", "adminToken.existingSecret=movierec-admin-token",
+            "--set", "pseudonyms.existingSecret=movierec-pseudonym-keys")))
     wft = _strip_source_comments(template("--show-only", "templates/pipeline/workflowtemplate.yaml"))
     cwf = _strip_source_comments(template("--show-only", "templates/pipeline/cronworkflow.yaml"))
     files[REPO_ROOT / "workflows" / "retrain-workflowtemplate.yaml"] = (

@@ -84,9 +84,10 @@ def test_payload_logger_targets_the_online_drift_service() -> None:
 def test_minimal_renders_only_serving() -> None:
     kinds = sorted(o["kind"] for o in objects(render(CHART / "ci" / "minimal-values.yaml")))
     # no mesh: the router splits by itself, following its weights ConfigMap (read-only Role)
-    # and the `helm test` Pod, and the admin token's Secret
+    # and the `helm test` Pod, the admin token's and the pseudonym keys' Secrets
     assert kinds == ["ConfigMap", "Deployment", "InferenceService", "Pod", "Role", "RoleBinding",
-                     "Secret", "Service", "ServiceAccount", "ServiceAccount", "ServingRuntime"]
+                     "Secret", "Secret", "Service", "ServiceAccount", "ServiceAccount",
+                     "ServingRuntime"]
 
 
 # -- Istio A/B ---------------------------------------------------------------------------------

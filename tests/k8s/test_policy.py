@@ -169,7 +169,7 @@ def test_network_policies_default_deny_then_allow_per_component() -> None:
                              "movierec-drift-online"}
     ports = {name: sorted(p["port"] for rule in spec["ingress"] for p in rule["ports"])
              for name, spec in policies.items()}
-    assert ports == {"movierec-ingestor": [9101], "movierec-router": [8082],
+    assert ports == {"movierec-ingestor": [8091, 9101], "movierec-router": [8082],
                      "movierec-model-server": [8080, 9081], "movierec-drift-online": [8095]}
 
 

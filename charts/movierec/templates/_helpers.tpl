@@ -218,6 +218,23 @@ imagePullSecrets:
       key: {{ .Values.adminToken.key }}
 {{- end -}}
 
+{{/* The pseudonym key ring's Secret (existing or created by the chart). */}}
+{{- define "movierec.pseudonymSecret" -}}
+{{- .Values.pseudonyms.existingSecret | default (printf "%s-pseudonym-keys" (include "movierec.fullname" .) | trunc 63 | trimSuffix "-") -}}
+{{- end -}}
+
+{{/* MOVIEREC_PSEUDONYM_KEYS from that Secret (the services that meet user ids: the ingestor
+     pseudonymises what it stores, the model server the ids of requests). */}}
+{{- define "movierec.pseudonymEnv" -}}
+{{- if .Values.pseudonyms.enabled }}
+- name: MOVIEREC_PSEUDONYM_KEYS
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "movierec.pseudonymSecret" . }}
+      key: {{ .Values.pseudonyms.key }}
+{{- end }}
+{{- end -}}
+
 {{- define "movierec.pythonEnv" -}}
 - name: HOME
   value: /tmp

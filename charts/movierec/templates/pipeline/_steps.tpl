@@ -1,7 +1,7 @@
 {{/* One Argo container step:
      (dict "root" $ "name" .. "component" <image> "command" (list ..) "args" (list ..)
            "platformArgs" true "inputs" (list ..) "env" (list (dict "name" .. "value" ..))
-           "resources" .. "serviceAccount" .. "scripts" true) */}}
+           "resources" .. "serviceAccount" .. "scripts" true "pseudonyms" true) */}}
 {{- define "movierec.argoStep" -}}
 {{- $root := .root -}}
 - name: {{ .name }}
@@ -36,6 +36,9 @@
     {{- end }}
     env:
       {{- include "movierec.pythonEnv" $root | nindent 6 }}
+      {{- if .pseudonyms }}
+      {{- include "movierec.pseudonymEnv" $root | nindent 6 }}
+      {{- end }}
       {{- range .env }}
       - name: {{ .name }}
         value: {{ .value | quote }}

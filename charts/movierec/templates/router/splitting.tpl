@@ -123,6 +123,7 @@ spec:
           env:
             {{- include "movierec.pythonEnv" . | nindent 12 }}
             {{- include "movierec.adminTokenEnv" . | nindent 12 }}
+            {{- include "movierec.pseudonymEnv" . | nindent 12 }}
           ports:
             - name: http
               containerPort: {{ .Values.router.port }}
