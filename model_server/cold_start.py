@@ -91,7 +91,8 @@ class UserDemographics:
             record = response.json()
             demographics = (record.get("age"), record.get("gender"), record.get("occupation"))
         except Exception:  # malformed record: treat as unknown, do not retry it every request
-            log.warning("unusable metadata for user %s", user_id, exc_info=True)
+            # no id in the log: the logs hold no user ids (docs/security.md)
+            log.warning("unusable metadata for a user from the metadata API", exc_info=True)
             demographics = None
         self._remember(user_id, demographics,
                        0.0 if demographics is not None else _NEGATIVE_TTL_S)
