@@ -41,6 +41,12 @@ class ModelServerConfig:
     log_requests: bool = False  # KServe's per-request latency log lines (off: hot path)
     access_log: bool = False  # uvicorn access log (off: the provenance log has every request)
     event_loop: str = "auto"  # auto (uvloop if installed) | uvloop | asyncio; see server.py
+    # the recommendation cache (model_server/cache.py): off | memory | redis (the online
+    # store's Redis, shared by replicas); an entry lives until the user's events or the model
+    # change, at most cache_ttl_s
+    cache: str = "memory"
+    cache_ttl_s: float = 300.0
+    cache_max_entries: int = 200_000
     rank_threads: int = 0  # 0: rank inline on the event loop (fastest); N: on N threads, where
     # the deadline can also cut off a slow online-store read (see model_server/service.py)
 

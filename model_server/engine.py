@@ -20,6 +20,7 @@ from model_server.ranking import NormPrunedScorer, cost_adjusted, first_unseen, 
 from movierec_core.models.bundle import Bundle, load_bundle
 from movierec_core.models.confidence import ConfidenceWeights, confidence
 from movierec_core.models.factor import FactorModel
+from movierec_core.models.retrieval import AnnIndex
 
 FALLBACK_SIZE = 100  # popularity entries kept precomputed for fallbacks and cold starts
 _NO_ITEMS = np.empty(0, dtype=np.int64)  # (read-only: shared by every request without events)
@@ -65,7 +66,11 @@ def confidence_weights(config: dict[str, Any], rating_scale_max: int) -> Confide
 class Engine:
     """Ranks for one bundle: exclusion of seen items, fold-in, cost-aware re-ranking."""
 
-    def __init__(self, bundle: Bundle, *, rating_scale_max: int = 5) -> None:
+    def __init__(self, bundle: Bundle, *, rating_scale_max: int = 5, retrieval: str = "exact",
+                 candidates: int = 200) -> None:
+        """``retrieval``: ``exact`` (every item that can make the list is scored) or ``ann``
+        (two stages: the bundle's ANN index retrieves ``candidates`` items, which are then
+        scored exactly, cost included; exact when the bundle has no index)."""
         self.bundle = bundle
         self.path = Path(bundle.path).resolve()
         manifest = bundle.manifest
@@ -117,6 +122,11 @@ class Engine:
         # factor models (ALS, BPR): exact top-k scoring only the items that can make the list
         self.scorer = (NormPrunedScorer(self.model.item_factors, self.costs)
                        if isinstance(self.model, FactorModel) and self.n_items else None)
+        if retrieval not in ("exact", "ann"):
+            raise ValueError(f"serving.retrieval must be exact or ann, not {retrieval!r}")
+        self.retrieval = (AnnIndex.load(self.path, candidates)
+                          if retrieval == "ann" and self.scorer is not None else None)
+        self.candidates = int(candidates)
         # touch the scorer once so the first request does not pay for lazy setup
         if self.n_items and self.user_ids.shape[0]:
             self.model.scores_for_user(0)
@@ -126,8 +136,10 @@ class Engine:
             self.model.scores_for_items(one)
 
     @classmethod
-    def load(cls, path: Path | str, *, rating_scale_max: int = 5) -> Engine:
-        return cls(load_bundle(path, mmap=True), rating_scale_max=rating_scale_max)
+    def load(cls, path: Path | str, *, rating_scale_max: int = 5, retrieval: str = "exact",
+             candidates: int = 200) -> Engine:
+        return cls(load_bundle(path, mmap=True), rating_scale_max=rating_scale_max,
+                   retrieval=retrieval, candidates=candidates)
 
     # --- lookups -------------------------------------------------------------------------
     def user_row(self, user_id: int) -> int:
@@ -183,7 +195,11 @@ class Engine:
             source = "model"
         else:
             return ColdStart(frozenset(int(i) for i in seen))
-        if self.scorer is not None and not cost_lambda:
+        if self.retrieval is not None:
+            vector = (self.model.fold_in(user_items) if user_items is not None
+                      else self.model.user_factors[row])
+            ranked = self._two_stage(vector, k, seen, cost_lambda)
+        elif self.scorer is not None and not cost_lambda:
             vector = (self.model.fold_in(user_items) if user_items is not None
                       else self.model.user_factors[row])
             ranked = self.scorer.top_k(vector, k, seen)
@@ -193,6 +209,22 @@ class Engine:
             ranked = top_k(cost_adjusted(np.asarray(scores, dtype=np.float32), self.costs,
                                          cost_lambda), k, seen)
         return self.answer(ranked, source, cold_start=row < 0)
+
+    def _two_stage(self, vector: np.ndarray, k: int, seen: np.ndarray,
+                   cost_lambda: float) -> np.ndarray:
+        """Retrieval: the ANN index's ``candidates`` (plus as many as the user has seen, which
+        are dropped); ranking: those scored exactly, cost included, best first (ties to the
+        lower index). Falls back to exact scoring when too few candidates remain."""
+        found = self.retrieval.search(vector, self.candidates + len(seen))
+        if len(seen):
+            found = found[~np.isin(found, seen)]
+        if found.size < k:
+            return top_k(cost_adjusted(np.asarray(self.model.item_factors @ vector, np.float32),
+                                       self.costs, cost_lambda), k, seen)
+        scores = self.model.item_factors[found] @ np.asarray(vector, np.float32)
+        if cost_lambda:
+            scores = scores - np.float32(cost_lambda) * self.costs[found]
+        return found[np.lexsort((found, -scores))][:k]
 
     def cold_start(self, demographics: tuple[Any, Any, Any] | None, k: int,
                    unknown: ColdStart) -> Answer:

@@ -56,3 +56,10 @@ def set_model_info(version: str, model_type: str, previous: tuple[str, str] | No
     if previous is not None and previous != (version, model_type):
         MODEL_INFO.labels(version=previous[0], model_type=previous[1]).set(0)
     MODEL_INFO.labels(version=version, model_type=model_type).set(1)
+
+CACHE_LOOKUPS = Counter(
+    "movierec_model_cache_lookups_total",
+    "Recommendation cache lookups by result (hit; miss: no entry; stale: the user has new "
+    "events since the entry)",
+    ["result"],
+)

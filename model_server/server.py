@@ -9,6 +9,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from model_server.cache import make_cache
 from model_server.cold_start import UserDemographics
 from model_server.config import register_configs
 from model_server.engine import Engine
@@ -62,7 +63,8 @@ def build(cfg: DictConfig) -> MovierecModel:
     ring = KeyRing.from_config(cfg.data)
 
     def load(path: Path) -> Engine:
-        engine = Engine.load(path, rating_scale_max=scale)
+        engine = Engine.load(path, rating_scale_max=scale, retrieval=str(serving.retrieval),
+                             candidates=int(serving.retrieval_candidates))
         ring.get(engine.pseudonym_key_id)  # refuses a bundle whose key the ring lacks
         return engine
 
@@ -79,10 +81,18 @@ def build(cfg: DictConfig) -> MovierecModel:
                                         timeout_s=ms.metadata_timeout_ms / 1000.0,
                                         cache_size=ms.metadata_cache_size,
                                         backoff_s=ms.metadata_backoff_s)
+    redis_client = None
+    if str(ms.cache).lower() == "redis" and ms.online_store and \
+            str(cfg.data.online_store_backend).lower() == "redis":
+        from movierec_core.online_store import open_store
+
+        redis_client = open_store(cfg.data)._redis
+    cache = make_cache(str(ms.cache), max_entries=int(ms.cache_max_entries),
+                       ttl_s=float(ms.cache_ttl_s), redis_client=redis_client)
     service = Recommendations(holder, store_factory=store_factory, demographics=demographics,
                               deadline_ms=serving.deadline_ms, cost_lambda=serving.cost_lambda,
                               fold_in=serving.fold_in, history_limit=ms.history_limit,
-                              threads=ms.rank_threads, pseudonyms=ring)
+                              threads=ms.rank_threads, pseudonyms=ring, cache=cache)
     sink = (kafka_sink(cfg.kafka.bootstrap, ms.provenance_topic, kafka_python_options(cfg.kafka))
             if ms.provenance_topic else None)
     provenance = ProvenanceLog(serving.provenance_log or None, kafka_sink=sink,

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
+from model_server.cache import RecommendationCache
 from model_server.cold_start import UserDemographics
 from model_server.engine import Answer, ColdStart, Engine
 from model_server.metrics import COLD_STARTS, FALLBACKS, FOLD_INS
@@ -26,6 +27,12 @@ from model_server.swap import ModelHolder
 from movierec_core.pseudonym import KeyRing
 
 log = logging.getLogger(__name__)
+
+
+_NO_STAMP = object()
+# answers worth keeping: ranked ones and the demographic segment's list (a popularity answer
+# may be one for want of demographics, and costs nothing to recompute)
+_CACHED_SOURCES = frozenset({"model", "fold_in", "segment"})
 
 
 class UserIds(NamedTuple):
@@ -40,8 +47,10 @@ class Recommendations:
     def __init__(self, holder: ModelHolder[Engine], *, store_factory: Callable[[], Any] | None,
                  demographics: UserDemographics | None, deadline_ms: float, cost_lambda: float,
                  fold_in: bool, history_limit: int, threads: int = 4,
-                 erased_poll_s: float = 1.0, pseudonyms: KeyRing | None = None) -> None:
+                 erased_poll_s: float = 1.0, pseudonyms: KeyRing | None = None,
+                 cache: RecommendationCache | None = None) -> None:
         self.holder = holder
+        self.cache = cache
         # pseudonymous ids (movierec_core/pseudonym.py): a request's id is turned into its
         # pseudonym here, for the online store (current key) and the model (its own key)
         self._ring = pseudonyms if pseudonyms else None
@@ -71,6 +80,13 @@ class Recommendations:
         ids = self.ids(user_id, engine)
         if ids.store in self.erased or ids.model in self.erased:
             return engine.popular_answer(k)
+        cache, stamp = self.cache, _NO_STAMP
+        if cache is not None:
+            stamp = self._stamp(ids.store)
+            if stamp is not _NO_STAMP:
+                hit = cache.lookup(self._cache_key(engine), ids.store, k, stamp)
+                if hit is not None:
+                    return Answer(list(hit.items), hit.source, engine, hit.cold_start)
         started = time.monotonic()
         try:
             if self._executor is None:
@@ -89,7 +105,24 @@ class Recommendations:
             FOLD_INS.inc()
         if answer.cold_start:
             COLD_STARTS.labels(source=answer.source).inc()
+        if stamp is not _NO_STAMP and answer.source in _CACHED_SOURCES:
+            cache.store(self._cache_key(engine), ids.store, k, stamp, answer.items,
+                        answer.source, answer.cold_start)
         return answer
+
+    def _cache_key(self, engine: Engine) -> str:
+        return f"{engine.version}@{self.cost_lambda:g}"
+
+    def _stamp(self, store_id: int) -> Any:
+        """The user's online-store stamp (:meth:`OnlineStore.stamp`); ``_NO_STAMP`` when it
+        cannot be read (no store, an outage): the cache is then neither read nor written."""
+        if self._store_factory is None:
+            return None  # no online store: answers change only with the model
+        try:
+            return self._store().stamp(store_id)
+        except Exception:  # an outage: rank without the cache (and warn once in a while)
+            self._local.store = None
+            return _NO_STAMP
 
     def ids(self, user_id: int, engine: Engine) -> UserIds:
         """A request's user id as each store knows it (the same without pseudonyms)."""

@@ -105,6 +105,10 @@ class ServingConfig:
     # a fresh install has no model yet: start anyway, not ready (503) until the alias appears
     wait_for_model: bool = True
     provenance_log: str = "data/provenance.jsonl"
+    # exact: score every item that can make the list; ann: two stages, the bundle's ANN index
+    # retrieves retrieval_candidates items that are then scored exactly (cost included)
+    retrieval: str = "exact"
+    retrieval_candidates: int = 200
 
 
 def register_configs() -> None:

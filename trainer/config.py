@@ -42,6 +42,21 @@ class BatchConfig:
 
 
 @dataclass
+class RetrievalSettings:
+    """The ANN index built into a factor model's bundle (movierec_core/models/retrieval.py)."""
+
+    enabled: bool = True
+    kind: str = "auto"  # auto | hnsw_ip | hnsw_mips | ivf
+    candidates: int = 200
+    hnsw_m: int = 32
+    ef_construction: int = 200
+    ef_search: int = 256
+    nlist: int = 128
+    nprobe: int = 32
+    recall_users: int = 1000
+
+
+@dataclass
 class TrainerConfig:
     snapshot: str = "latest"  # a snapshot id under data.lake_root/_snapshots, or "latest"
     model_name: str = "movierec"  # registry model name (the server's serving.model_name)
@@ -60,6 +75,7 @@ class TrainerConfig:
     confidence: ConfidenceConfig = field(default_factory=ConfidenceConfig)
     cold_start_min_users: int = 5
     cold_start_list_size: int = 100
+    retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
     tune: TuneConfig = field(default_factory=TuneConfig)
     batch: BatchConfig = field(default_factory=BatchConfig)
     num_threads: int = 0  # implicit's threads (0 = all cores)

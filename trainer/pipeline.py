@@ -25,6 +25,8 @@ from movierec_core.models import (
     make_model,
     save_bundle,
 )
+from movierec_core.models.factor import FactorModel
+from movierec_core.models.retrieval import RetrievalConfig, build_for_bundle
 from movierec_core.registry import CHALLENGER, CHAMPION, FileRegistry
 from movierec_core.snapshot import list_snapshots, load_snapshot, read_manifest
 from trainer.data import (
@@ -377,10 +379,20 @@ def fit_and_publish(final: InteractionMatrix, segments: list[str | None], model_
     timings["cold_start_fit_s"] = time.perf_counter() - t
     manifest = {**manifest, "model_type": model.model_type,
                 "timings": {k: round(v, 4) for k, v in timings.items()}}
+    retrieval = None
+    if tc.retrieval.enabled and isinstance(model, FactorModel) and final.item_ids.size:
+        t = time.perf_counter()
+        retrieval = build_for_bundle(model.item_factors, model.user_factors,
+                                     RetrievalConfig.from_config(tc.retrieval), seed=int(tc.seed))
+        timings["retrieval_index_s"] = time.perf_counter() - t
+        manifest = {**manifest, "retrieval": {k: v for k, v in retrieval.meta.items()}}
+    manifest = {**manifest, "timings": {k: round(v, 4) for k, v in timings.items()}}
     t = time.perf_counter()
     save_bundle(bundle_dir, model, final.item_ids, final.user_ids, final.matrix, costs=costs,
                 cold_start=cold, manifest=manifest, runtimes=runtimes,
                 confidence_weights=confidence_weights)
+    if retrieval is not None:
+        retrieval.save(bundle_dir)
     if comparison is not None:
         write_report(bundle_dir / "report", comparison, plots=bool(tc.report_plots))
     if config_yaml:

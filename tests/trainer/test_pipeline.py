@@ -103,3 +103,31 @@ def test_tuning_uses_a_validation_split_carved_from_training(synthetic_lake, tmp
     ease_row = next(r for r in comp["rows"] if r["model"] == "ease")
     assert ease_row["config"]["l2"] == pytest.approx(tuned["best_params"]["l2"])
     assert "l2" in json.dumps(res.metrics) or res.model_type in ("ease", "popularity")
+
+
+def test_a_factor_model_bundle_carries_its_ann_index_and_recall(synthetic_lake, tmp_path) -> None:
+    from movierec_core.models.retrieval import INDEX_FILE, AnnIndex
+
+    lake, snap = synthetic_lake
+    assert main(overrides(lake, tmp_path, f"snapshot={snap}", "trainer.candidates=[als]",
+                          "trainer.retrieval.candidates=30",
+                          "trainer.retrieval.recall_users=50")) == 0
+    bundle = FileRegistry(tmp_path / "registry").resolve("movierec", "champion")
+    info = load_bundle(bundle).manifest["retrieval"]
+    assert info["candidates"] == 30 and info["recall_users"] == 50
+    assert set(info["recall_by_kind"]) == {"hnsw_ip", "hnsw_mips"}
+    assert info["recall_at_candidates"] == max(info["recall_by_kind"].values()) >= 0.9
+    hashes = json.loads((bundle / "hashes.json").read_text())
+    assert INDEX_FILE in hashes and "retrieval.json" in hashes  # verified at load like the rest
+    assert AnnIndex.load(bundle).config.kind == info["kind"]
+
+
+def test_retrieval_off_writes_no_index(synthetic_lake, tmp_path) -> None:
+    from movierec_core.models.retrieval import INDEX_FILE
+
+    lake, snap = synthetic_lake
+    assert main(overrides(lake, tmp_path, f"snapshot={snap}", "trainer.candidates=[als]",
+                          "trainer.retrieval.enabled=false")) == 0
+    bundle = FileRegistry(tmp_path / "registry").resolve("movierec", "champion")
+    assert not (bundle / INDEX_FILE).exists()
+    assert "retrieval" not in load_bundle(bundle).manifest

@@ -1,0 +1,103 @@
+"""Candidate retrieval (issue 22): the ANN index finds the exact top-n of structured factors,
+survives its files, and the model server's two-stage ranking equals exact ranking when the
+candidates cover what exact ranking would pick."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from model_server.engine import Answer, Engine
+from movierec_core.models.retrieval import (
+    INDEX_FILE,
+    AnnIndex,
+    RetrievalConfig,
+    build_for_bundle,
+    exact_top,
+    recall_at,
+)
+from movierec_core.models.testing import tiny_bundle
+
+
+def clustered_factors(n_items: int, n_users: int, dim: int = 32, seed: int = 0):
+    """Items and users around 20 taste centres with popularity-like norms (what ALS learns)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(20, dim))
+    items = centres[rng.integers(0, 20, n_items)] + 0.5 * rng.normal(size=(n_items, dim))
+    items *= rng.lognormal(0.0, 0.5, (n_items, 1))
+    users = centres[rng.integers(0, 20, n_users)] + 0.5 * rng.normal(size=(n_users, dim))
+    return items.astype(np.float32), users.astype(np.float32)
+
+
+@pytest.mark.parametrize(("kind", "floor"), [("auto", 0.95), ("hnsw_mips", 0.95),
+                                             ("hnsw_ip", 0.7), ("ivf", 0.7)])
+def test_the_index_finds_the_exact_top_n(kind: str, floor: float) -> None:
+    items, users = clustered_factors(5000, 200)
+    config = RetrievalConfig(kind=kind, candidates=100, nlist=64, nprobe=8, recall_users=100)
+    index = build_for_bundle(items, users[:100], config)
+    assert index.config.kind == ("hnsw_mips" if kind == "auto" else kind)
+    assert recall_at(index, items, users[100:], 100) >= floor  # users it was not chosen on
+    # the reference is exact: a brute-force top 100 of each user
+    exact = exact_top(items, users[:3], 100)
+    brute = np.argsort(-(users[:3] @ items.T), axis=1)[:, :100]
+    assert all(set(a) == set(b) for a, b in zip(exact, brute, strict=True))
+
+
+def test_files_round_trip_and_record_the_recall(tmp_path) -> None:
+    items, users = clustered_factors(3000, 300)
+    index = build_for_bundle(items, users, RetrievalConfig(candidates=50, recall_users=100))
+    assert 0.95 <= index.meta["recall_at_candidates"] <= 1.0
+    assert index.meta["recall_users"] == 100
+    index.save(tmp_path)
+    loaded = AnnIndex.load(tmp_path)
+    assert loaded.meta["recall_at_candidates"] == index.meta["recall_at_candidates"]
+    for u in users[:10]:
+        assert np.array_equal(loaded.search(u, 50), index.search(u, 50))
+    assert AnnIndex.load(tmp_path / "nothing") is None
+    with pytest.raises(ValueError, match="auto, hnsw_ip, hnsw_mips or ivf"):
+        AnnIndex.build(items, RetrievalConfig(kind="lsh"))
+
+
+def _engines(tmp_path, candidates: int) -> tuple[Engine, Engine]:
+    bundle = tiny_bundle(tmp_path / "b", n_users=60, n_items=40)
+    engine = Engine.load(bundle)
+    build_for_bundle(engine.model.item_factors, engine.model.user_factors,
+                     RetrievalConfig(candidates=candidates)).save(bundle)
+    return engine, Engine.load(bundle, retrieval="ann", candidates=candidates)
+
+
+@pytest.mark.parametrize("cost_lambda", [0.0, 0.5])
+def test_two_stage_equals_exact_when_the_candidates_cover_the_catalogue(tmp_path,
+                                                                        cost_lambda) -> None:
+    exact, two_stage = _engines(tmp_path, candidates=40)
+    assert two_stage.retrieval is not None and exact.retrieval is None
+    for row in range(60):
+        user = 1000 + 10 * row
+        a = exact.rank(user, [], 10, cost_lambda=cost_lambda)
+        b = two_stage.rank(user, [], 10, cost_lambda=cost_lambda)
+        assert isinstance(a, Answer) and isinstance(b, Answer)
+        assert a.items == b.items, row
+
+
+def test_two_stage_ranks_only_retrieved_unseen_candidates(tmp_path) -> None:
+    _, engine = _engines(tmp_path, candidates=12)
+    row, user = 7, 1070
+    u = engine.model.user_factors[row]
+    start, end = engine.seen_indptr[row], engine.seen_indptr[row + 1]
+    seen = set(engine.seen_indices[start:end].tolist())
+    retrieved = set(engine.retrieval.search(u, 12 + len(seen)).tolist()) - seen
+    answer = engine.rank(user, [], 5)
+    indices = [engine._item_index[m] for m in answer.items]
+    assert len(indices) == 5 and set(indices) <= retrieved and not set(indices) & seen
+    scores = engine.model.item_factors[indices] @ u
+    assert list(scores) == sorted(scores, reverse=True)
+
+
+def test_a_bundle_without_an_index_ranks_exactly(tmp_path) -> None:
+    bundle = tiny_bundle(tmp_path / "b")
+    assert not (bundle / INDEX_FILE).exists()
+    engine = Engine.load(bundle, retrieval="ann")
+    assert engine.retrieval is None
+    assert engine.rank(1000, [], 5).items == Engine.load(bundle).rank(1000, [], 5).items
+    with pytest.raises(ValueError, match="exact or ann"):
+        Engine.load(bundle, retrieval="fast")
