@@ -77,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # kafka-python logs every refused reconnect at ERROR; the ingestor logs outages once itself
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    # httpx logs each request's URL at INFO, and the enricher's URLs name users by id: the logs
+    # hold no user ids (docs/security.md; found in the ingestor's logs on the cluster)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
     from movierec_core.pseudonym import PseudonymKeyError
 

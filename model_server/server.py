@@ -110,6 +110,9 @@ def quiet_request_logs(access_log: bool, timings: bool) -> None:
         logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     if not timings:
         logging.getLogger("kserve.trace").setLevel(logging.WARNING)
+    # httpx logs each request's URL at INFO, and the metadata API's URLs name users by id: the
+    # logs hold no user ids (docs/security.md; found in the ingestor's logs on the cluster)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def install_event_loop(kind: str) -> str:

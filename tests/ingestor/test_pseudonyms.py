@@ -74,13 +74,20 @@ def ingested(kafka_broker, tmp_path_factory) -> dict:
     lines, _ = simulator_stream(12_000, seed=5)
     create_topic(bootstrap, topic)
     produce(bootstrap, topic, lines)
+    from simulator.metadata_api import serve
+    from simulator.world import World, WorldConfig
+
+    api = serve(World.build(WorldConfig(n_users=2000, n_movies=3000)), port=0)  # the stream's
     saved = os.environ.get(KEYS_ENV)
     os.environ[KEYS_ENV] = K1
-    try:
-        proc = start_ingestor(bootstrap, topic, work, "ingestor.exit_when_idle_s=2")
+    try:  # with enrichment: demographics fetched by id, stored under the pseudonym
+        proc = start_ingestor(bootstrap, topic, work, "ingestor.exit_when_idle_s=4",
+                              "ingestor.enrichment=true", f"metadata_api.url={api.url}",
+                              "ingestor.enrichment_interval_s=0.1")
         assert proc.wait(240) == 0, (work / "ingestor.log").read_text()[-3000:]
     finally:
         os.environ.pop(KEYS_ENV) if saved is None else os.environ.__setitem__(KEYS_ENV, saved)
+        api.stop()
     events = [e for e in map(parse, lines) if isinstance(e, Event)]
     return {"work": work, "lake": work / "lake", "store": work / "online.sqlite",
             "lines": lines, "users": {e.user_id for e in events}}
@@ -104,6 +111,16 @@ def test_lake_and_online_store_hold_pseudonyms_only(ingested) -> None:
         store.close()
     log = (ingested["work"] / "ingestor.log").read_text()
     assert K1.split("=")[1] not in log
+    assert "/user/" not in log  # no request URL naming users by id (httpx logs them at INFO)
+
+
+def test_demographics_are_kept_apart_under_the_pseudonym(ingested) -> None:
+    from movierec_core.lake import USERS, table_dir
+
+    users = pq.read_table(table_dir(ingested["lake"], USERS))
+    assert users.num_rows > 100 and set(users.column_names) >= {"user_id", "age", "gender"}
+    pids = {P1.pid(u) for u in ingested["users"]}
+    assert set(users.column("user_id").to_pylist()) <= pids  # nobody by id
 
 
 def test_the_model_learns_pseudonyms_and_serves_by_id(ingested, tmp_path) -> None:
