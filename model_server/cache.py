@@ -25,10 +25,10 @@ from typing import Any
 from model_server.metrics import CACHE_LOOKUPS
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Cached:
-    stamp: int | None  # the user's newest event time (µs) when computed; None: no event
-    items: list[str]
+    stamp: Any  # the user's online-store stamp when computed; None: no interactions
+    items: tuple[str, ...]  # the engine's own strings: an entry costs ~0.5 KB
     source: str
     cold_start: bool
     at: float  # monotonic (memory) / wall clock (redis) time of the entry
@@ -37,7 +37,7 @@ class Cached:
 class MemoryCache:
     """An LRU of at most ``max_entries``, entries at most ``ttl_s`` old. Thread-safe."""
 
-    def __init__(self, max_entries: int = 100_000, ttl_s: float = 300.0) -> None:
+    def __init__(self, max_entries: int = 50_000, ttl_s: float = 300.0) -> None:
         self.max_entries, self.ttl_s = int(max_entries), float(ttl_s)
         self._entries: OrderedDict[tuple, Cached] = OrderedDict()
         self._lock = threading.Lock()
@@ -56,7 +56,8 @@ class MemoryCache:
     def put(self, key: tuple, stamp: int | None, items: list[str], source: str,
             cold_start: bool) -> None:
         with self._lock:
-            self._entries[key] = Cached(stamp, items, source, cold_start, time.monotonic())
+            self._entries[key] = Cached(stamp, tuple(items), source, cold_start,
+                                        time.monotonic())
             self._entries.move_to_end(key)
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)

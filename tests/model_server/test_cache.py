@@ -104,7 +104,7 @@ def test_lru_and_ttl_bound_the_memory_cache(monkeypatch) -> None:
     for user in (1, 2, 3):
         cache.store("v", user, 10, None, [f"m{user}"], "model", False)
     assert len(memory) == 2 and cache.lookup("v", 1, 10, None) is None  # evicted
-    assert cache.lookup("v", 3, 10, None).items == ["m3"]
+    assert cache.lookup("v", 3, 10, None).items == ("m3",)
     now = time.monotonic()
     monkeypatch.setattr(time, "monotonic", lambda: now + 11)
     assert cache.lookup("v", 3, 10, None) is None  # expired
