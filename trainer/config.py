@@ -57,6 +57,15 @@ class RetrievalSettings:
 
 
 @dataclass
+class RecencySettings:
+    """How to weigh time (issue 22): each half-life (hours; 0 = no decay) weighs a pair's
+    confidence by 0.5 ** (age / half-life); the temporal evaluation fits every candidate with
+    each and keeps the best pair for the registered model (trainer/data.py::decayed)."""
+
+    half_lives_h: list[float] = field(default_factory=lambda: [0.0])
+
+
+@dataclass
 class TrainerConfig:
     snapshot: str = "latest"  # a snapshot id under data.lake_root/_snapshots, or "latest"
     model_name: str = "movierec"  # registry model name (the server's serving.model_name)
@@ -76,6 +85,7 @@ class TrainerConfig:
     cold_start_min_users: int = 5
     cold_start_list_size: int = 100
     retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
+    recency: RecencySettings = field(default_factory=RecencySettings)
     tune: TuneConfig = field(default_factory=TuneConfig)
     batch: BatchConfig = field(default_factory=BatchConfig)
     num_threads: int = 0  # implicit's threads (0 = all cores)

@@ -102,16 +102,31 @@ def aggregate_pairs(events: pd.DataFrame, movies: pd.DataFrame,
                     weights: ConfidenceWeights) -> pd.DataFrame:
     """(user, movie) pairs: summed watch minutes, latest rating, first time, confidence > 0."""
     if events.empty:
-        return pd.DataFrame(columns=["user_id", "movie_id", "first_time", "minutes", "stars",
-                                     "confidence"])
+        return pd.DataFrame(columns=["user_id", "movie_id", "first_time", "last_time", "minutes",
+                                     "stars", "confidence"])
     g = events.groupby(["user_id", "movie_id"], sort=True)
-    pairs = g.agg(first_time=("time", "min"), minutes=("minutes", "sum"),
+    pairs = g.agg(first_time=("time", "min"), last_time=("time", "max"),
+                  minutes=("minutes", "sum"),
                   stars=("stars", "last")).reset_index()  # events are time-sorted: last = latest
     runtime = movies["runtime"].reindex(pairs["movie_id"]).to_numpy(dtype=float) if len(
         movies) else np.full(len(pairs), np.nan)
     pairs["confidence"] = confidence(pairs["minutes"].to_numpy(float), runtime,
                                      pairs["stars"].to_numpy(float), weights)
     return pairs[pairs["confidence"] > 0].reset_index(drop=True)
+
+
+def decayed(pairs: pd.DataFrame, half_life_h: float, now: pd.Timestamp | None = None
+            ) -> pd.DataFrame:
+    """``pairs`` with each confidence weighed by its recency: ``0.5 ** (age / half_life_h)``,
+    the age from the pair's newest event to ``now`` (default: the newest event of ``pairs``).
+    0: no decay. Weights never fall below 1e-4, so an old pair stays seen (excluded) even when
+    it no longer counts."""
+    if not half_life_h or pairs.empty:
+        return pairs
+    now = pd.Timestamp(now) if now is not None else pairs["last_time"].max()
+    age_h = (now - pd.to_datetime(pairs["last_time"])).dt.total_seconds().to_numpy() / 3600.0
+    weight = np.maximum(np.power(0.5, np.maximum(age_h, 0.0) / float(half_life_h)), 1e-4)
+    return pairs.assign(confidence=(pairs["confidence"].to_numpy(float) * weight))
 
 
 def filter_min_counts(pairs: pd.DataFrame, min_user: int, min_item: int) -> pd.DataFrame:

@@ -33,6 +33,7 @@ from trainer.data import (
     InteractionMatrix,
     TrainerInputError,
     aggregate_pairs,
+    decayed,
     events_from_tables,
     filter_min_counts,
     item_costs,
@@ -205,6 +206,10 @@ def evaluate_cold_start(train: InteractionMatrix, test_pairs: pd.DataFrame, user
     return out
 
 
+def _candidate_label(name: str, half_life_h: float) -> str:
+    return name if not half_life_h else f"{name}@{half_life_h:g}h"
+
+
 def fit_candidate(name: str, cfg: dict[str, Any], matrix, segments, tcfg) -> tuple[Recommender, float]:
     model = make_model(cfg, num_threads=tcfg.num_threads)
     t = time.perf_counter()
@@ -248,6 +253,8 @@ def run(cfg: DictConfig, registry: FileRegistry | None = None) -> RunResult:
     comparison: dict[str, Any] = {"snapshot": snapshot_id, "select_metric": tc.select_metric,
                                   "rows": [], "subpopulations": {}, "data_quality": quality}
     selected = candidates[0]
+    half_lives = [float(h) for h in tc.recency.half_lives_h] or [0.0]
+    selected_half_life = half_lives[0]
     eval_metrics: dict[str, Any] = {}
     if tc.evaluate:
         t = time.perf_counter()
@@ -280,28 +287,35 @@ def run(cfg: DictConfig, registry: FileRegistry | None = None) -> RunResult:
             for name, res in tuned.items():
                 configs[name] = {**configs[name], **res["best_params"]}
         best, trained = -np.inf, []
-        for name in candidates:
-            try:
-                model, fit_s = fit_candidate(name, configs[name], train.matrix, segments, tc)
-            except (ValueError, MemoryError) as exc:
-                log.warning("candidate %s skipped: %s", name, exc)
-                comparison["rows"].append({"model": name, "error": str(exc)})
-                continue
-            overall, groups = evaluator.evaluate(model)
-            cost = measure_inference(model, evaluator.rows, max(tc.ks))
-            mdir = run_dir / "candidates" / name
-            model.save(mdir)
-            row = {"model": name, **overall, "fit_s": round(fit_s, 4), **cost,
-                   "memory_bytes": model.memory_bytes(), "disk_bytes": _dir_bytes(mdir),
-                   "config": configs[name]}
-            shutil.rmtree(mdir, ignore_errors=True)
-            comparison["rows"].append(row)
-            comparison["subpopulations"][name] = groups
-            trained.append(name)
-            score = overall.get(tc.select_metric, -np.inf)
-            log.info("candidate %-10s %s=%.4f fit %.2fs", name, tc.select_metric, score, fit_s)
-            if score > best:
-                best, selected, eval_metrics = score, name, {**overall, "subpopulations": groups}
+        for half_life in half_lives:
+            # the same pairs, their confidences weighed by recency as of the split time
+            matrix = train.matrix if not half_life else InteractionMatrix.from_pairs(
+                decayed(train_pairs, half_life, split_t)).matrix
+            for name in candidates:
+                label = _candidate_label(name, half_life)
+                try:
+                    model, fit_s = fit_candidate(name, configs[name], matrix, segments, tc)
+                except (ValueError, MemoryError) as exc:
+                    log.warning("candidate %s skipped: %s", label, exc)
+                    comparison["rows"].append({"model": label, "error": str(exc)})
+                    continue
+                overall, groups = evaluator.evaluate(model)
+                cost = measure_inference(model, evaluator.rows, max(tc.ks))
+                mdir = run_dir / "candidates" / label
+                model.save(mdir)
+                row = {"model": label, **overall, "fit_s": round(fit_s, 4), **cost,
+                       "memory_bytes": model.memory_bytes(), "disk_bytes": _dir_bytes(mdir),
+                       "config": configs[name], "half_life_h": half_life}
+                shutil.rmtree(mdir, ignore_errors=True)
+                comparison["rows"].append(row)
+                comparison["subpopulations"][label] = groups
+                trained.append((name, half_life))
+                score = overall.get(tc.select_metric, -np.inf)
+                log.info("candidate %-14s %s=%.4f fit %.2fs", label, tc.select_metric, score,
+                         fit_s)
+                if score > best:
+                    best, selected, selected_half_life = score, name, half_life
+                    eval_metrics = {**overall, "subpopulations": groups}
         shutil.rmtree(run_dir / "candidates", ignore_errors=True)
         comparison["cold_start"] = evaluate_cold_start(train, test_pairs, users, segments,
                                                        list(tc.ks), tc)
@@ -309,15 +323,16 @@ def run(cfg: DictConfig, registry: FileRegistry | None = None) -> RunResult:
         if not trained:
             raise TrainerInputError("every candidate failed to train (see the log)")
         if best == -np.inf:  # no warm test user (e.g. every test user is new): cannot rank
-            selected = trained[0]
+            selected, selected_half_life = trained[0]
             log.warning("no warm users to evaluate on; registering the first candidate %s",
                         selected)
-    comparison["selected"] = selected
+    comparison["selected"] = _candidate_label(selected, selected_half_life)
 
     # the registered model: the selected configuration, fitted on every event (or on train only)
     t = time.perf_counter()
-    all_pairs = filter_min_counts(aggregate_pairs(events, movies, weights),
-                                  tc.min_user_interactions, tc.min_item_interactions)
+    all_pairs = decayed(filter_min_counts(aggregate_pairs(events, movies, weights),
+                                          tc.min_user_interactions, tc.min_item_interactions),
+                        selected_half_life)
     if all_pairs.empty:
         raise TrainerInputError(f"snapshot {snapshot_id}: no interaction with positive confidence")
     final = InteractionMatrix.from_pairs(all_pairs)
@@ -331,6 +346,8 @@ def run(cfg: DictConfig, registry: FileRegistry | None = None) -> RunResult:
         # its user ids are pseudonyms under this key (None: raw ids); the model server
         # pseudonymises a request with it (movierec_core/pseudonym.py)
         "pseudonym_key_id": snap_manifest.get("pseudonym_key_id"),
+        # how time was weighed (chosen by the temporal evaluation among half_lives)
+        "recency": {"half_life_h": selected_half_life, "half_lives_h": half_lives},
         "code_version": code_version(tc.code_version), "config": resolved,
         "metrics": {"warm": {k: v for k, v in eval_metrics.items() if k != "subpopulations"},
                     "cold_start": comparison.get("cold_start", {}),

@@ -18,9 +18,12 @@ OCCUPATIONS = ("scientist", "writer", "student", "engineer", "artist")
 
 def synthetic_tables(n_users: int = 300, n_movies: int = 120, days: int = 40, seed: int = 0,
                      sessions_per_user: float = 15.0, late_user_fraction: float = 0.15,
-                     start: datetime = datetime(2025, 3, 1)) -> dict[str, pd.DataFrame]:
+                     start: datetime = datetime(2025, 3, 1),
+                     drift_day: float | None = None) -> dict[str, pd.DataFrame]:
     """Users like one of 6 genres (user % 6); movie m is of genre m % 6, with Zipf popularity.
-    The last ``late_user_fraction`` of users sign up in the final 20 % of the period."""
+    The last ``late_user_fraction`` of users sign up in the final 20 % of the period.
+    ``drift_day``: from that day on every user likes the opposite genre ((user + 3) % 6): a
+    taste shift, as the soak injects."""
     rng = np.random.default_rng(seed)
     n_genres = 6
     movie_ids = np.array([f"movie+{m}+{1990 + m % 30}" for m in range(n_movies)])
@@ -40,10 +43,21 @@ def synthetic_tables(n_users: int = 300, n_movies: int = 120, days: int = 40, se
         own = np.flatnonzero(np.arange(n_movies) % n_genres == g)
         p_own = weight[own] / weight[own].sum()
         p_all = weight / weight.sum()
+        shifted = np.flatnonzero(np.arange(n_movies) % n_genres == (g + 3) % n_genres)
+        p_shifted = weight[shifted] / weight[shifted].sum()
         for _ in range(n):
-            m = int(rng.choice(own, p=p_own) if rng.random() < 0.8 else rng.choice(n_movies, p=p_all))
-            t = start + timedelta(days=float(rng.uniform(first_day, days)))
-            liked = m % n_genres == g
+            if drift_day is None:
+                m = int(rng.choice(own, p=p_own) if rng.random() < 0.8
+                        else rng.choice(n_movies, p=p_all))
+                t = start + timedelta(days=float(rng.uniform(first_day, days)))
+            else:  # the time first: it decides which taste the choice follows
+                day = float(rng.uniform(first_day, days))
+                t = start + timedelta(days=day)
+                liked_set, p_liked = (shifted, p_shifted) if day >= drift_day else (own, p_own)
+                m = int(rng.choice(liked_set, p=p_liked) if rng.random() < 0.8
+                        else rng.choice(n_movies, p=p_all))
+            after = drift_day is not None and (t - start).total_seconds() / 86400 >= drift_day
+            liked = m % n_genres == ((g + 3) % n_genres if after else g)
             frac = rng.beta(5, 1.5) if liked else rng.beta(1.5, 4)
             minutes = max(1, int(frac * runtime[m]))
             rows_s.append((int(u), movie_ids[m], t, t + timedelta(minutes=minutes), minutes, minutes - 1))
