@@ -7,6 +7,8 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
+from movierec_core.models.retrieval import RetrievalConfig
+
 
 @dataclass
 class ConfidenceConfig:
@@ -42,21 +44,6 @@ class BatchConfig:
 
 
 @dataclass
-class RetrievalSettings:
-    """The ANN index built into a factor model's bundle (movierec_core/models/retrieval.py)."""
-
-    enabled: bool = True
-    kind: str = "auto"  # auto | hnsw_ip | hnsw_mips | ivf
-    candidates: int = 200
-    hnsw_m: int = 32
-    ef_construction: int = 200
-    ef_search: int = 256
-    nlist: int = 128
-    nprobe: int = 32
-    recall_users: int = 1000
-
-
-@dataclass
 class RecencySettings:
     """How to weigh time (issue 22): each half-life (hours; 0 = no decay) weighs a pair's
     confidence by 0.5 ** (age / half-life); the temporal evaluation fits every candidate with
@@ -84,7 +71,8 @@ class TrainerConfig:
     confidence: ConfidenceConfig = field(default_factory=ConfidenceConfig)
     cold_start_min_users: int = 5
     cold_start_list_size: int = 100
-    retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
+    # the ANN index built into a factor model's bundle (movierec_core/models/retrieval.py)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     recency: RecencySettings = field(default_factory=RecencySettings)
     tune: TuneConfig = field(default_factory=TuneConfig)
     batch: BatchConfig = field(default_factory=BatchConfig)

@@ -36,8 +36,11 @@ INDEX_FILE = "retrieval.faiss"
 META_FILE = "retrieval.json"
 
 
-@dataclass(frozen=True)
+@dataclass
 class RetrievalConfig:
+    """The index a trainer builds (``trainer.retrieval``) and how it is searched."""
+
+    enabled: bool = True  # the trainer builds one for factor models
     kind: str = "auto"  # auto | hnsw_ip | hnsw_mips | ivf
     candidates: int = 200
     hnsw_m: int = 32
