@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ingestor.lake import _finish_journal, partitions, replace_files
+from ingestor.lake import _finish_journal, partitions, rewrite_file
 from movierec_core.erasure import drop_erased, record
 from movierec_core.lake import (
     EVENT_TABLES,
@@ -88,16 +88,18 @@ def _holds(path: Path, users: pa.Array) -> int:
 
 def _rewrite_without(directory: Path, table: str, users: set[int],
                      wanted: pa.Array) -> tuple[int, int]:
-    """(rows removed, files rewritten) for one partition directory."""
+    """(rows removed, files rewritten) for one partition directory: each file holding a row of
+    theirs is rewritten without it, batch by batch (memory bounded by a batch)."""
+    removed = rewritten = 0
     with partition_lock(directory):
         _finish_journal(directory)
-        files = data_files(directory)
-        if not files or not any(_holds(p, wanted) for p in files):
-            return 0, 0
-        data = pa.concat_tables(pq.ParquetFile(p).read().cast(SCHEMAS[table]) for p in files)
-        kept = drop_erased(data, users)
-        replace_files(directory, kept, files, "erased")
-        return data.num_rows - kept.num_rows, len(files)
+        for path in data_files(directory):
+            if _holds(path, wanted):
+                read, written, _ = rewrite_file(directory, path, SCHEMAS[table],
+                                                lambda t: drop_erased(t, users), "erased")
+                removed += read - written
+                rewritten += 1
+    return removed, rewritten
 
 
 def erase_users(lake_root: Path | str, user_ids: Iterable[int], store=None,

@@ -9,7 +9,8 @@ start, so an accepted erasure is never lost. One worker thread runs the jobs in 
 :func:`ingestor.erase.erase_users` (each step idempotent, like the command
 ``python -m ingestor erase``). ``GET /admin/erasures/<id>`` answers the job: ``queued``,
 ``running``, ``done`` with the erasure report, or ``failed`` with the error (retried at the
-next start). ``GET /healthz`` answers 200.
+next start, at most 3 attempts in all: a job the process dies in is not retried for ever).
+``GET /healthz`` answers 200.
 
 Ids are user ids as the account system knows them; with pseudonymous ids configured the job
 file and the report hold only their pseudonyms (:mod:`movierec_core.pseudonym`). Every call is
@@ -35,6 +36,7 @@ from movierec_core.security import AdminAuth, audit
 log = logging.getLogger("ingestor.erasure_api")
 
 JOBS_DIR = Path("_erased") / "jobs"
+MAX_ATTEMPTS = 3  # a job the process dies in (out of memory, say) is not retried for ever
 MAX_USERS = 1000
 MAX_BODY_BYTES = 64 * 1024
 
@@ -53,7 +55,9 @@ class ErasureJobs:
 
     def start(self) -> ErasureJobs:
         unfinished = sorted((j for j in map(self.get, self._ids())
-                             if j and j["status"] in ("queued", "running", "failed")),
+                             if j and j["status"] in ("queued", "running")
+                             or j and j["status"] == "failed"
+                             and j.get("attempts", 0) < MAX_ATTEMPTS),
                             key=lambda j: j["submitted_at"])
         for job in unfinished:
             log.info("erasure job %s was not finished (%s): running it again", job["id"],
@@ -100,6 +104,13 @@ class ErasureJobs:
             job = self.get(job_id)
             if job is None or job["status"] == "done":
                 continue
+            attempts = int(job.get("attempts", 0)) + 1
+            if attempts > MAX_ATTEMPTS:
+                self._save({**job, "status": "failed", "error": (
+                    f"gave up after {MAX_ATTEMPTS} attempts (the process stopped or failed "
+                    "during each; out of memory?); submit the erasure again once fixed")})
+                continue
+            job = {**job, "attempts": attempts}
             self._save({**job, "status": "running"})
             try:
                 report = self._erase(job["user_ids"], job["caller"])

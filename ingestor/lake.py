@@ -139,15 +139,20 @@ def _write_parquet(data: pa.Table, directory: Path, prefix: str) -> tuple[Path, 
     return final, final.stat().st_size
 
 
-def replace_files(directory: Path, data: pa.Table, inputs: Iterable[Path], prefix: str) -> Path:
-    """Atomically (journalled) replace ``inputs`` with one file holding ``data``.
+def replace_files(directory: Path, data: pa.Table | Callable[[Path], None],
+                  inputs: Iterable[Path], prefix: str) -> Path:
+    """Atomically (journalled) replace ``inputs`` with one file holding ``data`` (a table, or
+    a function that writes the new file at the path it is given).
 
     Call with the directory's lock held."""
     inputs = [Path(p).name for p in inputs]
     token = f"{time.time_ns()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp = directory / f".tmp-{token}.parquet"
     output = f"{prefix}-{token}.parquet"
-    pq.write_table(data, tmp, compression="zstd", row_group_size=256 * 1024)
+    if callable(data):
+        data(tmp)
+    else:
+        pq.write_table(data, tmp, compression="zstd", row_group_size=256 * 1024)
     with open(tmp, "rb+") as handle:
         os.fsync(handle.fileno())
     journal_tmp = directory / f".tmp-{token}.json"
@@ -161,6 +166,28 @@ def replace_files(directory: Path, data: pa.Table, inputs: Iterable[Path], prefi
     (directory / JOURNAL).unlink(missing_ok=True)
     _fsync_dir(directory)
     return directory / output
+
+
+def rewrite_file(directory: Path, path: Path, schema: pa.Schema,
+                 transform: Callable[[pa.Table], pa.Table], prefix: str) -> tuple[int, int, Path]:
+    """Replace one file by ``transform`` applied to it batch by batch (memory bounded by a
+    batch, not by the file: a compacted day of a large lake is one big file), journalled like
+    :func:`replace_files`. Returns (rows read, rows written, the new file). Call with the
+    lock held."""
+    counts = [0, 0]
+
+    def write(tmp: Path) -> None:
+        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=256 * 1024):
+                table = pa.Table.from_batches([batch]).cast(schema)
+                out = transform(table)
+                counts[0] += table.num_rows
+                counts[1] += out.num_rows
+                if out.num_rows:
+                    writer.write_table(out)
+
+    output = replace_files(directory, write, [path], prefix)
+    return counts[0], counts[1], output
 
 
 class LakeWriter:

@@ -41,7 +41,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ingestor.erase import user_directories
-from ingestor.lake import _finish_journal, replace_files
+from ingestor.lake import _finish_journal, rewrite_file
 from ingestor.pipeline import _with_user
 from movierec_core.erasure import rekey_ledger
 from movierec_core.lake import RECOMMENDATION_REQUESTS, SCHEMAS
@@ -152,22 +152,26 @@ def rekey(lake_root: Path | str, ring: KeyRing, users: Iterable[int] | None = No
                     f"{len(unmapped)} users of the lake are not among the --users ids; "
                     "nothing was changed (--drop-unmapped deletes their rows)")
     done = set(progress["directories"])
+    moved = set(progress.setdefault("files", []))  # new files of a directory not finished yet
     for table, directory in user_directories(lake_root):
         key = str(directory.relative_to(lake_root))
         if key in done:
             continue
         with partition_lock(directory):
             _finish_journal(directory)
-            files = data_files(directory)
-            if files:
-                data = pa.concat_tables(pq.ParquetFile(p).read().cast(SCHEMAS[table])
-                                        for p in files)
-                mapped = _map_users(table, data, new_id)
-                replace_files(directory, mapped, files, "rekeyed")
-                report.lake_rows[table] = report.lake_rows.get(table, 0) + mapped.num_rows
-                report.lake_rows_dropped += data.num_rows - mapped.num_rows
-                report.lake_files_rewritten += len(files)
+            for path in data_files(directory):  # file by file, batch by batch
+                if str(path.relative_to(lake_root)) in moved:
+                    continue  # moved before an interruption: its ids are new already
+                read, written, output = rewrite_file(
+                    directory, path, SCHEMAS[table],
+                    lambda t, name=table: _map_users(name, t, new_id), "rekeyed")
+                report.lake_rows[table] = report.lake_rows.get(table, 0) + written
+                report.lake_rows_dropped += read - written
+                report.lake_files_rewritten += 1
+                progress["files"].append(str(output.relative_to(lake_root)))
+                _save(lake_root, progress)
         progress["directories"].append(key)
+        progress["files"] = []
         _save(lake_root, progress)
     if store is not None and not progress["store"]:
         report.online_store_users, report.online_store_users_dropped = store.rekey(new_id)

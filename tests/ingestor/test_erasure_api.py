@@ -123,3 +123,16 @@ def test_a_job_accepted_before_a_crash_is_finished_after_the_restart(platform: d
         done = wait_done(api["url"], "/admin/erasures/abc123")
         assert done["status"] == "done" and done["report"]["users"] == [ERASED]
         assert rows_of(api["lake"], ERASED) == {}
+
+
+def test_a_job_the_process_keeps_dying_in_is_given_up(platform: dict,  # noqa: F811
+                                                      tmp_path: Path) -> None:
+    jobs = Path(platform["lake"]) / JOBS_DIR
+    jobs.mkdir(parents=True)
+    (jobs / "def456.json").write_text(json.dumps({
+        "id": "def456", "status": "running", "attempts": 3, "users": 1, "user_ids": [ERASED],
+        "caller": "token:12345678", "submitted_at": "2026-12-01T00:00:00+00:00"}))
+    for api in _start(platform, tmp_path):
+        job = wait_done(api["url"], "/admin/erasures/def456")
+        assert job["status"] == "failed" and "gave up after 3 attempts" in job["error"]
+        assert rows_of(api["lake"], ERASED)  # nothing erased by it
