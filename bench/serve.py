@@ -113,7 +113,9 @@ function request()
     end
     return wrk.format("GET", path .. math.random(0, max_id))
   end
-  return wrk.format("POST", path, {{["Content-Type"] = "application/json"}}, body)
+  -- a random user per request (like /recommend): a fixed one would measure the cache
+  local b = string.gsub(body, "USER", tostring(math.random(0, max_id)))
+  return wrk.format("POST", path, {{["Content-Type"] = "application/json"}}, b)
 end
 if delay_ms > 0 then
   function delay() return delay_ms end
@@ -355,14 +357,14 @@ def main() -> int:
                 result["requests"], 1)
             return result
 
-        v1_body = '{"instances": [{"user_id": 4242, "k": 20}]}'
+        v1_body = '{"instances": [{"user_id": USER, "k": 20}]}'
         routes = {
             "recommend": (lambda u, **kw: wrk(u, "/recommend/", max_id=max_id, **kw),
                           lambda u, **kw: wrk(u, "/recommend/", max_id=max_id, **kw)),
             "v1": (lambda u, **kw: wrk(u, "/v1/models/bare:predict", method="POST",
-                                       body=v1_body, **kw),
+                                       body=v1_body, max_id=max_id, **kw),
                    lambda u, **kw: wrk(u, "/v1/models/movierec:predict", method="POST",
-                                       body=v1_body, **kw)),
+                                       body=v1_body, max_id=max_id, **kw)),
             "hot": (lambda u, **kw: wrk(u, "/recommend/", max_id=max_id, hot_n=HOT_USERS,
                                         hot_share=HOT_SHARE, **kw),
                     lambda u, **kw: wrk(u, "/recommend/", max_id=max_id, hot_n=HOT_USERS,
@@ -381,7 +383,7 @@ def main() -> int:
             text = httpx.get(f"{url}/metrics", timeout=5).text
             return {line.split('result="')[1].split('"')[0]: float(line.rsplit(" ", 1)[1])
                     for line in text.splitlines()
-                    if line.startswith("movierec_model_cache_lookups_total{")}
+                    if line.startswith("movierec_model_server_cache_lookups_total{")}
 
         for route in ("recommend", "v1"):  # warm up the servers on their routes
             run("bare", route, seconds=2, connections=16)

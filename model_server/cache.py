@@ -1,10 +1,11 @@
 """The recommendation cache: a user's answer kept until their events or the model change.
 
-A request whose answer is cached costs one small online-store read (the user's newest event
-time, the **stamp**) instead of the full read, the fold-in and the ranking. An entry is keyed by
-(model version, user, k) and holds the stamp it was computed at; it is served only while the
-user's stamp is unchanged, so a new event of theirs (a watched minute, a rating) invalidates it
-at once: fold-in freshness is that of the online store, not of a TTL. Entries also expire after
+The request path reads the user's recent events from the online store anyway; their
+fingerprint (what the ranking would see of them) is the entry's **stamp**. An entry is keyed
+by (model version and cost λ, user, k) and served only while the user's stamp is unchanged, so a
+new event of theirs (a watched minute, a rating) invalidates it at once: fold-in freshness is
+that of the online store, not of a TTL; a hit skips the fold-in, the ranking and a cold
+start's metadata lookup, a miss costs no extra read. Entries also expire after
 ``ttl_s`` (other inputs: costs, demographics) and a new model version misses by its key.
 Erased users are answered before the cache is consulted; fallback answers are never cached.
 
@@ -27,7 +28,7 @@ from model_server.metrics import CACHE_LOOKUPS
 
 @dataclass(frozen=True, slots=True)
 class Cached:
-    stamp: Any  # the user's online-store stamp when computed; None: no interactions
+    stamp: Any  # the fingerprint of the user's recent events when computed
     items: tuple[str, ...]  # the engine's own strings: an entry costs ~0.5 KB
     source: str
     cold_start: bool
@@ -37,7 +38,7 @@ class Cached:
 class MemoryCache:
     """An LRU of at most ``max_entries``, entries at most ``ttl_s`` old. Thread-safe."""
 
-    def __init__(self, max_entries: int = 50_000, ttl_s: float = 300.0) -> None:
+    def __init__(self, max_entries: int = 20_000, ttl_s: float = 300.0) -> None:
         self.max_entries, self.ttl_s = int(max_entries), float(ttl_s)
         self._entries: OrderedDict[tuple, Cached] = OrderedDict()
         self._lock = threading.Lock()

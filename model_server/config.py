@@ -46,7 +46,7 @@ class ModelServerConfig:
     # change, at most cache_ttl_s
     cache: str = "memory"
     cache_ttl_s: float = 300.0
-    cache_max_entries: int = 50_000  # ~0.5 KB each (in-process)
+    cache_max_entries: int = 20_000  # ~0.5 KB each (in-process)
     rank_threads: int = 0  # 0: rank inline on the event loop (fastest); N: on N threads, where
     # the deadline can also cut off a slow online-store read (see model_server/service.py)
 

@@ -58,7 +58,7 @@ def set_model_info(version: str, model_type: str, previous: tuple[str, str] | No
     MODEL_INFO.labels(version=version, model_type=model_type).set(1)
 
 CACHE_LOOKUPS = Counter(
-    "movierec_model_cache_lookups_total",
+    "movierec_model_server_cache_lookups_total",
     "Recommendation cache lookups by result (hit; miss: no entry; stale: the user has new "
     "events since the entry)",
     ["result"],

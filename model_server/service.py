@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from model_server.cache import RecommendationCache
@@ -39,6 +40,17 @@ class UserIds(NamedTuple):
     raw: int  # as the request named the user: the metadata API's key
     model: int  # the model's (a pseudonym under the bundle's key, or raw)
     store: int  # the online store's and the erased set's (under the current key, or raw)
+
+
+@dataclass
+class _Request:
+    """One request's way through the service: its ids, k, the cache stamp, a hit."""
+
+    ids: UserIds
+    k: int
+    stamp: Any = _NO_STAMP
+    hit: bool = False
+
 
 
 class Recommendations:
@@ -80,19 +92,13 @@ class Recommendations:
         ids = self.ids(user_id, engine)
         if ids.store in self.erased or ids.model in self.erased:
             return engine.popular_answer(k)
-        cache, stamp = self.cache, _NO_STAMP
-        if cache is not None:
-            stamp = self._stamp(ids.store)
-            if stamp is not _NO_STAMP:
-                hit = cache.lookup(self._cache_key(engine), ids.store, k, stamp)
-                if hit is not None:
-                    return Answer(list(hit.items), hit.source, engine, hit.cold_start)
         started = time.monotonic()
+        state = _Request(ids, k)
         try:
             if self._executor is None:
-                answer = await self._rank_inline(engine, ids, k, started)
+                answer = await self._rank_inline(engine, state, started)
             else:
-                answer = await asyncio.wait_for(self._rank(engine, ids, k, started),
+                answer = await asyncio.wait_for(self._rank(engine, state, started),
                                                 self._deadline_s)
         except TimeoutError:
             FALLBACKS.labels(reason="deadline").inc()
@@ -101,28 +107,22 @@ class Recommendations:
             log.exception("ranking failed for user %s; answering the fallback list", ids.store)
             FALLBACKS.labels(reason="error").inc()
             return engine.fallback(k)
+        if state.hit:
+            return answer
         if answer.source == "fold_in":
             FOLD_INS.inc()
         if answer.cold_start:
             COLD_STARTS.labels(source=answer.source).inc()
-        if stamp is not _NO_STAMP and answer.source in _CACHED_SOURCES:
-            cache.store(self._cache_key(engine), ids.store, k, stamp, answer.items,
-                        answer.source, answer.cold_start)
+        if state.stamp is not _NO_STAMP and answer.source in _CACHED_SOURCES:
+            self.cache.store(self._cache_key(engine), ids.store, k, state.stamp, answer.items,
+                             answer.source, answer.cold_start)
         return answer
 
     def _cache_key(self, engine: Engine) -> str:
-        return f"{engine.version}@{self.cost_lambda:g}"
-
-    def _stamp(self, store_id: int) -> Any:
-        """The user's online-store stamp (:meth:`OnlineStore.stamp`); ``_NO_STAMP`` when it
-        cannot be read (no store, an outage): the cache is then neither read nor written."""
-        if self._store_factory is None:
-            return None  # no online store: answers change only with the model
-        try:
-            return self._store().stamp(store_id)
-        except Exception:  # an outage: rank without the cache (and warn once in a while)
-            self._local.store = None
-            return _NO_STAMP
+        key = getattr(engine, "_cache_key", None)  # one string per engine, not per entry
+        if key is None:
+            key = engine._cache_key = f"{engine.version}@{self.cost_lambda:g}"
+        return key
 
     def ids(self, user_id: int, engine: Engine) -> UserIds:
         """A request's user id as each store knows it (the same without pseudonyms)."""
@@ -135,22 +135,19 @@ class Recommendations:
                  ring.get(key).pid(user_id) if key is not None else user_id)
         return UserIds(user_id, model, store)
 
-    async def _rank_inline(self, engine: Engine, ids: UserIds, k: int, started: float) -> Answer:
-        interactions = self._interactions(ids.store)
-        if time.monotonic() - started > self._deadline_s:
-            raise TimeoutError("online store read exceeded the deadline")
-        result = engine.rank(ids.model, interactions, k, cost_lambda=self.cost_lambda,
-                             fold_in=self.fold_in)
+    async def _rank_inline(self, engine: Engine, state: _Request, started: float) -> Answer:
+        result = self._rank_sync(engine, state, started)
         if isinstance(result, Answer):
             return result
-        return await self._cold_start(engine, ids, k, started, result)
+        return await self._cold_start(engine, state.ids, state.k, started, result)
 
-    async def _rank(self, engine: Engine, ids: UserIds, k: int, started: float) -> Answer:
+    async def _rank(self, engine: Engine, state: _Request, started: float) -> Answer:
         loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(self._executor, self._rank_sync, engine, ids, k)
+        result = await loop.run_in_executor(self._executor, self._rank_sync, engine, state,
+                                            None)
         if isinstance(result, Answer):
             return result
-        return await self._cold_start(engine, ids, k, started, result)
+        return await self._cold_start(engine, state.ids, state.k, started, result)
 
     async def _cold_start(self, engine: Engine, ids: UserIds, k: int, started: float,
                           unknown: ColdStart) -> Answer:
@@ -161,16 +158,34 @@ class Recommendations:
                 demographics = await self._demographics.lookup(ids.raw, budget)
         return engine.cold_start(demographics, k, unknown)
 
-    def _rank_sync(self, engine: Engine, ids: UserIds, k: int) -> Answer | ColdStart:
-        return engine.rank(ids.model, self._interactions(ids.store), k,
-                           cost_lambda=self.cost_lambda, fold_in=self.fold_in)
+    def _rank_sync(self, engine: Engine, state: _Request,
+                   started: float | None) -> Answer | ColdStart:
+        """The online-store read, then the cache (keyed by what was read) or the ranking.
+        ``started``: check the deadline after the read (inline; a thread is cut off by
+        ``wait_for`` instead)."""
+        ids = state.ids
+        interactions = self._interactions(ids.store)
+        if started is not None and time.monotonic() - started > self._deadline_s:
+            raise TimeoutError("online store read exceeded the deadline")
+        if self.cache is not None and interactions is not None:
+            # the stamp: exactly what the ranking would see of the user's recent events
+            state.stamp = hash(tuple(interactions))
+            hit = self.cache.lookup(self._cache_key(engine), ids.store, state.k, state.stamp)
+            if hit is not None:
+                state.hit = True
+                return Answer(list(hit.items), hit.source, engine, hit.cold_start)
+        return engine.rank(ids.model, interactions or [], state.k, cost_lambda=self.cost_lambda,
+                           fold_in=self.fold_in)
 
-    def _interactions(self, user_id: int) -> list:
-        interactions = []
+    def _interactions(self, user_id: int) -> list | None:
+        """The user's recent events, newest first; None when the store cannot be read (the
+        answer is then ranked without them, and neither read from nor kept in the cache)."""
+        interactions: list | None = []
         if self._store_factory is not None:
             try:
                 interactions = self._store().interactions(user_id, self._history_limit)
             except Exception:  # an online-store outage degrades freshness, not the answer
+                interactions = None
                 self._local.store = None
                 now = time.monotonic()
                 if now - self._store_warned > 10.0:

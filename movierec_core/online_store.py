@@ -66,10 +66,6 @@ class OnlineStore(Protocol):
     def account_created_at(self, user_id: int) -> datetime | None:
         """When the user's account was created, if the store has seen it."""
 
-    def stamp(self, user_id: int) -> Any:
-        """A cheap read that changes whenever the user's interactions do (the recommendation
-        cache's validity check); None for a user without interactions."""
-
     def erase(self, user_ids: Iterable[int]) -> int:
         """Remove everything the store holds of these users and remember them as erased;
         returns the interactions removed."""
@@ -357,15 +353,6 @@ class SqliteOnlineStore:
             conn.execute("DELETE FROM interactions WHERE last_time < ?", (cutoff,))
         return len(old)
 
-    def stamp(self, user_id: int) -> Any:
-        # a fingerprint of the user's rows (one range read of the primary key): any upsert
-        # changes the count, the minutes, the stars, their time or the newest time
-        row = self._conn().execute(
-            "SELECT count(*), total(minutes), total(coalesce(stars, 0)), "
-            "total(coalesce(stars_time, 0)), max(last_time) FROM interactions WHERE user_id = ?",
-            (int(user_id),)).fetchone()
-        return None if row[0] == 0 else f"{row[0]}:{row[1]:.0f}:{row[2]:.0f}:{row[3]:.0f}:{row[4]}"
-
     def account_created_at(self, user_id: int) -> datetime | None:
         row = self._conn().execute(
             "SELECT created_at FROM accounts WHERE user_id = ?", (int(user_id),)).fetchone()
@@ -390,7 +377,6 @@ class SqliteOnlineStore:
 #   <p>rc:<user>          zset  movie scored by last_time (us), for newest-first reads
 #   <p>mn:<user>:<movie>  set   distinct watch minutes
 #   <p>ac:<user>          string earliest account creation time (us)
-#   <p>uv:<user>          string count of the user's upserts (the recommendation cache's stamp)
 
 _WATCH_LUA = """
 local n = 0
@@ -411,7 +397,6 @@ end
 redis.call('HSET', KEYS[1], movie,
   n .. ',' .. max_minute .. ',' .. stars .. ',' .. stars_time .. ',' .. string.format('%d', last))
 redis.call('ZADD', KEYS[3], 'GT', last, movie)
-redis.call('INCR', KEYS[4])
 return n
 """
 
@@ -429,7 +414,6 @@ end
 redis.call('HSET', KEYS[1], movie, minutes .. ',' .. max_minute .. ',' .. stars .. ','
   .. string.format('%d', stars_time) .. ',' .. string.format('%d', last))
 redis.call('ZADD', KEYS[2], 'GT', last, movie)
-redis.call('INCR', KEYS[3])
 return 1
 """
 
@@ -474,7 +458,7 @@ class RedisOnlineStore:
         pending = 0
         ttl = self.ttl_s
         for (u, m), (minutes, max_minute, last) in batch.watches.items():
-            keys = [f"{p}ia:{u}", f"{p}mn:{u}:{m}", f"{p}rc:{u}", f"{p}uv:{u}"]
+            keys = [f"{p}ia:{u}", f"{p}mn:{u}:{m}", f"{p}rc:{u}"]
             self._watch(keys=keys, args=[m, max_minute, last, *sorted(minutes)], client=pipe)
             if ttl:
                 for key in keys:
@@ -484,7 +468,7 @@ class RedisOnlineStore:
                 pipe.execute()
                 pending = 0
         for (u, m), (stars, t) in batch.ratings.items():
-            keys = [f"{p}ia:{u}", f"{p}rc:{u}", f"{p}uv:{u}"]
+            keys = [f"{p}ia:{u}", f"{p}rc:{u}"]
             self._rating(keys=keys, args=[m, stars, t], client=pipe)
             if ttl:
                 for key in keys:
@@ -519,7 +503,7 @@ class RedisOnlineStore:
         for u in (int(x) for x in user_ids):
             movies = self._redis.hkeys(f"{p}ia:{u}")
             removed += len(movies)
-            keys = [f"{p}ia:{u}", f"{p}rc:{u}", f"{p}ac:{u}", f"{p}uv:{u}",
+            keys = [f"{p}ia:{u}", f"{p}rc:{u}", f"{p}ac:{u}",
                     *(f"{p}mn:{u}:{m.decode()}" for m in movies)]
             pipe = self._redis.pipeline(transaction=True)
             pipe.delete(*keys)
@@ -543,7 +527,7 @@ class RedisOnlineStore:
         for u in sorted(users | erased):
             new = new_id(u)
             movies = [m.decode() for m in self._redis.hkeys(f"{p}ia:{u}")]
-            pairs = [(f"{p}{kind}:{u}", f"{p}{kind}:{new}") for kind in ("ia", "rc", "ac", "uv")]
+            pairs = [(f"{p}{kind}:{u}", f"{p}{kind}:{new}") for kind in ("ia", "rc", "ac")]
             pairs += [(f"{p}mn:{u}:{m}", f"{p}mn:{new}:{m}") for m in movies]
             pipe = self._redis.pipeline(transaction=True)
             for old_key, new_key in pairs:
@@ -562,11 +546,6 @@ class RedisOnlineStore:
     def expire(self, before: datetime) -> int:
         """Redis keeps retention itself: keys carry ``ttl_s`` from their last write."""
         return 0
-
-    def stamp(self, user_id: int) -> Any:
-        # uv:<user> counts the user's upserts (both scripts increment it)
-        value = self._redis.get(f"{self.prefix}uv:{int(user_id)}")
-        return None if value is None else int(value)
 
     def account_created_at(self, user_id: int) -> datetime | None:
         value = self._redis.get(f"{self.prefix}ac:{int(user_id)}")

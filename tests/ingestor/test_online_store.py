@@ -71,21 +71,6 @@ class OnlineStoreContract:
         store.apply([AccountCreation(at(20), 11), AccountCreation(at(5.5), 11)])
         assert store.account_created_at(11) == at(5.5)
 
-    def test_the_stamp_changes_with_every_upsert_of_the_user_and_only_then(
-            self, store: OnlineStore) -> None:
-        assert store.stamp(30) is None
-        store.apply([WatchMinute(at(10), 30, "m", 1)])
-        stamps = [store.stamp(30)]
-        for events in ([WatchMinute(at(10), 30, "m", 2)],  # another minute, same time
-                       [Rating(at(5), 30, "m", 3)],  # a late, older rating
-                       [Rating(at(6), 30, "m", 5)],
-                       [WatchMinute(at(20), 30, "n", 0)]):
-            store.apply(events)
-            stamps.append(store.stamp(30))
-        assert None not in stamps and len(set(stamps)) == len(stamps)
-        store.apply([WatchMinute(at(0), 31, "m", 1), AccountCreation(at(0), 30)])
-        assert store.stamp(30) == stamps[-1]
-
     def test_rekey_moves_every_user_and_drops_the_unmapped(self, store: OnlineStore) -> None:
         store.apply([WatchMinute(at(0), 20, "m", 1), Rating(at(5), 20, "m", 4),
                      AccountCreation(at(-9), 20), WatchMinute(at(1), 21, "n", 2),
