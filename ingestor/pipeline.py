@@ -7,7 +7,7 @@ through the reference parser into per-table column lists, then one Arrow array p
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -163,20 +163,33 @@ def pseudonymise(parsed: ParsedBatch, pseudonyms) -> ParsedBatch:
     (:class:`movierec_core.pseudonym.Pseudonymizer`): the tables' ``user_id`` columns, the
     events for the online store, the id inside each logged recommendation line. The rejected
     lines stay as they came (the dead-letter topic keeps them until its retention)."""
-    tables = {}
-    for name, table in parsed.tables.items():
-        table = pseudonyms.table(table)
-        if name == RECOMMENDATION_REQUESTS:
-            users = table.column("user_id").to_pylist()
-            lines = [_with_user(line, pid)
-                     for line, pid in zip(table.column("line").to_pylist(), users, strict=True)]
-            i = table.schema.get_field_index("line")
-            table = table.set_column(i, table.schema.field(i), pa.array(lines, pa.string()))
-        tables[name] = table
     pid = pseudonyms.pid
+    tables = {name: map_user_ids(name, table, pid) for name, table in parsed.tables.items()}
     events = [replace(e, user_id=pid(e.user_id)) for e in parsed.events]
     return ParsedBatch(tables, events, parsed.rejected, set(pseudonyms.pids(parsed.user_ids)),
                        parsed.movie_ids)
+
+
+def map_user_ids(table_name: str, table: pa.Table,
+                 new_id: Callable[[int], int | None]) -> pa.Table:
+    """A lake table with its ``user_id`` column mapped by ``new_id`` (once per distinct id),
+    the id inside each logged recommendation line with it; rows mapped to None are dropped.
+    Serves ingestion (id → pseudonym) and ``ingestor/rekey.py`` (old → new key)."""
+    users = table.column("user_id")
+    distinct = pc.unique(users)
+    mapped = pa.array([new_id(u) for u in distinct.to_pylist()], pa.int64())
+    column = pc.take(mapped, pc.index_in(users, value_set=distinct))
+    i = table.schema.get_field_index("user_id")
+    table = table.set_column(i, table.schema.field(i), column)
+    if mapped.null_count:
+        table = table.filter(pc.is_valid(column))
+    if table_name == RECOMMENDATION_REQUESTS:
+        lines = [_with_user(line, u) for line, u in zip(table.column("line").to_pylist(),
+                                                        table.column("user_id").to_pylist(),
+                                                        strict=True)]
+        j = table.schema.get_field_index("line")
+        table = table.set_column(j, table.schema.field(j), pa.array(lines, pa.string()))
+    return table
 
 
 def _with_user(line: str, user: int) -> str:

@@ -36,15 +36,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ingestor.erase import user_directories
 from ingestor.lake import _finish_journal, rewrite_file
-from ingestor.pipeline import _with_user
+from ingestor.pipeline import map_user_ids
 from movierec_core.erasure import rekey_ledger
-from movierec_core.lake import RECOMMENDATION_REQUESTS, SCHEMAS
+from movierec_core.lake import SCHEMAS
 from movierec_core.pseudonym import KeyRing, PseudonymKeyError, lake_key_id, write_lake_key
 from movierec_core.snapshot import (
     data_files,
@@ -73,24 +72,6 @@ class RekeyReport:
 
     def to_json(self) -> dict:
         return asdict(self)
-
-
-def _map_users(table_name: str, data: pa.Table, new_id: Callable[[int], int | None]) -> pa.Table:
-    """``data`` with its ``user_id`` column mapped; rows mapped to None dropped."""
-    users = data.column("user_id")
-    distinct = pc.unique(users)
-    mapped = pa.array([new_id(u) for u in distinct.to_pylist()], pa.int64())
-    column = pc.take(mapped, pc.index_in(users, value_set=distinct))
-    i = data.schema.get_field_index("user_id")
-    data = data.set_column(i, data.schema.field(i), column)
-    data = data.filter(pc.is_valid(column))
-    if table_name == RECOMMENDATION_REQUESTS:
-        lines = [_with_user(line, u) for line, u in zip(data.column("line").to_pylist(),
-                                                        data.column("user_id").to_pylist(),
-                                                        strict=True)]
-        j = data.schema.get_field_index("line")
-        data = data.set_column(j, data.schema.field(j), pa.array(lines, pa.string()))
-    return data
 
 
 def _lake_users(lake_root: Path) -> set[int]:
@@ -164,7 +145,7 @@ def rekey(lake_root: Path | str, ring: KeyRing, users: Iterable[int] | None = No
                     continue  # moved before an interruption: its ids are new already
                 read, written, output = rewrite_file(
                     directory, path, SCHEMAS[table],
-                    lambda t, name=table: _map_users(name, t, new_id), "rekeyed")
+                    lambda t, name=table: map_user_ids(name, t, new_id), "rekeyed")
                 report.lake_rows[table] = report.lake_rows.get(table, 0) + written
                 report.lake_rows_dropped += read - written
                 report.lake_files_rewritten += 1

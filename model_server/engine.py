@@ -195,14 +195,12 @@ class Engine:
             source = "model"
         else:
             return ColdStart(frozenset(int(i) for i in seen))
-        if self.retrieval is not None:
+        if self.retrieval is not None or (self.scorer is not None and not cost_lambda):
+            # the user's vector, stored or folded in: two stages, or the norm-pruned scorer
             vector = (self.model.fold_in(user_items) if user_items is not None
                       else self.model.user_factors[row])
-            ranked = self._two_stage(vector, k, seen, cost_lambda)
-        elif self.scorer is not None and not cost_lambda:
-            vector = (self.model.fold_in(user_items) if user_items is not None
-                      else self.model.user_factors[row])
-            ranked = self.scorer.top_k(vector, k, seen)
+            ranked = (self._two_stage(vector, k, seen, cost_lambda) if self.retrieval is not None
+                      else self.scorer.top_k(vector, k, seen))
         else:
             scores = (self.model.scores_for_items(user_items) if user_items is not None
                       else self.model.scores_for_user(row))

@@ -38,9 +38,6 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.compute as pc
-
 KEYS_ENV = "MOVIEREC_PSEUDONYM_KEYS"
 MARKER = "_pseudonym.json"
 MIN_SECRET_BYTES = 16
@@ -79,16 +76,6 @@ class Pseudonymizer:
     def pids(self, user_ids: Iterable[int]) -> list[int]:
         pid = self.pid
         return [pid(u) for u in user_ids]
-
-    def column(self, users: pa.Array | pa.ChunkedArray) -> pa.Array:
-        """An int64 column of ids → the column of their pseudonyms (one HMAC per distinct id)."""
-        distinct = pc.unique(users)
-        mapped = pa.array(self.pids(distinct.to_pylist()), pa.int64())
-        return pc.take(mapped, pc.index_in(users, value_set=distinct))
-
-    def table(self, table: pa.Table, column: str = "user_id") -> pa.Table:
-        i = table.schema.get_field_index(column)
-        return table.set_column(i, table.schema.field(i), self.column(table.column(column)))
 
 
 class KeyRing:

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ingestor.pipeline import parse_batch, pseudonymise
+from ingestor.pipeline import map_user_ids, parse_batch, pseudonymise
 from model_server.provenance import ProvenanceLog
 from movierec_core.config import DataConfig
 from movierec_core.events import (
@@ -47,7 +47,8 @@ def test_pseudonym_is_the_first_59_bits_of_the_hmac() -> None:
 @given(st.lists(st.integers(0, 10**18), max_size=50))
 def test_column_mapping_equals_the_scalar_one(users: list[int]) -> None:
     p = RING.get("k1")
-    column = p.column(pa.array(users, pa.int64()))
+    column = map_user_ids("ratings", pa.table({"user_id": pa.array(users, pa.int64())}),
+                          p.pid).column("user_id")
     assert column.to_pylist() == [pseudonym(SECRET, u) for u in users]
     assert all(0 <= v < 10**18 for v in column.to_pylist())  # a valid id (EVENTS.md)
 
