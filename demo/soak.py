@@ -76,6 +76,11 @@ class SoakSettings(DemoSettings):
     canary_join_window_s: float = 1800.0
     max_extra_minutes: int = 360  # simulated minutes beyond live_minutes to let canaries end
     request_prob: float = 1.0  # every pick preceded by a /recommend call (more canary evidence)
+    # how the soak's retrains weigh time (issue 22): the temporal evaluation, on the latest
+    # tenth of events, picks the half-life (simulated hours; 0 = none) that ranks best there
+    retrain_overrides: tuple[str, ...] = (
+        "trainer.evaluate=true", "trainer.test_fraction=0.1",
+        "trainer.recency.half_lives_h=[0,1,3,9]", "trainer.report_plots=false")
     publish: bool = True  # copy the plot and the report into docs/
     run_dir: Path = field(
         default_factory=lambda: ROOT / ".cache" / "soak" / time.strftime("%Y%m%d-%H%M%S"))
@@ -133,6 +138,16 @@ class Soak:
     def newest_version(self) -> str:
         summary = self.p.registry_summary()
         return summary["versions"][-1]["version"] if summary["versions"] else ""
+
+    def half_life_of(self, version: str) -> float | None:
+        """The recency half-life (hours) the temporal evaluation chose for ``version``."""
+        from movierec_core.registry import open_registry
+
+        try:
+            manifest = open_registry(str(self.p.registry_root)).show("movierec", version).manifest
+        except Exception:  # noqa: BLE001 - a fact for the report, not a failure
+            return None
+        return (manifest.get("recency") or {}).get("half_life_h")
 
     def snapshot(self) -> str:
         out = run_step(["python", "-m", "ingestor", "snapshot", *self.p.common()],
@@ -234,11 +249,13 @@ class Soak:
         snap = self.snapshot()
         t0 = time.monotonic()
         out = run_step(["python", "-m", "trainer", *p.common(("data",)), f"snapshot={snap}",
-                        "candidates=[als]", *self.s.champion_overrides, "trainer.evaluate=false"],
+                        "candidates=[als]", *self.s.champion_overrides,
+                        *self.s.retrain_overrides],
                        p.logs / f"trainer-scheduled-{self.t:04d}.log", "scheduled retrain")
         version = self.newest_version()
         self.trainings.append({"minute": self.t, "trigger": "scheduled", "version": version,
                                "snapshot": snap, "seconds": round(time.monotonic() - t0, 1),
+                               "half_life_h": self.half_life_of(version),
                                "line": out.strip().splitlines()[-1] if out.strip() else ""})
         self.retrain_pending = False
         self.event("retrain", f"scheduled: snapshot {snap} → {version} registered as challenger",
@@ -257,7 +274,7 @@ class Soak:
         if retrain:
             snap = self.snapshot()  # the trainer the trigger runs takes the newest snapshot
             command = ["{python}", "-m", "trainer", *p.common(("data",)), f"snapshot={snap}",
-                       "candidates=[als]", *s.champion_overrides, "trainer.evaluate=false"]
+                       "candidates=[als]", *s.champion_overrides, *s.retrain_overrides]
             args += ["drift.retrain.mode=local",
                      "drift.retrain.command=[" + ",".join(f"'{c}'" for c in command) + "]"]
         t0 = time.monotonic()
@@ -285,7 +302,8 @@ class Soak:
         if retrain and run["retrain"] and run["retrain"].get("ok") and after != before:
             self.drift_retrained_version = after
             self.trainings.append({"minute": self.t, "trigger": "drift", "version": after,
-                                   "seconds": run["retrain"].get("duration_s")})
+                                   "seconds": run["retrain"].get("duration_s"),
+                                   "half_life_h": self.half_life_of(after)})
             self.retrain_pending = False
             self.event("retrain", f"drift-triggered (drift's local trigger): {after} registered "
                        "as challenger", version=after, trigger="drift")
@@ -528,6 +546,7 @@ class Soak:
                 report["prometheus"] = prometheus.summary(p.prom.url)
             except Exception as exc:  # noqa: BLE001 - the report stands without it
                 report["prometheus"] = {"error": str(exc)}
+        report["recovery"] = recovery(hourly, s.drift_at, self.trainings, self.canaries)
         c = {x["kind"]: x for x in self.canaries}
         report["checks"] = {
             "no accepted event lost": report["events"]["reconciled"],
@@ -540,6 +559,8 @@ class Soak:
             "canary promoted (5 → 25 → 50 → 100)": c.get("promotion", {}).get("outcome") == "promoted",
             "bad canary rolled back": c.get("rollback", {}).get("outcome") == "rolled_back",
             "/recommend success rate >= 99.9 %": bool(self.availability["success_rate"] >= 0.999),
+            "after the drift retrain, the model back to >= 90 % of its pre-drift ratio to the "
+            "oracle": bool(report["recovery"].get("recovered")),
         }
         (p.run_dir / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
         md = to_markdown(report, hourly)
@@ -558,6 +579,51 @@ class Soak:
     def close(self) -> None:
         self.close_file_sink()
         self.p.close()
+
+
+def recovery(hourly: pd.DataFrame, drift_at: int, trainings: list[dict[str, Any]],
+             canaries: list[dict[str, Any]]) -> dict[str, Any]:
+    """Issue 22's recovery figure: the served model's watch-through over the oracle's, per
+    simulated hour. Before the drift: the champion's. After it: the drift-retrained model's, as
+    the challenger during its canary and as the champion once promoted. ``recovered``: its
+    ratio in the hours after the retrain averages at least 90 % of the pre-drift ratio."""
+    ok = hourly[hourly["count"] >= MIN_BUCKET]
+    wt = ok.pivot(index="bucket", columns="arm", values="mean")
+    if "oracle" not in wt or "router · champion" not in wt:
+        return {"recovered": False, "reason": "no oracle or champion hours"}
+    drift_h = drift_at / 60
+    pre = (wt["router · champion"] / wt["oracle"])[wt.index + 1 <= drift_h].dropna()
+    retrains = [t for t in trainings if t["minute"] >= drift_at]
+    drift_retrain = next((t for t in retrains if t["trigger"] == "drift"), None)
+    out: dict[str, Any] = {"pre_drift_ratio": round(float(pre.mean()), 4) if len(pre) else None,
+                           "pre_drift_hours": [int(h) for h in pre.index],
+                           "retrains_after_drift": [
+                               {"minute": t["minute"], "trigger": t["trigger"],
+                                "version": t["version"], "half_life_h": t.get("half_life_h")}
+                               for t in retrains[:2]]}
+    if drift_retrain is None or not len(pre):
+        out.update(recovered=False, reason="no drift retrain or no pre-drift hours")
+        return out
+    promoted = next((c for c in canaries if c["kind"] == "promotion"
+                     and c.get("outcome") == "promoted"), None)
+    promoted_h = promoted["decided_minute"] / 60 if promoted else float("inf")
+    rows = []
+    for hour, row in wt.iterrows():
+        if hour < drift_retrain["minute"] / 60:
+            continue
+        arm = "router · champion" if hour >= promoted_h else "router · challenger"
+        if arm in row and row[arm] == row[arm] and row["oracle"] == row["oracle"]:
+            rows.append({"hour": int(hour), "arm": arm,
+                         "ratio": round(float(row[arm] / row["oracle"]), 4)})
+    out["after_retrain"] = rows
+    if not rows:
+        out.update(recovered=False, reason="the drift-retrained model served no full hour")
+        return out
+    mean_after = float(np.mean([r["ratio"] for r in rows]))
+    out.update(after_retrain_ratio=round(mean_after, 4),
+               share_of_pre_drift=round(mean_after / out["pre_drift_ratio"], 4),
+               recovered=mean_after >= 0.9 * out["pre_drift_ratio"])
+    return out
 
 
 def _pct(x: float) -> str:
@@ -636,6 +702,22 @@ def to_markdown(r: dict[str, Any], hourly: pd.DataFrame) -> str:
         if all(c == "—" for c in cells):
             continue
         lines.append(f"| {hour} | " + " | ".join(cells) + " |")
+    rec = r.get("recovery") or {}
+    if rec.get("pre_drift_ratio") is not None:
+        lines += ["", "## Recovery after the drift (issue 22)", "",
+                  f"Champion / oracle before the drift: **{rec['pre_drift_ratio']:.3f}** (hours "
+                  f"{', '.join(map(str, rec['pre_drift_hours']))}). Retrains after it: "
+                  + "; ".join(f"{t['version']} ({t['trigger']}, at {t['minute'] / 60:.1f} h, "
+                              f"half-life {t['half_life_h'] if t['half_life_h'] else 'none'}"
+                              f"{' h' if t['half_life_h'] else ''})"
+                              for t in rec["retrains_after_drift"]) + ".", "",
+                  "| hour | serving the drift-retrained model | ratio to the oracle |",
+                  "|---:|---|---:|"]
+        lines += [f"| {x['hour']} | {x['arm']} | {x['ratio']:.3f} |"
+                  for x in rec.get("after_retrain", [])]
+        if "after_retrain_ratio" in rec:
+            lines += ["", f"Mean after the retrain {rec['after_retrain_ratio']:.3f} = "
+                      f"**{rec['share_of_pre_drift']:.0%}** of the pre-drift ratio (target ≥ 90 %)."]
     if "prometheus" in r:
         lines += ["", "## Prometheus", "", "```", json.dumps(r["prometheus"], indent=1, default=str),
                   "```"]

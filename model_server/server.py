@@ -64,7 +64,10 @@ def build(cfg: DictConfig) -> MovierecModel:
 
     def load(path: Path) -> Engine:
         engine = Engine.load(path, rating_scale_max=scale, retrieval=str(serving.retrieval),
-                             candidates=int(serving.retrieval_candidates))
+                             candidates=int(serving.retrieval_candidates),
+                             ranker=bool(serving.ranker),
+                             exploration_share=float(serving.exploration_share),
+                             exploration_salt=int(serving.exploration_salt))
         ring.get(engine.pseudonym_key_id)  # refuses a bundle whose key the ring lacks
         return engine
 

@@ -109,6 +109,14 @@ class ServingConfig:
     # retrieves retrieval_candidates items that are then scored exactly (cost included)
     retrieval: str = "exact"
     retrieval_candidates: int = 200
+    # the bundle's learned second stage (trainer.ranker), when it has one: it orders the first
+    # stage's best candidates over movierec_core/features.py; false: factor scores alone
+    ranker: bool = True
+    # this share of users (by a salted hash of their id) get their lists shuffled, so the
+    # trainer can read position bias off them (movierec_core/models/ranker.py::exploring);
+    # trainer.ranker.exploration_share/_salt must say the same
+    exploration_share: float = 0.0
+    exploration_salt: int = 20260
 
 
 def register_configs() -> None:

@@ -30,6 +30,7 @@ __all__ = [
     "DEFAULT_MIN_MINUTES",
     "DEFAULT_WINDOW_MINUTES",
     "frames_from_events",
+    "listed_outcomes",
     "request_outcomes",
     "watch_through",
 ]
@@ -60,6 +61,52 @@ def frames_from_events(events: Iterable[Any]) -> tuple[pd.DataFrame, pd.DataFram
     return req, watch
 
 
+def listed_outcomes(requests: pd.DataFrame, watches: pd.DataFrame,
+                    window_minutes: float = DEFAULT_WINDOW_MINUTES) -> pd.DataFrame:
+    """One row per movie listed by a successful request (status 200): ``request`` (its row
+    among the successful requests, in order), ``position`` (0: first in the list),
+    ``user_id``, ``time``, ``movie_id`` and ``minutes``, the watch-minute lines of that movie by
+    that user within the window after the request (inclusive)."""
+    req = requests[requests["status"] == 200].reset_index(drop=True)
+    columns = ["request", "position", "user_id", "time", "movie_id", "minutes"]
+    if req.empty:
+        return pd.DataFrame(columns=columns)
+    sizes = req["movie_ids"].map(len).to_numpy(np.int64)
+    listed = pd.DataFrame({
+        "request": np.repeat(np.arange(len(req)), sizes),
+        "position": np.concatenate([np.arange(n) for n in sizes]) if sizes.sum() else
+        np.empty(0, np.int64),
+        "user_id": np.repeat(req["user_id"].to_numpy(np.int64), sizes),
+        "time": np.repeat(pd.to_datetime(req["time"]).to_numpy("datetime64[ms]"), sizes),
+        "movie_id": np.concatenate([np.asarray(m, dtype=object) for m in req["movie_ids"]])
+        if sizes.sum() else np.empty(0, object),
+    })
+    listed = listed[listed["movie_id"].notna()].reset_index(drop=True)
+    listed["minutes"] = 0
+    if listed.empty or watches.empty:
+        return listed[columns]
+    n_listed = len(listed)
+    users = np.concatenate([listed["user_id"].to_numpy(np.int64),
+                            watches["user_id"].to_numpy(np.int64)])
+    movies = pd.concat([listed["movie_id"], watches["movie_id"]], ignore_index=True)
+    pair = pd.DataFrame({"u": users, "m": movies.to_numpy()}).groupby(
+        ["u", "m"], sort=False).ngroup().to_numpy(np.int64)
+    times = np.concatenate([listed["time"].to_numpy("datetime64[ms]"),
+                            pd.to_datetime(watches["time"]).to_numpy("datetime64[ms]")])
+    offset = (times - times.min()).astype(np.int64)  # ms since the earliest event
+    window = int(window_minutes * 60_000)
+    span_bits = int(offset.max() + window + 1).bit_length()
+    if span_bits + int(pair.max() + 1).bit_length() > 62:  # keep keys within int64: use seconds
+        offset, window = offset // 1000, window // 1000
+        span_bits = int(offset.max() + window + 1).bit_length()
+    key = (pair << span_bits) + offset
+    watch_keys = np.sort(key[n_listed:])
+    start = key[:n_listed]
+    listed["minutes"] = (np.searchsorted(watch_keys, start + window, side="right")
+                         - np.searchsorted(watch_keys, start, side="left"))
+    return listed[columns]
+
+
 def request_outcomes(requests: pd.DataFrame, watches: pd.DataFrame,
                      min_minutes: int = DEFAULT_MIN_MINUTES,
                      window_minutes: float = DEFAULT_WINDOW_MINUTES) -> pd.DataFrame:
@@ -71,33 +118,9 @@ def request_outcomes(requests: pd.DataFrame, watches: pd.DataFrame,
     out["watched_through"] = False
     if req.empty or watches.empty:
         return out
-    listed = pd.DataFrame({
-        "request": np.arange(len(req)), "user_id": req["user_id"].to_numpy(),
-        "time": pd.to_datetime(req["time"]).to_numpy(), "movie_id": req["movie_ids"].to_numpy(),
-    }).explode("movie_id").dropna(subset=["movie_id"])
-    if listed.empty:
-        return out
-    n_listed = len(listed)
-    users = np.concatenate([listed["user_id"].to_numpy(np.int64),
-                            watches["user_id"].to_numpy(np.int64)])
-    movies = pd.concat([listed["movie_id"], watches["movie_id"]], ignore_index=True)
-    pair = pd.DataFrame({"u": users, "m": movies.to_numpy()}).groupby(
-        ["u", "m"], sort=False).ngroup().to_numpy(np.int64)
-    times = np.concatenate([pd.to_datetime(listed["time"]).to_numpy("datetime64[ms]"),
-                            pd.to_datetime(watches["time"]).to_numpy("datetime64[ms]")])
-    offset = (times - times.min()).astype(np.int64)  # ms since the earliest event
-    window = int(window_minutes * 60_000)
-    span_bits = int(offset.max() + window + 1).bit_length()
-    if span_bits + int(pair.max() + 1).bit_length() > 62:  # keep keys within int64: use seconds
-        offset, window = offset // 1000, window // 1000
-        span_bits = int(offset.max() + window + 1).bit_length()
-    key = (pair << span_bits) + offset
-    watch_keys = np.sort(key[n_listed:])
-    start = key[:n_listed]
-    counts = (np.searchsorted(watch_keys, start + window, side="right")
-              - np.searchsorted(watch_keys, start, side="left"))
+    listed = listed_outcomes(req, watches, window_minutes)
     best = np.zeros(len(req), np.int64)
-    np.maximum.at(best, listed["request"].to_numpy(np.int64), counts)
+    np.maximum.at(best, listed["request"].to_numpy(np.int64), listed["minutes"].to_numpy(np.int64))
     out["best_minutes"] = best
     out["watched_through"] = best >= min_minutes
     return out

@@ -8,6 +8,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 
 from movierec_core.models.retrieval import RetrievalConfig
+from trainer.ranker import RankerSettings
 
 
 @dataclass
@@ -74,6 +75,9 @@ class TrainerConfig:
     # the ANN index built into a factor model's bundle (movierec_core/models/retrieval.py)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     recency: RecencySettings = field(default_factory=RecencySettings)
+    # the learned second stage (trainer/ranker.py): off by default; it needs logged requests
+    # and event times on the wall clock (its time features; the simulator's clock is not)
+    ranker: RankerSettings = field(default_factory=RankerSettings)
     tune: TuneConfig = field(default_factory=TuneConfig)
     batch: BatchConfig = field(default_factory=BatchConfig)
     num_threads: int = 0  # implicit's threads (0 = all cores)

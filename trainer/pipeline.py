@@ -26,6 +26,7 @@ from movierec_core.models import (
     save_bundle,
 )
 from movierec_core.models.factor import FactorModel
+from movierec_core.models.ranker import Ranker
 from movierec_core.models.retrieval import RetrievalConfig, build_for_bundle
 from movierec_core.registry import CHALLENGER, CHAMPION, FileRegistry
 from movierec_core.snapshot import list_snapshots, load_snapshot, read_manifest
@@ -46,6 +47,7 @@ from trainer.evaluation import (
     summarise,
     temporal_split,
 )
+from trainer.ranker import second_stage
 from trainer.report import write_report
 
 log = logging.getLogger("trainer")
@@ -356,13 +358,45 @@ def run(cfg: DictConfig, registry: FileRegistry | None = None) -> RunResult:
     }
     runtimes = (movies["runtime"].reindex(final.item_ids).to_numpy(np.float32) if len(movies)
                 else None)
+    ranker = None
+    if tc.ranker.enabled:
+        t = time.perf_counter()
+        if not tc.evaluate:
+            report: dict[str, Any] = {"kept": False, "reason": "trainer.evaluate is off: no "
+                                      "temporal split to train and judge a ranker on"}
+        else:
+            def fit_first_stage(work: Path) -> Path:
+                matrix = train.matrix if not selected_half_life else InteractionMatrix.from_pairs(
+                    decayed(train_pairs, selected_half_life, split_t), train.item_ids).matrix
+                model, _ = fit_candidate(selected, configs[selected], matrix, segments, tc)
+                if not isinstance(model, FactorModel):
+                    raise TrainerInputError(f"the ranker's first stage must be a factor model "
+                                            f"(als, bpr), not {selected}")
+                rt = (movies["runtime"].reindex(train.item_ids).to_numpy(np.float32)
+                      if len(movies) else None)
+                return save_bundle(work, model, train.item_ids, train.user_ids, matrix,
+                                   costs=item_costs(train.item_ids, movies), runtimes=rt,
+                                   manifest={"version": "first-stage", "config": resolved},
+                                   confidence_weights=weights)
+            try:
+                ranker, report = second_stage(
+                    tables, train_pairs, split_t, fit_first_stage, final.item_ids, all_pairs,
+                    item_costs(final.item_ids, movies), run_dir / "first_stage", tc.ranker)
+            except TrainerInputError as exc:
+                report = {"kept": False, "reason": str(exc)}
+            shutil.rmtree(run_dir / "first_stage", ignore_errors=True)
+        timings["ranker_s"] = time.perf_counter() - t
+        comparison["ranker"] = report
+        manifest["ranker"] = {k: v for k, v in report.items() if k != "position_ctr"}
+        log.info("ranker %s: %s", "kept" if ranker is not None else "not kept",
+                 report.get("validation_ndcg@20") or report.get("reason"))
     published = fit_and_publish(
         final, _segments_for(final.user_ids, users), configs[selected], tc,
         registry or FileRegistry(cfg.data.registry_root), run_dir / "bundle", manifest,
         costs=item_costs(final.item_ids, movies), timings=timings, runtimes=runtimes,
         confidence_weights=weights,
         comparison=comparison if tc.evaluate else None,
-        config_yaml=OmegaConf.to_yaml(cfg, resolve=True))
+        config_yaml=OmegaConf.to_yaml(cfg, resolve=True), ranker=ranker)
     duration = time.perf_counter() - t_start
     (run_dir / "result.txt").write_text(
         f"{tc.model_name} {published.version or 'unregistered'} {selected} {duration:.2f}s\n")
@@ -384,7 +418,8 @@ def fit_and_publish(final: InteractionMatrix, segments: list[str | None], model_
                     costs: np.ndarray | None = None, timings: dict[str, float] | None = None,
                     comparison: dict[str, Any] | None = None, config_yaml: str = "",
                     runtimes: np.ndarray | None = None,
-                    confidence_weights: ConfidenceWeights | None = None) -> Published:
+                    confidence_weights: ConfidenceWeights | None = None,
+                    ranker: Ranker | None = None) -> Published:
     """Fit the production model on ``final``, write the bundle (+ report), register it and move
     ``challenger`` (and ``champion`` when there is none or ``tc.promote``)."""
     timings = dict(timings or {})
@@ -410,6 +445,8 @@ def fit_and_publish(final: InteractionMatrix, segments: list[str | None], model_
                 confidence_weights=confidence_weights)
     if retrieval is not None:
         retrieval.save(bundle_dir)
+    if ranker is not None:  # the learned second stage and the item table it reads
+        ranker.save(bundle_dir)
     if comparison is not None:
         write_report(bundle_dir / "report", comparison, plots=bool(tc.report_plots))
     if config_yaml:

@@ -92,7 +92,8 @@ def _arrow(df: pd.DataFrame, table: str) -> pa.Table:
 def write_lake(lake_root: Path | str, tables: dict[str, pd.DataFrame]) -> Path:
     """Write tables in the lake layout (dated tables partitioned by event date)."""
     root = Path(lake_root)
-    time_col = {lake.WATCH_SESSIONS: "start", lake.RATINGS: "time"}
+    time_col = {lake.WATCH_SESSIONS: "start", lake.RATINGS: "time", lake.WATCH_MINUTES: "time",
+                lake.RECOMMENDATION_REQUESTS: "time"}
     for table, df in tables.items():
         if table in time_col:
             days = pd.to_datetime(df[time_col[table]]).dt.date
