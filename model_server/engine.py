@@ -253,10 +253,15 @@ class Engine:
         best ``n`` unseen items (retrieved by the ANN index when serving uses it)."""
         vector = np.asarray(vector, np.float32)
         if items is None:
-            chosen = (self._two_stage(vector, n, seen, 0.0) if self.retrieval is not None
-                      else self.scorer.top_k(vector, n, seen))
-            chosen = np.asarray(chosen, np.int64)
-            scores = self.model.item_factors[chosen] @ vector
+            # the ranker's candidates straight from the index with their scores, or the
+            # norm-pruned exact top n
+            if self.retrieval is not None:
+                chosen, scores = self._retrieve(vector, n, seen)
+                order = np.lexsort((chosen, -scores))
+                chosen, scores = chosen[order], scores[order]
+            else:
+                chosen = np.asarray(self.scorer.top_k(vector, n, seen), np.int64)
+                scores = self.model.item_factors[chosen] @ vector
             best = float(scores[0]) if scores.size else 0.0
             return chosen, scores, np.arange(chosen.size, dtype=np.float32), best
         full = self.model.item_factors @ vector
@@ -283,20 +288,24 @@ class Engine:
             value = value - cost_lambda * self.costs[cands]
         return cands[np.lexsort((ranks, -value))][:k]
 
+    def _retrieve(self, vector: np.ndarray, n: int, seen: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """The ANN index's ``n`` best unseen items (seen ones filtered during the search) and
+        their exact scores ``f_i · u``, in no particular order."""
+        found, scores = self.retrieval.search_scored(vector, n, exclude=seen)
+        if scores is None:
+            scores = self.model.item_factors[found] @ np.asarray(vector, np.float32)
+        return found, np.asarray(scores, np.float32)
+
     def _two_stage(self, vector: np.ndarray, k: int, seen: np.ndarray,
                    cost_lambda: float) -> np.ndarray:
-        """Retrieval: the ANN index's ``candidates`` (plus as many as the user has seen, which
-        are dropped); ranking: those scored exactly, cost included, best first (ties to the
-        lower index). Falls back to exact scoring when too few candidates remain."""
-        found = self.retrieval.search(vector, self.candidates + len(seen))
-        if len(seen):  # a mask over the catalogue: np.isin sorts both sides (~80 µs)
-            excluded = np.zeros(self.n_items, dtype=bool)
-            excluded[seen] = True
-            found = found[~excluded[found]]
+        """Retrieval: the ANN index's ``candidates`` unseen items; ranking: those by their
+        exact scores, cost included, best first (ties to the lower index). Falls back to exact
+        scoring when too few candidates remain."""
+        found, scores = self._retrieve(vector, self.candidates, seen)
         if found.size < k:
             return top_k(cost_adjusted(np.asarray(self.model.item_factors @ vector, np.float32),
                                        self.costs, cost_lambda), k, seen)
-        scores = self.model.item_factors[found] @ np.asarray(vector, np.float32)
         if cost_lambda:
             scores = scores - np.float32(cost_lambda) * self.costs[found]
         return found[np.lexsort((found, -scores))][:k]

@@ -165,6 +165,19 @@ def ndcg_at(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray, k: int) 
     return float(np.mean(out)) if out else float("nan")
 
 
+def hit_at(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray, k: int) -> float:
+    """Share of groups with a positive that have one among their ``k`` best by ``scores``
+    (the watch-through proxy: users mostly look at the top of a list)."""
+    hits, start = [], 0
+    for n in groups.tolist():
+        lab = labels[start:start + n]
+        if lab.any():
+            order = np.lexsort((np.arange(n), -scores[start:start + n]))[:k]
+            hits.append(bool(lab[order].any()))
+        start += n
+    return float(np.mean(hits)) if hits else float("nan")
+
+
 def train_ranker(first_stage: Any, requests: pd.DataFrame, watches: pd.DataFrame,
                  history: LakeHistory, items: ItemTable, settings: RankerSettings
                  ) -> tuple[Ranker | None, dict[str, Any]]:
@@ -205,6 +218,10 @@ def train_ranker(first_stage: Any, requests: pd.DataFrame, watches: pd.DataFrame
                           settings.eval_at)
     first_ndcg = ndcg_at(-rv.astype(np.float64), yv, gv, settings.eval_at)
     shown_ndcg = ndcg_at(-pv.astype(np.float64), yv, gv, settings.eval_at)
+    ranker_scores = booster.predict(xv, num_iteration=booster.best_iteration)
+    proxy = {name: round(hit_at(sc, yv, gv, 5), 4) for name, sc in (
+        ("ranker", ranker_scores), ("first_stage", -rv.astype(np.float64)),
+        ("as_shown", -pv.astype(np.float64)))}
     gain = booster.feature_importance("gain")
     report.update({
         "train_requests": int(train_g.size), "validation_requests": int(valid_g.size),
@@ -212,6 +229,8 @@ def train_ranker(first_stage: Any, requests: pd.DataFrame, watches: pd.DataFrame
         f"validation_ndcg@{settings.eval_at}": {"ranker": round(ranker_ndcg, 4),
                                                 "first_stage": round(first_ndcg, 4),
                                                 "as_shown": round(shown_ndcg, 4)},
+        # the watch-through proxy: a watched-through movie among the first five
+        "validation_watched_in_top5": proxy,
         "feature_gain": {n: round(float(g), 1) for n, g in sorted(
             zip(feature_names(), gain, strict=True), key=lambda kv: -kv[1])},
         "train_s": round(time.perf_counter() - t0, 2)})

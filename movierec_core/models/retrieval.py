@@ -45,7 +45,10 @@ class RetrievalConfig:
     candidates: int = 200
     hnsw_m: int = 32
     ef_construction: int = 200
-    ef_search: int = 256
+    # the graph search's breadth: 0 = max(64, 1.25 x the items asked for) (recall@50 0.993 at
+    # 64, recall@200 0.987 at 250 on the simulator's world; bench/results/retrieval.json);
+    # n > 0: max(n, the items asked for)
+    ef_search: int = 0
     nlist: int = 128
     nprobe: int = 32
     recall_users: int = 1000  # training users the build-time recall is measured on
@@ -70,15 +73,35 @@ class AnnIndex:
         self.index = index
         self.config = config
         self.meta = dict(meta or {})
+        self._hnsw_params: dict[int, Any] = {}
         self._apply_search_params(config.candidates)
 
     @property
     def _hnsw(self) -> bool:
         return self.config.kind.startswith("hnsw")
 
+    def ef_for(self, n: int) -> int:
+        """The HNSW search breadth for ``n`` results (see ``RetrievalConfig.ef_search``)."""
+        if self.config.ef_search > 0:
+            return max(self.config.ef_search, n)
+        return max(64, -(-5 * n // 4))
+
+    def _params(self, n: int) -> Any:
+        """Per-call search parameters (the index is shared by the server's threads: setting
+        ``efSearch`` on it per call would race)."""
+        if not self._hnsw:
+            return None
+        params = self._hnsw_params.get(n)
+        if params is None:
+            params = _faiss().SearchParametersHNSW()
+            params.efSearch = self.ef_for(n)
+            if len(self._hnsw_params) < 64:
+                self._hnsw_params[n] = params
+        return params
+
     def _apply_search_params(self, n: int) -> None:
         if self._hnsw:
-            self.index.hnsw.efSearch = max(self.config.ef_search, n)
+            self.index.hnsw.efSearch = self.ef_for(n)
         else:
             self.index.nprobe = self.config.nprobe
 
@@ -109,21 +132,39 @@ class AnnIndex:
         return cls(index, config, {"kind": config.kind, "items": n_items, "dim": dim})
 
     def search(self, vector: np.ndarray, n: int) -> np.ndarray:
+        return self.search_scored(vector, n)[0]
+
+    def search_scored(self, vector: np.ndarray, n: int, exclude: np.ndarray | None = None
+                      ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Item indices of (about) the ``n`` best, none of ``exclude`` (filtered during the
+        search, so ``n`` come back when that many remain), and their inner products where the
+        index computes them (``hnsw_ip``, ``ivf``; None for ``hnsw_mips``'s distances)."""
         n = min(int(n), self.index.ntotal)
         if n <= 0:
-            return np.empty(0, dtype=np.int64)
-        if self._hnsw and self.index.hnsw.efSearch < n:
-            self.index.hnsw.efSearch = n
+            return np.empty(0, dtype=np.int64), None
+        params = self._params(n)
+        if exclude is not None and len(exclude):
+            faiss = _faiss()
+            params = (faiss.SearchParametersHNSW() if self._hnsw
+                      else faiss.SearchParametersIVF())
+            if self._hnsw:
+                params.efSearch = self.ef_for(n)
+            else:
+                params.nprobe = self.config.nprobe
+            inner = faiss.IDSelectorBatch(np.ascontiguousarray(exclude, dtype=np.int64))
+            params.sel = faiss.IDSelectorNot(inner)
+            params._keep = inner  # the selectors must outlive the search
         query = self._query(np.asarray(vector, dtype=np.float32).reshape(1, -1))
-        _, found = self.index.search(query, n)
-        found = found[0]
-        return found[found >= 0].astype(np.int64, copy=False)
+        scores, found = self.index.search(query, n, params=params)
+        keep = found[0] >= 0
+        ids = found[0][keep].astype(np.int64, copy=False)
+        exact = self.config.kind != "hnsw_mips"
+        return ids, (scores[0][keep] if exact else None)
 
     def search_many(self, vectors: np.ndarray, n: int) -> np.ndarray:
         """(users, n) item indices, -1 where fewer were found."""
-        if self._hnsw and self.index.hnsw.efSearch < n:
-            self.index.hnsw.efSearch = int(n)
-        _, found = self.index.search(self._query(np.asarray(vectors, np.float32)), int(n))
+        _, found = self.index.search(self._query(np.asarray(vectors, np.float32)), int(n),
+                                     params=self._params(int(n)))
         return found
 
     def _query(self, vectors: np.ndarray) -> np.ndarray:

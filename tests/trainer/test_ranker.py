@@ -112,6 +112,8 @@ def test_ranker_learns_what_the_first_stage_misses_and_the_engine_serves_it(
     # below 1: which of a list's short movies was watched is a coin flip (the first one was)
     assert ndcg["ranker"] > 0.8 and ndcg["first_stage"] < 0.4
     assert ndcg["as_shown"] == ndcg["first_stage"]  # the lists were the first stage's order
+    top5 = report["validation_watched_in_top5"]
+    assert top5["ranker"] == 1.0 > top5["first_stage"]  # short movies first: always one there
     assert next(iter(report["feature_gain"])) == "i_runtime"
     bundle = tmp_path / "with-ranker"
     import shutil
@@ -162,3 +164,40 @@ def test_ranker_refuses_a_bundle_of_other_features(world: dict, tmp_path: Path) 
     ranker.save(tmp_path)
     with pytest.raises(ValueError, match="retrain it"):
         Ranker.load(tmp_path)
+
+
+def test_hit_at_is_the_share_of_lists_with_a_positive_in_their_top_k() -> None:
+    from trainer.ranker import hit_at
+
+    scores = np.array([3.0, 2.0, 1.0, 5.0, 4.0, 1.0, 1.0])
+    labels = np.array([0, 0, 1, 0, 1, 0, 0])
+    assert hit_at(scores, labels, np.array([3, 2, 2]), 2) == 0.5  # third group: no positive
+    assert hit_at(scores, labels, np.array([3, 2, 2]), 3) == 1.0
+
+
+def test_with_an_ann_index_the_ranker_orders_the_retrieved_candidates(world: dict,
+                                                                     tmp_path: Path) -> None:
+    import shutil
+
+    from movierec_core.models.retrieval import RetrievalConfig, build_for_bundle
+
+    settings = RankerSettings(enabled=True, min_requests=20, min_data_in_leaf=5, candidates=12)
+    ranker, _ = train_ranker(world["first"], world["requests"], world["watches"],
+                             world["history"], world["items"], settings)
+    bundle = tmp_path / "b"
+    shutil.copytree(world["bundle"], bundle)
+    ranker.save(bundle)
+    first = world["first"]
+    build_for_bundle(first.model.item_factors, first.model.user_factors,
+                     RetrievalConfig(candidates=12)).save(bundle)
+    engine = Engine.load(bundle, retrieval="ann")
+    assert engine.retrieval is not None and engine.ranker is not None
+    for user in first.user_ids[:10].tolist():
+        vector, _, _, seen, _ = engine.user_state(user, [])
+        retrieved = set(engine.retrieval.search(vector, 12 + len(seen)).tolist()) - set(
+            seen.tolist())
+        top = [engine._item_index[m] for m in engine.rank(user, [], 5, now=T0).items]
+        assert set(top) <= retrieved
+        # the retrieved short movies come first
+        n_short = min(5, sum(short(i) for i in retrieved))
+        assert n_short and all(short(i) for i in top[:n_short]), (top, retrieved)
