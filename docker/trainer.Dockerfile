@@ -31,6 +31,9 @@ WORKDIR /app
 COPY movierec_core/ movierec_core/
 COPY hydra_configs/ hydra_configs/
 COPY trainer/ trainer/
+# the learned ranker's first stage is the serving engine itself (model_server/engine.py: the
+# same ranking code at training and serving time; it needs numpy/scipy only, not KServe)
+COPY model_server/ model_server/
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONPATH=/app \
     PYTHONDONTWRITEBYTECODE=1 \

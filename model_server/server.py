@@ -95,7 +95,8 @@ def build(cfg: DictConfig) -> MovierecModel:
     service = Recommendations(holder, store_factory=store_factory, demographics=demographics,
                               deadline_ms=serving.deadline_ms, cost_lambda=serving.cost_lambda,
                               fold_in=serving.fold_in, history_limit=ms.history_limit,
-                              threads=ms.rank_threads, pseudonyms=ring, cache=cache)
+                              threads=ms.rank_threads, pseudonyms=ring, cache=cache,
+                              clock=str(serving.clock))
     sink = (kafka_sink(cfg.kafka.bootstrap, ms.provenance_topic, kafka_python_options(cfg.kafka))
             if ms.provenance_topic else None)
     provenance = ProvenanceLog(serving.provenance_log or None, kafka_sink=sink,

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from model_server.cache import RecommendationCache
@@ -60,8 +61,15 @@ class Recommendations:
                  demographics: UserDemographics | None, deadline_ms: float, cost_lambda: float,
                  fold_in: bool, history_limit: int, threads: int = 4,
                  erased_poll_s: float = 1.0, pseudonyms: KeyRing | None = None,
-                 cache: RecommendationCache | None = None) -> None:
+                 cache: RecommendationCache | None = None, clock: str = "events") -> None:
+        """``clock``: the instant a learned ranker's time features are computed at: ``events``,
+        the online store's event-time watermark (polled with the erased users; the wall clock
+        until there is one), or ``wall``."""
+        if clock not in ("events", "wall"):
+            raise ValueError(f"serving.clock must be events or wall, not {clock!r}")
         self.holder = holder
+        self.clock = clock
+        self.watermark: datetime | None = None
         self.cache = cache
         # pseudonymous ids (movierec_core/pseudonym.py): a request's id is turned into its
         # pseudonym here, for the online store (current key) and the model (its own key)
@@ -175,7 +183,8 @@ class Recommendations:
                 state.hit = True
                 return Answer(list(hit.items), hit.source, engine, hit.cold_start)
         return engine.rank(ids.model, interactions or [], state.k, cost_lambda=self.cost_lambda,
-                           fold_in=self.fold_in)
+                           fold_in=self.fold_in,
+                           now=self.watermark if engine.ranker is not None else None)
 
     def _interactions(self, user_id: int) -> list | None:
         """The user's recent events, newest first; None when the store cannot be read (the
@@ -209,6 +218,8 @@ class Recommendations:
                 erased = getattr(store, "erased_users", None)
                 if erased is not None:
                     self.erased = frozenset(erased())
+                if self.clock == "events" and hasattr(store, "watermark"):
+                    self.watermark = store.watermark()
             except Exception:  # the store is down: keep the last set, try again
                 store = None
                 if time.monotonic() - warned > 60:

@@ -117,6 +117,10 @@ class ServingConfig:
     # trainer.ranker.exploration_share/_salt must say the same
     exploration_share: float = 0.0
     exploration_salt: int = 20260
+    # the instant the ranker's time features (hour, hours since the user's last event) are
+    # taken at: events = the online store's event-time watermark (what the trainer's lake
+    # times are on; a simulated clock too), wall = this machine's clock
+    clock: str = "events"
 
 
 def register_configs() -> None:

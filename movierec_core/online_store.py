@@ -63,6 +63,9 @@ class OnlineStore(Protocol):
     def interactions(self, user_id: int, limit: int = 500) -> list[UserInteraction]:
         """The user's interactions, newest first."""
 
+    def watermark(self) -> datetime | None:
+        """The newest event time applied so far (the stream's event-time clock), or None."""
+
     def account_created_at(self, user_id: int) -> datetime | None:
         """When the user's account was created, if the store has seen it."""
 
@@ -83,6 +86,13 @@ class _Batch:
     watches: dict[tuple[int, str], list]  # -> [set(minutes), max_minute, last_us]
     ratings: dict[tuple[int, str], tuple[int, int]]  # -> (stars, time_us), latest wins
     accounts: dict[int, int]  # -> earliest created_us
+
+    def newest_us(self) -> int | None:
+        """The batch's newest event time (µs), the event-time watermark it brings."""
+        times = [w[2] for w in self.watches.values()]
+        times += [t for _, t in self.ratings.values()]
+        times += list(self.accounts.values())
+        return max(times) if times else None
 
     @classmethod
     def of(cls, events: Iterable[Event]) -> _Batch:
@@ -164,6 +174,11 @@ CREATE TABLE IF NOT EXISTS accounts (
     user_id INTEGER PRIMARY KEY, created_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS erased (
     user_id INTEGER PRIMARY KEY, erased_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+_UPSERT_WATERMARK = """
+INSERT INTO meta (key, value) VALUES ('watermark', ?1)
+ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)
 """
 _USER_TABLES = ("seen_minutes", "interactions", "accounts", "erased")
 
@@ -259,6 +274,7 @@ class SqliteOnlineStore:
                     ((u, m, stars, t) for (u, m), (stars, t) in batch.ratings.items()))
             if batch.accounts:
                 conn.executemany(_UPSERT_ACCOUNT, batch.accounts.items())
+            conn.execute(_UPSERT_WATERMARK, (batch.newest_us(),))
 
     @staticmethod
     def _apply_watches(conn: sqlite3.Connection, watches: dict) -> None:
@@ -315,6 +331,10 @@ class SqliteOnlineStore:
 
     def erased_users(self) -> set[int]:
         return {u for (u,) in self._conn().execute("SELECT user_id FROM erased")}
+
+    def watermark(self) -> datetime | None:
+        row = self._conn().execute("SELECT value FROM meta WHERE key = 'watermark'").fetchone()
+        return _from_us(row[0]) if row else None
 
     def rekey(self, new_id: Callable[[int], int | None]) -> tuple[int, int]:
         """Move every user's rows to ``new_id(user_id)`` (a pseudonym key rotation,
@@ -479,8 +499,16 @@ class RedisOnlineStore:
             if ttl:
                 pipe.expire(f"{p}ac:{u}", ttl)
             pending += 1
+        newest = batch.newest_us()
+        if newest is not None:  # kept at its maximum (ZADD GT), never moved back
+            pipe.zadd(f"{p}meta", {"watermark": newest}, gt=True)
+            pending += 1
         if pending:
             pipe.execute()
+
+    def watermark(self) -> datetime | None:
+        score = self._redis.zscore(f"{self.prefix}meta", "watermark")
+        return _from_us(int(score)) if score is not None else None
 
     def interactions(self, user_id: int, limit: int = 500) -> list[UserInteraction]:
         u = int(user_id)

@@ -75,8 +75,9 @@ class TrainerConfig:
     # the ANN index built into a factor model's bundle (movierec_core/models/retrieval.py)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     recency: RecencySettings = field(default_factory=RecencySettings)
-    # the learned second stage (trainer/ranker.py): off by default; it needs logged requests
-    # and event times on the wall clock (its time features; the simulator's clock is not)
+    # the learned second stage (trainer/ranker.py): trained from the snapshot's logged requests
+    # for a factor model, kept in the bundle only when it beats the factor order on the latest
+    # requests (nothing happens without logged requests)
     ranker: RankerSettings = field(default_factory=RankerSettings)
     tune: TuneConfig = field(default_factory=TuneConfig)
     batch: BatchConfig = field(default_factory=BatchConfig)

@@ -44,7 +44,7 @@ log = logging.getLogger("trainer.ranker")
 class RankerSettings:
     """``trainer.ranker``: the learned second stage (off: factor scores rank alone)."""
 
-    enabled: bool = False
+    enabled: bool = True
     candidates: int = 50  # the first stage's best N unseen items the ranker orders at serving
     min_requests: int = 300  # fewer usable logged requests: no ranker
     validation_fraction: float = 0.25  # the latest share of requests judges the ranker
@@ -266,7 +266,8 @@ def second_stage(tables: dict[str, Any], train_pairs: pd.DataFrame, split_time: 
 
     requests = _frame(tables, lake.RECOMMENDATION_REQUESTS,
                       ["time", "user_id", "status", "movie_ids"])
-    watches = _frame(tables, lake.WATCH_MINUTES, ["time", "user_id", "movie_id", "minute"])
+    watches = (pd.DataFrame() if requests.empty else
+               _frame(tables, lake.WATCH_MINUTES, ["time", "user_id", "movie_id", "minute"]))
     if requests.empty or watches.empty:
         return None, {"kept": False, "reason": "the snapshot has no logged recommendation "
                                                "requests or no watch minutes"}

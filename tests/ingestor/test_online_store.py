@@ -60,6 +60,18 @@ class OnlineStoreContract:
         store.apply([Rating(at(200), 9, "x", 2), WatchMinute(at(150), 9, "x", 0)])
         assert store.interactions(9) == [UserInteraction("x", 1, 0, 2, at(200))]
 
+    def test_watermark_is_the_newest_event_time_applied_and_never_goes_back(
+            self, store: OnlineStore) -> None:
+        assert store.watermark() is None
+        store.apply([WatchMinute(at(60), 12, "a+1", 0), Rating(at(90), 12, "a+1", 3)])
+        assert store.watermark() == at(90)
+        store.apply([WatchMinute(at(30), 13, "b+1", 0)])  # a late event: the clock stays
+        assert store.watermark() == at(90)
+        store.apply([AccountCreation(at(500), 14)])
+        assert store.watermark() == at(500)
+        store.apply([])
+        assert store.watermark() == at(500)
+
     def test_newest_first_and_limit(self, store: OnlineStore) -> None:
         store.apply([WatchMinute(at(i), 10, f"m{i}", 0) for i in range(20)])
         got = store.interactions(10, limit=5)

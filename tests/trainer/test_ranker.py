@@ -201,3 +201,53 @@ def test_with_an_ann_index_the_ranker_orders_the_retrieved_candidates(world: dic
         # the retrieved short movies come first
         n_short = min(5, sum(short(i) for i in retrieved))
         assert n_short and all(short(i) for i in top[:n_short]), (top, retrieved)
+
+
+@pytest.mark.parametrize("clock", ["events", "wall"])
+def test_the_service_ranks_with_the_stores_event_time_clock(world: dict, tmp_path: Path,
+                                                            clock: str) -> None:
+    """The ranker's time features are taken at the online store's watermark (the lake's clock,
+    simulated or not), or at the wall clock with ``serving.clock=wall``."""
+    import asyncio
+    import shutil
+    import time as _time
+
+    from model_server.service import Recommendations
+    from model_server.swap import ModelHolder
+    from movierec_core.events import WatchMinute
+    from movierec_core.online_store import SqliteOnlineStore
+
+    ranker, _ = train_ranker(world["first"], world["requests"], world["watches"],
+                             world["history"], world["items"],
+                             RankerSettings(min_requests=20, min_data_in_leaf=5))
+    bundle = tmp_path / "b"
+    shutil.copytree(world["bundle"], bundle)
+    ranker.save(bundle)
+    store = SqliteOnlineStore(tmp_path / "online.sqlite")
+    user = int(world["first"].user_ids[3])
+    store.apply([WatchMinute(T0 + timedelta(minutes=m), user, "movie+5+2000", m)
+                 for m in range(30)])
+    holder: ModelHolder[Engine] = ModelHolder(load=Engine.load, resolve=lambda ref: bundle)
+    holder.load_initial()
+    seen: list = []
+    real = holder.current.rank
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("now"))
+        return real(*args, **kwargs)
+
+    holder.current.rank = spy
+    service = Recommendations(holder, store_factory=lambda: store, demographics=None,
+                              deadline_ms=1000, cost_lambda=0.0, fold_in=True,
+                              history_limit=500, threads=0, erased_poll_s=0.05, clock=clock)
+    deadline = _time.monotonic() + 5
+    while clock == "events" and service.watermark is None and _time.monotonic() < deadline:
+        _time.sleep(0.02)
+    answer = asyncio.run(service.recommend(user, 10))
+    service.close()
+    assert answer.source == "fold_in" and "movie+5+2000" not in answer.items
+    expected = T0 + timedelta(minutes=29) if clock == "events" else None
+    assert seen == [expected]
+    with pytest.raises(ValueError, match="events or wall"):
+        Recommendations(holder, store_factory=None, demographics=None, deadline_ms=1,
+                        cost_lambda=0.0, fold_in=True, history_limit=1, clock="sundial")
