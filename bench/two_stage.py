@@ -250,7 +250,9 @@ def main(argv: list[str] | None = None) -> int:
     if set(seeds) & set(TUNING_SEEDS):
         print(f"seeds {TUNING_SEEDS} tuned the model: report on held-out worlds", file=sys.stderr)
         return 2
-    settings = RankerSettings(enabled=True, exploration_share=a.exploration)
+    # labels within the platform's watch-through window (120 min): the logging phase is long
+    # enough for it (the pipeline's default, 60, suits snapshots whose latest hours are short)
+    settings = RankerSettings(enabled=True, exploration_share=a.exploration, window_minutes=120.0)
     worlds = [(users, s) for s in seeds]
     if not a.quick and a.larger:
         worlds.append((a.larger, max(seeds) + 101))

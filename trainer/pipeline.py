@@ -361,30 +361,23 @@ def run(cfg: DictConfig, registry: FileRegistry | None = None) -> RunResult:
     ranker = None
     if tc.ranker.enabled:
         t = time.perf_counter()
-        if not tc.evaluate:
-            report: dict[str, Any] = {"kept": False, "reason": "trainer.evaluate is off: no "
-                                      "temporal split to train and judge a ranker on"}
-        else:
-            def fit_first_stage(work: Path) -> Path:
-                matrix = train.matrix if not selected_half_life else InteractionMatrix.from_pairs(
-                    decayed(train_pairs, selected_half_life, split_t), train.item_ids).matrix
-                model, _ = fit_candidate(selected, configs[selected], matrix, segments, tc)
-                if not isinstance(model, FactorModel):
-                    raise TrainerInputError(f"the ranker's first stage must be a factor model "
-                                            f"(als, bpr), not {selected}")
-                rt = (movies["runtime"].reindex(train.item_ids).to_numpy(np.float32)
-                      if len(movies) else None)
-                return save_bundle(work, model, train.item_ids, train.user_ids, matrix,
-                                   costs=item_costs(train.item_ids, movies), runtimes=rt,
-                                   manifest={"version": "first-stage", "config": resolved},
-                                   confidence_weights=weights)
-            try:
-                ranker, report = second_stage(
-                    tables, train_pairs, split_t, fit_first_stage, final.item_ids, all_pairs,
-                    item_costs(final.item_ids, movies), run_dir / "first_stage", tc.ranker)
-            except TrainerInputError as exc:
-                report = {"kept": False, "reason": str(exc)}
-            shutil.rmtree(run_dir / "first_stage", ignore_errors=True)
+
+        def fit_first_stage(matrix: Any) -> Any:
+            model, _ = fit_candidate(selected, configs[selected], matrix, [None] * matrix.shape[0],
+                                     tc)
+            if not isinstance(model, FactorModel):
+                raise TrainerInputError(f"the ranker's first stage must be a factor model "
+                                        f"(als, bpr), not {selected}")
+            return model
+        try:
+            ranker, report = second_stage(
+                tables, events, movies, weights, fit_first_stage, selected_half_life,
+                final.item_ids, all_pairs, item_costs(final.item_ids, movies),
+                run_dir / "first_stage", tc.ranker, resolved, tc.min_user_interactions,
+                tc.min_item_interactions)
+        except TrainerInputError as exc:
+            report = {"kept": False, "reason": str(exc)}
+        shutil.rmtree(run_dir / "first_stage", ignore_errors=True)
         timings["ranker_s"] = time.perf_counter() - t
         comparison["ranker"] = report
         manifest["ranker"] = {k: v for k, v in report.items() if k != "position_ctr"}

@@ -47,9 +47,12 @@ class RankerSettings:
     enabled: bool = True
     candidates: int = 50  # the first stage's best N unseen items the ranker orders at serving
     min_requests: int = 300  # fewer usable logged requests: no ranker
-    validation_fraction: float = 0.25  # the latest share of requests judges the ranker
+    # the requests of the latest share of events train and judge the ranker; its first stage
+    # is fitted on the events before them (a split of its own, apart from the candidates')
+    test_fraction: float = 0.3
+    validation_fraction: float = 0.25  # the latest share of those requests judges the ranker
     min_minutes: int = 15  # a listed movie counts as watched through with this many minutes
-    window_minutes: float = 120.0  # ... within this long after the request
+    window_minutes: float = 60.0  # ... within this long after the request
     exploration_share: float = 0.0  # must equal serving.exploration_share
     exploration_salt: int = 20260  # must equal serving.exploration_salt
     position_bias_regularization: float = 0.0
@@ -252,17 +255,28 @@ def _frame(tables: dict[str, Any], name: str, columns: list[str]) -> pd.DataFram
     return table.select(columns).to_pandas()
 
 
-def second_stage(tables: dict[str, Any], train_pairs: pd.DataFrame, split_time: pd.Timestamp,
-                 first_stage_fit: Any, item_ids: np.ndarray, all_pairs: pd.DataFrame,
-                 costs: np.ndarray, work_dir: Any, settings: RankerSettings
-                 ) -> tuple[Ranker | None, dict[str, Any]]:
-    """The pipeline's ranker for the registered model: trained on the snapshot's logged
-    requests at or after the temporal split (windows closed by the snapshot's last event),
-    with a first stage fitted on the events before it (``first_stage_fit(work_dir)`` returns
-    its bundle directory), judged on the latest of them. Its item table is rebuilt for the
-    registered model's items (``item_ids``, ``all_pairs``, ``costs``)."""
+def second_stage(tables: dict[str, Any], events: pd.DataFrame, movies: pd.DataFrame,
+                 weights: Any, fit: Any, half_life_h: float, item_ids: np.ndarray,
+                 all_pairs: pd.DataFrame, costs: np.ndarray, work_dir: Any,
+                 settings: RankerSettings, config: dict[str, Any], min_user: int = 1,
+                 min_item: int = 1) -> tuple[Ranker | None, dict[str, Any]]:
+    """The pipeline's ranker for the registered model. Its own temporal split: the logged
+    requests of the latest ``test_fraction`` of events (windows closed by the snapshot's last
+    event) train it and the latest of them judge it; its first stage is the selected model
+    (``fit(matrix)``, with the selected half-life) fitted on the events before them, so no label
+    is in a feature. The item table is rebuilt for the registered model's items (``item_ids``,
+    ``all_pairs``, ``costs``)."""
     from model_server.engine import Engine
     from movierec_core import lake
+    from movierec_core.models.bundle import save_bundle
+    from trainer.data import (
+        InteractionMatrix,
+        aggregate_pairs,
+        decayed,
+        filter_min_counts,
+        item_costs,
+    )
+    from trainer.evaluation import split_time_at_quantile
 
     requests = _frame(tables, lake.RECOMMENDATION_REQUESTS,
                       ["time", "user_id", "status", "movie_ids"])
@@ -271,20 +285,36 @@ def second_stage(tables: dict[str, Any], train_pairs: pd.DataFrame, split_time: 
     if requests.empty or watches.empty:
         return None, {"kept": False, "reason": "the snapshot has no logged recommendation "
                                                "requests or no watch minutes"}
+    split = split_time_at_quantile(events["time"], settings.test_fraction)
     requests["time"] = pd.to_datetime(requests["time"])
     last_event = pd.to_datetime(watches["time"]).max()
-    usable = requests[(requests["status"] == 200) & (requests["time"] >= split_time) & (
+    usable = requests[(requests["status"] == 200) & (requests["time"] >= split) & (
         requests["time"] + pd.Timedelta(minutes=settings.window_minutes) <= last_event)]
+    pairs = filter_min_counts(aggregate_pairs(events[events["time"] < split], movies, weights),
+                              min_user, min_item)
+    if pairs.empty or usable.empty:
+        return None, {"kept": False, "split_time": str(split), "reason": (
+            f"no interactions before the ranker's split {split}" if pairs.empty else
+            f"no logged request at or after {split} whose {settings.window_minutes:g}-minute "
+            f"window closed before the snapshot's last event")}
+    matrix = InteractionMatrix.from_pairs(decayed(pairs, half_life_h, split))
+    model = fit(matrix.matrix)
+    runtimes = (movies["runtime"].reindex(matrix.item_ids).to_numpy(np.float32)
+                if len(movies) else None)
+    save_bundle(work_dir, model, matrix.item_ids, matrix.user_ids, matrix.matrix,
+                costs=item_costs(matrix.item_ids, movies), runtimes=runtimes,
+                manifest={"version": "first-stage", "config": config},
+                confidence_weights=weights)
     ratings = _frame(tables, lake.RATINGS, ["user_id", "movie_id", "time", "stars"])
-    movies = _frame(tables, lake.MOVIES, ["movie_id", "genres", "runtime", "fetched_at"])
-    if len(movies):
-        movies = movies.sort_values("fetched_at", kind="stable")
-    first = Engine.load(first_stage_fit(work_dir), ranker=False)
+    metadata = _frame(tables, lake.MOVIES, ["movie_id", "genres", "runtime", "fetched_at"])
+    if len(metadata):
+        metadata = metadata.sort_values("fetched_at", kind="stable")
+    first = Engine.load(work_dir, ranker=False)
     ranker, report = train_ranker(
         first, usable, watches, LakeHistory(watches, ratings),
-        ItemTable.build(first.item_ids, movies, train_pairs, first.costs), settings)
-    report["split_time"] = str(split_time)
+        ItemTable.build(first.item_ids, metadata, pairs, first.costs), settings)
+    report["split_time"] = str(split)
     if ranker is None:
         return None, report
-    items = ItemTable.build(item_ids, movies, all_pairs, costs)
+    items = ItemTable.build(item_ids, metadata, all_pairs, costs)
     return Ranker(ranker.booster, items, ranker.meta), report
