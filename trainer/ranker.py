@@ -56,6 +56,7 @@ class RankerSettings:
     exploration_share: float = 0.0  # must equal serving.exploration_share
     exploration_salt: int = 20260  # must equal serving.exploration_salt
     position_bias_regularization: float = 0.0
+    keep_p_value: float = 0.05  # kept only when its nDCG gain is this unlikely by chance
     num_leaves: int = 31
     min_data_in_leaf: int = 50
     learning_rate: float = 0.05
@@ -84,7 +85,8 @@ def build_rows(first_stage: Any, requests: pd.DataFrame, watches: pd.DataFrame,
     movie_ids``) and watch minutes (``time, user_id, movie_id``). ``first_stage``: an
     :class:`model_server.engine.Engine` fitted before the requests."""
     listed = listed_outcomes(requests, watches, settings.window_minutes)
-    skipped = {"cold_start": 0, "unknown_movies": 0, "seen_before": 0, "no_rows": 0}
+    skipped = {"cold_start": 0, "unknown_movies": 0, "seen_before": 0, "beyond_candidates": 0,
+               "no_rows": 0}
     feats, labels, positions, ranks, groups, times, explored = [], [], [], [], [], [], []
     index = first_stage._item_index
     for _req, block in listed.groupby("request", sort=True):
@@ -107,13 +109,21 @@ def build_rows(first_stage: Any, requests: pd.DataFrame, watches: pd.DataFrame,
             continue
         item_idx = item_idx[fresh]
         _, scores, item_ranks, best = first_stage.first_stage(vector, seen, items=item_idx)
+        # only what the ranker will be asked to order: the first stage's best `candidates`
+        # (lists logged from another policy, e.g. popularity, hold movies it never sees)
+        among = item_ranks < settings.candidates
+        skipped["beyond_candidates"] += int((~among).sum())
+        if not among.any():
+            skipped["no_rows"] += 1
+            continue
         u = user_features(interactions, index, items, at)
-        feats.append(candidate_features(u, item_idx, scores, item_ranks, best, items, at))
-        labels.append((block["minutes"].to_numpy()[known][fresh] >= settings.min_minutes)
-                      .astype(np.int32))
-        positions.append(block["position"].to_numpy(np.int32)[known][fresh])
-        ranks.append(item_ranks)
-        groups.append(int(fresh.sum()))
+        feats.append(candidate_features(u, item_idx[among], scores[among], item_ranks[among],
+                                        best, items, at))
+        labels.append((block["minutes"].to_numpy()[known][fresh][among]
+                       >= settings.min_minutes).astype(np.int32))
+        positions.append(block["position"].to_numpy(np.int32)[known][fresh][among])
+        ranks.append(item_ranks[among])
+        groups.append(int(among.sum()))
         times.append(np.datetime64(at, "us"))
         explored.append(user)
     n_features = len(feature_names())
@@ -155,6 +165,13 @@ def _slice(data: RankerData, groups: np.ndarray) -> tuple[np.ndarray, ...]:
 
 def ndcg_at(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray, k: int) -> float:
     """Mean nDCG@k over groups with at least one positive (ties broken by row order)."""
+    values = ndcg_per_group(scores, labels, groups, k)
+    return float(np.mean(values)) if values.size else float("nan")
+
+
+def ndcg_per_group(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray,
+                   k: int) -> np.ndarray:
+    """nDCG@k of each group with at least one positive, in group order."""
     out, start = [], 0
     discounts = 1.0 / np.log2(np.arange(2, k + 2))
     for n in groups.tolist():
@@ -165,7 +182,7 @@ def ndcg_at(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray, k: int) 
             ideal = float(discounts[:min(int(lab.sum()), k)].sum())
             out.append(dcg / ideal)
         start += n
-    return float(np.mean(out)) if out else float("nan")
+    return np.asarray(out, np.float64)
 
 
 def hit_at(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray, k: int) -> float:
@@ -237,10 +254,22 @@ def train_ranker(first_stage: Any, requests: pd.DataFrame, watches: pd.DataFrame
         "feature_gain": {n: round(float(g), 1) for n, g in sorted(
             zip(feature_names(), gain, strict=True), key=lambda kv: -kv[1])},
         "train_s": round(time.perf_counter() - t0, 2)})
-    kept = bool(ranker_ndcg > first_ndcg)
+    # kept when better by more than chance: a one-sided paired t-test of the per-request
+    # nDCG differences (a hair's breadth on one split is noise, and a ranker is not free)
+    from scipy import stats
+
+    diffs = (ndcg_per_group(ranker_scores, yv, gv, settings.eval_at)
+             - ndcg_per_group(-rv.astype(np.float64), yv, gv, settings.eval_at))
+    p_value = (float(stats.ttest_1samp(diffs, 0.0, alternative="greater").pvalue)
+               if diffs.size > 1 and diffs.std() > 0 else 1.0)
+    report["ndcg_gain"] = {"mean": round(float(diffs.mean()), 4) if diffs.size else None,
+                           "requests": int(diffs.size), "p_value": round(p_value, 4)}
+    kept = bool(ranker_ndcg > first_ndcg and p_value < settings.keep_p_value)
     report["kept"] = kept
     if not kept:
-        report["reason"] = "the ranker did not beat the first stage's order on later requests"
+        report["reason"] = (f"the ranker did not beat the first stage's order on later requests "
+                            f"(nDCG@{settings.eval_at} {ranker_ndcg:.4f} vs {first_ndcg:.4f}, "
+                            f"one-sided p {p_value:.3g}, needs < {settings.keep_p_value:g})")
         return None, report
     meta = {"candidates": settings.candidates, "features": feature_names(),
             "best_iteration": int(booster.best_iteration), "report": report}

@@ -88,7 +88,8 @@ def test_training_rows_label_what_was_watched_through_with_features_as_of_the_re
     data = build_rows(world["first"], world["requests"], world["watches"], world["history"],
                       world["items"], settings)
     assert data.groups.size == len(world["requests"])  # every request usable: known users
-    assert data.skipped == {"cold_start": 0, "unknown_movies": 0, "seen_before": 0, "no_rows": 0}
+    assert data.skipped == {"cold_start": 0, "unknown_movies": 0, "seen_before": 0,
+                            "beyond_candidates": 0, "no_rows": 0}
     assert int(data.labels.sum()) == len(world["watches"]) // 20  # one watched-through each
     runtime = data.rows[:, 8]
     assert set(runtime[data.labels == 1].tolist()) == {45.0}
