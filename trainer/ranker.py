@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from movierec_core.features import (
     ItemTable,
@@ -203,7 +204,7 @@ def train_ranker(first_stage: Any, requests: pd.DataFrame, watches: pd.DataFrame
                  ) -> tuple[Ranker | None, dict[str, Any]]:
     """Fit on the earlier requests, judge on the later ones; the ranker (or None) and a report.
     The ranker is kept only when its nDCG@``eval_at`` on the later requests beats the first
-    stage's order of the same items."""
+    stage's order of the same items beyond chance (``keep_p_value``)."""
     import lightgbm as lgb
 
     t0 = time.perf_counter()
@@ -234,11 +235,10 @@ def train_ranker(first_stage: Any, requests: pd.DataFrame, watches: pd.DataFrame
                         valid_sets=[valid_set],
                         callbacks=[lgb.early_stopping(settings.early_stopping_rounds,
                                                       verbose=False)])
-    ranker_ndcg = ndcg_at(booster.predict(xv, num_iteration=booster.best_iteration), yv, gv,
-                          settings.eval_at)
+    ranker_scores = booster.predict(xv, num_iteration=booster.best_iteration)
+    ranker_ndcg = ndcg_at(ranker_scores, yv, gv, settings.eval_at)
     first_ndcg = ndcg_at(-rv.astype(np.float64), yv, gv, settings.eval_at)
     shown_ndcg = ndcg_at(-pv.astype(np.float64), yv, gv, settings.eval_at)
-    ranker_scores = booster.predict(xv, num_iteration=booster.best_iteration)
     proxy = {name: round(hit_at(sc, yv, gv, 5), 4) for name, sc in (
         ("ranker", ranker_scores), ("first_stage", -rv.astype(np.float64)),
         ("as_shown", -pv.astype(np.float64)))}
@@ -256,8 +256,6 @@ def train_ranker(first_stage: Any, requests: pd.DataFrame, watches: pd.DataFrame
         "train_s": round(time.perf_counter() - t0, 2)})
     # kept when better by more than chance: a one-sided paired t-test of the per-request
     # nDCG differences (a hair's breadth on one split is noise, and a ranker is not free)
-    from scipy import stats
-
     diffs = (ndcg_per_group(ranker_scores, yv, gv, settings.eval_at)
              - ndcg_per_group(-rv.astype(np.float64), yv, gv, settings.eval_at))
     p_value = (float(stats.ttest_1samp(diffs, 0.0, alternative="greater").pvalue)
