@@ -53,7 +53,6 @@ class _Request:
     hit: bool = False
 
 
-
 class Recommendations:
     """``await recommend(user_id, k)`` → an :class:`Answer`, always."""
 

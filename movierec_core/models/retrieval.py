@@ -86,15 +86,25 @@ class AnnIndex:
             return max(self.config.ef_search, n)
         return max(64, -(-5 * n // 4))
 
+    def _new_params(self, n: int) -> Any:
+        """Search parameters for ``n`` results: the HNSW breadth, or the IVF lists probed."""
+        faiss = _faiss()
+        if self._hnsw:
+            params = faiss.SearchParametersHNSW()
+            params.efSearch = self.ef_for(n)
+        else:
+            params = faiss.SearchParametersIVF()
+            params.nprobe = self.config.nprobe
+        return params
+
     def _params(self, n: int) -> Any:
         """Per-call search parameters (the index is shared by the server's threads: setting
-        ``efSearch`` on it per call would race)."""
+        ``efSearch`` on it per call would race); IVF's ``nprobe`` is fixed on the index."""
         if not self._hnsw:
             return None
         params = self._hnsw_params.get(n)
         if params is None:
-            params = _faiss().SearchParametersHNSW()
-            params.efSearch = self.ef_for(n)
+            params = self._new_params(n)
             if len(self._hnsw_params) < 64:
                 self._hnsw_params[n] = params
         return params
@@ -145,12 +155,7 @@ class AnnIndex:
         params = self._params(n)
         if exclude is not None and len(exclude):
             faiss = _faiss()
-            params = (faiss.SearchParametersHNSW() if self._hnsw
-                      else faiss.SearchParametersIVF())
-            if self._hnsw:
-                params.efSearch = self.ef_for(n)
-            else:
-                params.nprobe = self.config.nprobe
+            params = self._new_params(n)  # its own: the selector is this call's
             inner = faiss.IDSelectorBatch(np.ascontiguousarray(exclude, dtype=np.int64))
             params.sel = faiss.IDSelectorNot(inner)
             params._keep = inner  # the selectors must outlive the search
