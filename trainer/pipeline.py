@@ -358,26 +358,23 @@ def run(cfg: DictConfig, registry: FileRegistry | None = None) -> RunResult:
     }
     runtimes = (movies["runtime"].reindex(final.item_ids).to_numpy(np.float32) if len(movies)
                 else None)
+    costs = item_costs(final.item_ids, movies)
     ranker = None
     if tc.ranker.enabled:
         t = time.perf_counter()
-
-        def fit_first_stage(matrix: Any) -> Any:
-            model, _ = fit_candidate(selected, configs[selected], matrix, [None] * matrix.shape[0],
-                                     tc)
-            if not isinstance(model, FactorModel):
-                raise TrainerInputError(f"the ranker's first stage must be a factor model "
-                                        f"(als, bpr), not {selected}")
-            return model
-        try:
+        if not isinstance(make_model(configs[selected]), FactorModel):  # before any fit
+            report: dict[str, Any] = {
+                "kept": False, "reason": f"the ranker's first stage must be a factor model "
+                                         f"(als, bpr), not {selected}"}
+        else:
+            def fit_first_stage(matrix: Any) -> Any:
+                return fit_candidate(selected, configs[selected], matrix,
+                                     [None] * matrix.shape[0], tc)[0]
             ranker, report = second_stage(
                 tables, events, movies, weights, fit_first_stage, selected_half_life,
-                final.item_ids, all_pairs, item_costs(final.item_ids, movies),
-                run_dir / "first_stage", tc.ranker, resolved, tc.min_user_interactions,
-                tc.min_item_interactions)
-        except TrainerInputError as exc:
-            report = {"kept": False, "reason": str(exc)}
-        shutil.rmtree(run_dir / "first_stage", ignore_errors=True)
+                final.item_ids, all_pairs, costs, run_dir / "first_stage", tc.ranker, resolved,
+                tc.min_user_interactions, tc.min_item_interactions)
+            shutil.rmtree(run_dir / "first_stage", ignore_errors=True)
         timings["ranker_s"] = time.perf_counter() - t
         comparison["ranker"] = report
         manifest["ranker"] = {k: v for k, v in report.items() if k != "position_ctr"}
@@ -386,8 +383,7 @@ def run(cfg: DictConfig, registry: FileRegistry | None = None) -> RunResult:
     published = fit_and_publish(
         final, _segments_for(final.user_ids, users), configs[selected], tc,
         registry or FileRegistry(cfg.data.registry_root), run_dir / "bundle", manifest,
-        costs=item_costs(final.item_ids, movies), timings=timings, runtimes=runtimes,
-        confidence_weights=weights,
+        costs=costs, timings=timings, runtimes=runtimes, confidence_weights=weights,
         comparison=comparison if tc.evaluate else None,
         config_yaml=OmegaConf.to_yaml(cfg, resolve=True), ranker=ranker)
     duration = time.perf_counter() - t_start

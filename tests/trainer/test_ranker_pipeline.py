@@ -97,3 +97,25 @@ def test_pipeline_without_logged_requests_registers_the_factor_model_alone(
     assert manifest["ranker"] == {"kept": False, "reason": "the snapshot has no logged "
                                   "recommendation requests or no watch minutes"}
     assert not (result.bundle_dir / RANKER_FILE).exists()
+
+
+def test_a_non_factor_model_gets_no_ranker_and_no_first_stage_fit(telemetry_lake: Path,
+                                                                 tmp_path: Path,
+                                                                 monkeypatch) -> None:
+    import trainer.pipeline
+
+    calls: list[str] = []
+    real = trainer.pipeline.fit_candidate
+
+    def counting(name, *args, **kwargs):
+        calls.append(name)
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(trainer.pipeline, "fit_candidate", counting)
+    cfg = load_config(overrides(telemetry_lake, tmp_path, "trainer.candidates=[ease]"))
+    result = run(cfg)
+    manifest = json.loads((result.bundle_dir / "manifest.json").read_text())
+    assert manifest["ranker"] == {"kept": False, "reason": "the ranker's first stage must be a "
+                                  "factor model (als, bpr), not ease"}
+    assert not (result.bundle_dir / RANKER_FILE).exists()
+    assert calls == ["ease", "ease"]  # the evaluation's fit and the registered one, no third
