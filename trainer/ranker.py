@@ -14,7 +14,7 @@ the click curve by position without the ranker's help (reported as ``position_ct
 
 Selection: requests are split by time; the ranker is trained on the earlier ones and judged on
 the later ones against the first stage's own order of the same logged items (nDCG@k of watched
-through movies): :func:`train_ranker` keeps it only when it wins there.
+through movies): :func:`train_ranker` keeps it only when it wins there beyond chance.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def build_rows(first_stage: Any, requests: pd.DataFrame, watches: pd.DataFrame,
     listed = listed_outcomes(requests, watches, settings.window_minutes)
     skipped = {"cold_start": 0, "unknown_movies": 0, "seen_before": 0, "beyond_candidates": 0,
                "no_rows": 0}
-    feats, labels, positions, ranks, groups, times, explored = [], [], [], [], [], [], []
+    feats, labels, positions, ranks, groups, times, users = [], [], [], [], [], [], []
     index = first_stage._item_index
     for _req, block in listed.groupby("request", sort=True):
         user = int(block["user_id"].iat[0])
@@ -108,8 +108,8 @@ def build_rows(first_stage: Any, requests: pd.DataFrame, watches: pd.DataFrame,
         if not fresh.any():
             skipped["no_rows"] += 1
             continue
-        item_idx = item_idx[fresh]
-        _, scores, item_ranks, best = first_stage.first_stage(vector, seen, items=item_idx)
+        _, scores, item_ranks, best = first_stage.first_stage(vector, seen,
+                                                              items=item_idx[fresh])
         # only what the ranker will be asked to order: the first stage's best `candidates`
         # (lists logged from another policy, e.g. popularity, hold movies it never sees)
         among = item_ranks < settings.candidates
@@ -117,16 +117,17 @@ def build_rows(first_stage: Any, requests: pd.DataFrame, watches: pd.DataFrame,
         if not among.any():
             skipped["no_rows"] += 1
             continue
+        kept = np.flatnonzero(known)[fresh][among]  # the block's rows that become rows
         u = user_features(interactions, index, items, at)
-        feats.append(candidate_features(u, item_idx[among], scores[among], item_ranks[among],
-                                        best, items, at))
-        labels.append((block["minutes"].to_numpy()[known][fresh][among]
-                       >= settings.min_minutes).astype(np.int32))
-        positions.append(block["position"].to_numpy(np.int32)[known][fresh][among])
+        feats.append(candidate_features(u, idx[kept], scores[among], item_ranks[among], best,
+                                        items, at))
+        labels.append((block["minutes"].to_numpy()[kept] >= settings.min_minutes)
+                      .astype(np.int32))
+        positions.append(block["position"].to_numpy(np.int32)[kept])
         ranks.append(item_ranks[among])
-        groups.append(int(among.sum()))
+        groups.append(kept.size)
         times.append(np.datetime64(at, "us"))
-        explored.append(user)
+        users.append(user)
     n_features = len(feature_names())
     cat = (lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.empty(0, dt))  # noqa: E731
     return RankerData(
@@ -134,8 +135,8 @@ def build_rows(first_stage: Any, requests: pd.DataFrame, watches: pd.DataFrame,
         labels=cat(labels, np.int32), positions=cat(positions, np.int32),
         first_rank=cat(ranks, np.float32), groups=np.asarray(groups, np.int64),
         times=np.asarray(times, "datetime64[us]"),
-        explored=exploring(np.asarray(explored, np.int64), settings.exploration_share,
-                           settings.exploration_salt) if explored and settings.exploration_share
+        explored=exploring(np.asarray(users, np.int64), settings.exploration_share,
+                           settings.exploration_salt) if users and settings.exploration_share
         else np.zeros(len(groups), bool),
         skipped=skipped)
 
