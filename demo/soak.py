@@ -80,7 +80,8 @@ class SoakSettings(DemoSettings):
     # tenth of events, picks the half-life (simulated hours; 0 = none) that ranks best there
     retrain_overrides: tuple[str, ...] = (
         "trainer.evaluate=true", "trainer.test_fraction=0.1",
-        "trainer.recency.half_lives_h=[0,1,3,9]", "trainer.report_plots=false")
+        "trainer.recency.half_lives_h=[0,1,3,9]", "trainer.recency.user_half_lives_h=[0,1,3,9]",
+        "trainer.report_plots=false")
     publish: bool = True  # copy the plot and the report into docs/
     run_dir: Path = field(
         default_factory=lambda: ROOT / ".cache" / "soak" / time.strftime("%Y%m%d-%H%M%S"))
@@ -139,15 +140,18 @@ class Soak:
         summary = self.p.registry_summary()
         return summary["versions"][-1]["version"] if summary["versions"] else ""
 
-    def half_life_of(self, version: str) -> float | None:
-        """The recency half-life (hours) the temporal evaluation chose for ``version``."""
+    def recency_of(self, version: str) -> dict[str, float | None]:
+        """The recency half-lives (hours: every event's, the users' own) the temporal
+        evaluation chose for ``version``."""
         from movierec_core.registry import open_registry
 
         try:
             manifest = open_registry(str(self.p.registry_root)).show("movierec", version).manifest
         except Exception:  # noqa: BLE001 - a fact for the report, not a failure
-            return None
-        return (manifest.get("recency") or {}).get("half_life_h")
+            manifest = {}
+        recency = manifest.get("recency") or {}
+        return {"half_life_h": recency.get("half_life_h"),
+                "user_half_life_h": recency.get("user_half_life_h")}
 
     def snapshot(self) -> str:
         out = run_step(["python", "-m", "ingestor", "snapshot", *self.p.common()],
@@ -255,7 +259,7 @@ class Soak:
         version = self.newest_version()
         self.trainings.append({"minute": self.t, "trigger": "scheduled", "version": version,
                                "snapshot": snap, "seconds": round(time.monotonic() - t0, 1),
-                               "half_life_h": self.half_life_of(version),
+                               **self.recency_of(version),
                                "line": out.strip().splitlines()[-1] if out.strip() else ""})
         self.retrain_pending = False
         self.event("retrain", f"scheduled: snapshot {snap} → {version} registered as challenger",
@@ -303,7 +307,7 @@ class Soak:
             self.drift_retrained_version = after
             self.trainings.append({"minute": self.t, "trigger": "drift", "version": after,
                                    "seconds": run["retrain"].get("duration_s"),
-                                   "half_life_h": self.half_life_of(after)})
+                                   **self.recency_of(after)})
             self.retrain_pending = False
             self.event("retrain", f"drift-triggered (drift's local trigger): {after} registered "
                        "as challenger", version=after, trigger="drift")
@@ -581,6 +585,10 @@ class Soak:
         self.p.close()
 
 
+def _hours(half_life: float | None) -> str:
+    return f"{half_life:g} h" if half_life else "none"
+
+
 def recovery(hourly: pd.DataFrame, drift_at: int, trainings: list[dict[str, Any]],
              canaries: list[dict[str, Any]]) -> dict[str, Any]:
     """Issue 22's recovery figure: the served model's watch-through over the oracle's, per
@@ -599,7 +607,8 @@ def recovery(hourly: pd.DataFrame, drift_at: int, trainings: list[dict[str, Any]
                            "pre_drift_hours": [int(h) for h in pre.index],
                            "retrains_after_drift": [
                                {"minute": t["minute"], "trigger": t["trigger"],
-                                "version": t["version"], "half_life_h": t.get("half_life_h")}
+                                "version": t["version"], "half_life_h": t.get("half_life_h"),
+                                "user_half_life_h": t.get("user_half_life_h")}
                                for t in retrains[:2]]}
     if drift_retrain is None or not len(pre):
         out.update(recovered=False, reason="no drift retrain or no pre-drift hours")
@@ -708,8 +717,8 @@ def to_markdown(r: dict[str, Any], hourly: pd.DataFrame) -> str:
                   f"Champion / oracle before the drift: **{rec['pre_drift_ratio']:.3f}** (hours "
                   f"{', '.join(map(str, rec['pre_drift_hours']))}). Retrains after it: "
                   + "; ".join(f"{t['version']} ({t['trigger']}, at {t['minute'] / 60:.1f} h, "
-                              f"half-life {t['half_life_h'] if t['half_life_h'] else 'none'}"
-                              f"{' h' if t['half_life_h'] else ''})"
+                              f"half-life {_hours(t.get('half_life_h'))}, users' own "
+                              f"{_hours(t.get('user_half_life_h'))})"
                               for t in rec["retrains_after_drift"]) + ".", "",
                   "| hour | serving the drift-retrained model | ratio to the oracle |",
                   "|---:|---|---:|"]

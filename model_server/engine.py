@@ -20,12 +20,17 @@ from model_server.npy_rows import NpyRows
 from model_server.ranking import NormPrunedScorer, cost_adjusted, first_unseen, top_k
 from movierec_core.features import candidate_features, user_features
 from movierec_core.models.bundle import Bundle, load_bundle
-from movierec_core.models.confidence import ConfidenceWeights, confidence
+from movierec_core.models.confidence import ConfidenceWeights, confidence, recency_weight
 from movierec_core.models.factor import FactorModel
 from movierec_core.models.ranker import Ranker, exploring
 from movierec_core.models.retrieval import AnnIndex
 
 FALLBACK_SIZE = 100  # popularity entries kept precomputed for fallbacks and cold starts
+def _utc_now() -> datetime:
+    """The clock as the lake and the online store write times: naive UTC."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
 _NO_ITEMS = np.empty(0, dtype=np.int64)  # (read-only: shared by every request without events)
 _NO_ITEMS.flags.writeable = False
 _NO_CONFIDENCES = np.empty(0, dtype=np.float32)
@@ -126,6 +131,11 @@ class Engine:
         self.popular = top_k(popularity.copy(), min(FALLBACK_SIZE, self.n_items))
         self._runtimes = None if bundle.runtimes is None else np.array(bundle.runtimes)
         self._weights = confidence_weights(manifest.get("config") or {}, rating_scale_max)
+        # how the users' rows were weighed by time (trainer.recency): the online store's
+        # events are folded in at the same half-life, their age taken at the request's instant
+        recency = manifest.get("recency") or {}
+        self.fold_in_half_life_h = float(recency.get("user_half_life_h") or
+                                         recency.get("half_life_h") or 0.0)
         # its user ids are pseudonyms under this key (movierec_core/pseudonym.py); None: raw
         self.pseudonym_key_id: str | None = manifest.get("pseudonym_key_id")
         self._fallback = {k: self.answer(self.popular[:k], "fallback") for k in (20,)}
@@ -192,13 +202,13 @@ class Engine:
         """Top-``k`` for a user, excluding everything seen in training and in ``interactions``
         (the online store's recent events, newest first). ``now``: the request's instant (the
         ranker's time features; default the clock, naive UTC like the lake)."""
-        state = self.user_state(user_id, interactions, fold_in)
+        state = self.user_state(user_id, interactions, fold_in, now)
         if isinstance(state, ColdStart):
             return state
         vector, user_items, row, seen, source = state
         if self.ranker is not None:
-            when = now if now is not None else datetime.now(UTC).replace(tzinfo=None)
-            ranked = self._ranked(vector, interactions, k, seen, cost_lambda, when)
+            ranked = self._ranked(vector, interactions, k, seen, cost_lambda,
+                                  now if now is not None else _utc_now())
         elif vector is not None and (self.retrieval is not None or not cost_lambda):
             ranked = (self._two_stage(vector, k, seen, cost_lambda) if self.retrieval is not None
                       else self.scorer.top_k(vector, k, seen))
@@ -212,18 +222,21 @@ class Engine:
             ranked = self._rng.permutation(np.asarray(ranked))
         return self.answer(ranked, source, cold_start=row < 0)
 
-    def user_state(self, user_id: int, interactions: Sequence[Any], fold_in: bool = True
+    def user_state(self, user_id: int, interactions: Sequence[Any], fold_in: bool = True,
+                   now: datetime | None = None
                    ) -> tuple[np.ndarray | None, Any, int, np.ndarray, str] | ColdStart:
         """What ranking a user starts from: ``(vector, user_items, row, seen, source)``, the
         user's factor vector (stored or folded in; None where the model has no vectors or cost
         needs every score), their confidence row when folded in, training row (-1: unknown),
-        the item indices to exclude, and ``model`` or ``fold_in``; or :class:`ColdStart`."""
+        the item indices to exclude, and ``model`` or ``fold_in``; or :class:`ColdStart`.
+        ``now``: the instant the events' ages are taken at (the bundle's recency half-life;
+        default the clock)."""
         row = self.user_row(user_id)
         start = end = 0
         if row >= 0:
             start, end = int(self.seen_indptr[row]), int(self.seen_indptr[row + 1])
         hist_items = self.seen_indices[start:end].astype(np.int64)
-        online_items, online_conf = self._online(interactions)
+        online_items, online_conf = self._online(interactions, now)
         fresh = False
         if online_items.size:
             seen = np.union1d(hist_items, online_items)
@@ -325,19 +338,22 @@ class Engine:
                            cold_start=True)
 
     # --- fold-in helpers -----------------------------------------------------------------
-    def _online(self, interactions: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
+    def _online(self, interactions: Sequence[Any], now: datetime | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
         """Item indices and confidences of the online store's interactions (unknown movies
-        skipped: the model cannot score them)."""
+        skipped: the model cannot score them), weighed by their age at ``now`` when the bundle's
+        users were (``trainer.recency``: the same weight as the trainer's)."""
         if not interactions:
             return _NO_ITEMS, _NO_CONFIDENCES
         index = self._item_index
-        items, minutes, stars = [], [], []
+        items, minutes, stars, times = [], [], [], []
         for it in interactions:
             i = index.get(it.movie_id)
             if i is not None:
                 items.append(i)
                 minutes.append(it.minutes)
                 stars.append(np.nan if it.stars is None else it.stars)
+                times.append(it.last_time)
         if not items:
             return _NO_ITEMS, _NO_CONFIDENCES
         items_arr = np.asarray(items, dtype=np.int64)
@@ -345,6 +361,10 @@ class Engine:
         conf = np.asarray(confidence(np.asarray(minutes, dtype=np.float64), runtime,
                                      np.asarray(stars, dtype=np.float64), self._weights),
                           dtype=np.float32).reshape(-1)
+        if self.fold_in_half_life_h:
+            at = now if now is not None else _utc_now()
+            ages = [(at - t).total_seconds() / 3600.0 for t in times]
+            conf = conf * recency_weight(ages, self.fold_in_half_life_h).astype(np.float32)
         # a watched-but-zero-confidence movie (e.g. a dislike) is still excluded, not folded in
         return items_arr, conf
 

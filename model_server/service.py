@@ -61,7 +61,8 @@ class Recommendations:
                  fold_in: bool, history_limit: int, threads: int = 4,
                  erased_poll_s: float = 1.0, pseudonyms: KeyRing | None = None,
                  cache: RecommendationCache | None = None, clock: str = "events") -> None:
-        """``clock``: the instant a learned ranker's time features are computed at: ``events``,
+        """``clock``: the instant a learned ranker's time features and the online store's events'
+        ages (a bundle trained with recency) are computed at: ``events``,
         the online store's event-time watermark (polled with the erased users; the wall clock
         until there is one), or ``wall``."""
         if clock not in ("events", "wall"):
@@ -183,7 +184,7 @@ class Recommendations:
                 return Answer(list(hit.items), hit.source, engine, hit.cold_start)
         return engine.rank(ids.model, interactions or [], state.k, cost_lambda=self.cost_lambda,
                            fold_in=self.fold_in,
-                           now=self.watermark if engine.ranker is not None else None)
+                           now=self.watermark)
 
     def _interactions(self, user_id: int) -> list | None:
         """The user's recent events, newest first; None when the store cannot be read (the

@@ -51,6 +51,12 @@ class RecencySettings:
     each and keeps the best pair for the registered model (trainer/data.py::decayed)."""
 
     half_lives_h: list[float] = field(default_factory=lambda: [0.0])
+    # per-user recency (factor models): the item factors learn from every event at the
+    # half-life above; each user's vector is folded in again from their own confidences
+    # weighed by this half-life, and the model server folds in the online store's events the
+    # same way at request time. Users whose tastes moved are then described by their recent
+    # events without discarding what everyone's history says about the movies. 0: off.
+    user_half_lives_h: list[float] = field(default_factory=lambda: [0.0])
 
 
 @dataclass

@@ -21,6 +21,7 @@ import scipy.sparse as sp
 
 from movierec_core import lake
 from movierec_core.models import ConfidenceWeights, confidence, segment_of
+from movierec_core.models.confidence import recency_weight
 
 EVENT_COLUMNS = ["user_id", "movie_id", "time", "minutes", "stars"]
 
@@ -125,7 +126,7 @@ def decayed(pairs: pd.DataFrame, half_life_h: float, now: pd.Timestamp | None = 
         return pairs
     now = pd.Timestamp(now) if now is not None else pairs["last_time"].max()
     age_h = (now - pd.to_datetime(pairs["last_time"])).dt.total_seconds().to_numpy() / 3600.0
-    weight = np.maximum(np.power(0.5, np.maximum(age_h, 0.0) / float(half_life_h)), 1e-4)
+    weight = recency_weight(age_h, half_life_h)
     return pairs.assign(confidence=(pairs["confidence"].to_numpy(float) * weight))
 
 

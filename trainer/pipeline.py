@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from omegaconf import DictConfig, OmegaConf
 
 from movierec_core.erasure import drop_erased, read_ledger
@@ -208,8 +209,9 @@ def evaluate_cold_start(train: InteractionMatrix, test_pairs: pd.DataFrame, user
     return out
 
 
-def _candidate_label(name: str, half_life_h: float) -> str:
-    return name if not half_life_h else f"{name}@{half_life_h:g}h"
+def _candidate_label(name: str, half_life_h: float, user_half_life_h: float = 0.0) -> str:
+    label = name if not half_life_h else f"{name}@{half_life_h:g}h"
+    return label if not user_half_life_h else f"{label}/user@{user_half_life_h:g}h"
 
 
 def fit_candidate(name: str, cfg: dict[str, Any], matrix, segments, tcfg) -> tuple[Recommender, float]:
@@ -256,7 +258,8 @@ def run(cfg: DictConfig, registry: FileRegistry | None = None) -> RunResult:
                                   "rows": [], "subpopulations": {}, "data_quality": quality}
     selected = candidates[0]
     half_lives = [float(h) for h in tc.recency.half_lives_h] or [0.0]
-    selected_half_life = half_lives[0]
+    user_half_lives = [float(h) for h in tc.recency.user_half_lives_h] or [0.0]
+    selected_half_life, selected_user_half_life = half_lives[0], 0.0
     eval_metrics: dict[str, Any] = {}
     if tc.evaluate:
         t = time.perf_counter()
@@ -289,35 +292,47 @@ def run(cfg: DictConfig, registry: FileRegistry | None = None) -> RunResult:
             for name, res in tuned.items():
                 configs[name] = {**configs[name], **res["best_params"]}
         best, trained = -np.inf, []
+        # the same pairs, their confidences weighed by recency as of the split time
+        recency_rows = {h: train.matrix if not h else InteractionMatrix.from_pairs(
+            decayed(train_pairs, h, split_t)).matrix for h in {*half_lives, *user_half_lives}}
         for half_life in half_lives:
-            # the same pairs, their confidences weighed by recency as of the split time
-            matrix = train.matrix if not half_life else InteractionMatrix.from_pairs(
-                decayed(train_pairs, half_life, split_t)).matrix
             for name in candidates:
                 label = _candidate_label(name, half_life)
                 try:
-                    model, fit_s = fit_candidate(name, configs[name], matrix, segments, tc)
+                    model, fit_s = fit_candidate(name, configs[name], recency_rows[half_life],
+                                                 segments, tc)
                 except (ValueError, MemoryError) as exc:
                     log.warning("candidate %s skipped: %s", label, exc)
                     comparison["rows"].append({"model": label, "error": str(exc)})
                     continue
-                overall, groups = evaluator.evaluate(model)
                 cost = measure_inference(model, evaluator.rows, max(tc.ks))
                 mdir = run_dir / "candidates" / label
                 model.save(mdir)
-                row = {"model": label, **overall, "fit_s": round(fit_s, 4), **cost,
-                       "memory_bytes": model.memory_bytes(), "disk_bytes": _dir_bytes(mdir),
-                       "config": configs[name], "half_life_h": half_life}
+                common = {"fit_s": round(fit_s, 4), **cost, "memory_bytes": model.memory_bytes(),
+                          "disk_bytes": _dir_bytes(mdir), "config": configs[name],
+                          "half_life_h": half_life}
                 shutil.rmtree(mdir, ignore_errors=True)
-                comparison["rows"].append(row)
-                comparison["subpopulations"][label] = groups
-                trained.append((name, half_life))
-                score = overall.get(tc.select_metric, -np.inf)
-                log.info("candidate %-14s %s=%.4f fit %.2fs", label, tc.select_metric, score,
-                         fit_s)
-                if score > best:
-                    best, selected, selected_half_life = score, name, half_life
-                    eval_metrics = {**overall, "subpopulations": groups}
+                fitted_users = getattr(model, "user_factors", None)
+                for user_half_life in user_half_lives:
+                    if user_half_life and not isinstance(model, FactorModel):
+                        continue  # per-user recency re-derives user vectors: factor models only
+                    if isinstance(model, FactorModel):  # each user's vector, from their rows
+                        model.user_factors = fitted_users
+                        if user_half_life:
+                            model.refold_users(recency_rows[user_half_life])
+                    label = _candidate_label(name, half_life, user_half_life)
+                    overall, groups = evaluator.evaluate(model)
+                    comparison["rows"].append({"model": label, **overall, **common,
+                                               "user_half_life_h": user_half_life})
+                    comparison["subpopulations"][label] = groups
+                    trained.append((name, half_life, user_half_life))
+                    score = overall.get(tc.select_metric, -np.inf)
+                    log.info("candidate %-22s %s=%.4f fit %.2fs", label, tc.select_metric,
+                             score, fit_s)
+                    if score > best:
+                        best, selected = score, name
+                        selected_half_life, selected_user_half_life = half_life, user_half_life
+                        eval_metrics = {**overall, "subpopulations": groups}
         shutil.rmtree(run_dir / "candidates", ignore_errors=True)
         comparison["cold_start"] = evaluate_cold_start(train, test_pairs, users, segments,
                                                        list(tc.ks), tc)
@@ -325,19 +340,26 @@ def run(cfg: DictConfig, registry: FileRegistry | None = None) -> RunResult:
         if not trained:
             raise TrainerInputError("every candidate failed to train (see the log)")
         if best == -np.inf:  # no warm test user (e.g. every test user is new): cannot rank
-            selected, selected_half_life = trained[0]
+            selected, selected_half_life, selected_user_half_life = trained[0]
             log.warning("no warm users to evaluate on; registering the first candidate %s",
                         selected)
-    comparison["selected"] = _candidate_label(selected, selected_half_life)
+    elif user_half_lives[0] and isinstance(make_model(configs[selected]), FactorModel):
+        selected_user_half_life = user_half_lives[0]  # no evaluation: the first one configured
+    comparison["selected"] = _candidate_label(selected, selected_half_life,
+                                              selected_user_half_life)
 
     # the registered model: the selected configuration, fitted on every event (or on train only)
     t = time.perf_counter()
-    all_pairs = decayed(filter_min_counts(aggregate_pairs(events, movies, weights),
-                                          tc.min_user_interactions, tc.min_item_interactions),
-                        selected_half_life)
+    raw_pairs = filter_min_counts(aggregate_pairs(events, movies, weights),
+                                  tc.min_user_interactions, tc.min_item_interactions)
+    all_pairs = decayed(raw_pairs, selected_half_life)
     if all_pairs.empty:
         raise TrainerInputError(f"snapshot {snapshot_id}: no interaction with positive confidence")
     final = InteractionMatrix.from_pairs(all_pairs)
+    # per-user recency: the users' rows (their vectors, and what the server folds in beside
+    # the online store's events) weighed by the user half-life; the same pairs, the same order
+    user_rows = (InteractionMatrix.from_pairs(decayed(raw_pairs, selected_user_half_life))
+                 if selected_user_half_life else None)
     timings["final_matrix_s"] = time.perf_counter() - t
     resolved = OmegaConf.to_container(cfg, resolve=True)
     resolved["selected_model"] = configs[selected]
@@ -349,7 +371,9 @@ def run(cfg: DictConfig, registry: FileRegistry | None = None) -> RunResult:
         # pseudonymises a request with it (movierec_core/pseudonym.py)
         "pseudonym_key_id": snap_manifest.get("pseudonym_key_id"),
         # how time was weighed (chosen by the temporal evaluation among half_lives)
-        "recency": {"half_life_h": selected_half_life, "half_lives_h": half_lives},
+        "recency": {"half_life_h": selected_half_life, "half_lives_h": half_lives,
+                    "user_half_life_h": selected_user_half_life,
+                    "user_half_lives_h": user_half_lives},
         "code_version": code_version(tc.code_version), "config": resolved,
         "metrics": {"warm": {k: v for k, v in eval_metrics.items() if k != "subpopulations"},
                     "cold_start": comparison.get("cold_start", {}),
@@ -373,7 +397,8 @@ def run(cfg: DictConfig, registry: FileRegistry | None = None) -> RunResult:
             ranker, report = second_stage(
                 tables, events, movies, weights, fit_first_stage, selected_half_life,
                 final.item_ids, all_pairs, costs, run_dir / "first_stage", tc.ranker, resolved,
-                tc.min_user_interactions, tc.min_item_interactions)
+                tc.min_user_interactions, tc.min_item_interactions,
+                user_half_life_h=selected_user_half_life)
             shutil.rmtree(run_dir / "first_stage", ignore_errors=True)
         timings["ranker_s"] = time.perf_counter() - t
         comparison["ranker"] = report
@@ -385,7 +410,8 @@ def run(cfg: DictConfig, registry: FileRegistry | None = None) -> RunResult:
         registry or FileRegistry(cfg.data.registry_root), run_dir / "bundle", manifest,
         costs=costs, timings=timings, runtimes=runtimes, confidence_weights=weights,
         comparison=comparison if tc.evaluate else None,
-        config_yaml=OmegaConf.to_yaml(cfg, resolve=True), ranker=ranker)
+        config_yaml=OmegaConf.to_yaml(cfg, resolve=True), ranker=ranker,
+        user_rows=None if user_rows is None else user_rows.matrix)
     duration = time.perf_counter() - t_start
     (run_dir / "result.txt").write_text(
         f"{tc.model_name} {published.version or 'unregistered'} {selected} {duration:.2f}s\n")
@@ -408,12 +434,21 @@ def fit_and_publish(final: InteractionMatrix, segments: list[str | None], model_
                     comparison: dict[str, Any] | None = None, config_yaml: str = "",
                     runtimes: np.ndarray | None = None,
                     confidence_weights: ConfidenceWeights | None = None,
-                    ranker: Ranker | None = None) -> Published:
+                    ranker: Ranker | None = None,
+                    user_rows: sp.csr_matrix | None = None) -> Published:
     """Fit the production model on ``final``, write the bundle (+ report), register it and move
-    ``challenger`` (and ``champion`` when there is none or ``tc.promote``)."""
+    ``challenger`` (and ``champion`` when there is none or ``tc.promote``). ``user_rows``
+    (per-user recency, factor models): the users' confidences their vectors are folded in from
+    and the bundle's rows (the same pairs as ``final``, weighed differently)."""
     timings = dict(timings or {})
     model, timings["final_fit_s"] = fit_candidate(str(model_cfg["name"]), model_cfg, final.matrix,
                                                   segments, tc)
+    rows = final.matrix
+    if user_rows is not None and isinstance(model, FactorModel):
+        t = time.perf_counter()
+        model.refold_users(user_rows)
+        rows = user_rows
+        timings["refold_users_s"] = time.perf_counter() - t
     t = time.perf_counter()
     cold = ColdStartModel(list_size=tc.cold_start_list_size,
                           min_users=tc.cold_start_min_users).fit(final.matrix, segments)
@@ -429,7 +464,7 @@ def fit_and_publish(final: InteractionMatrix, segments: list[str | None], model_
         manifest = {**manifest, "retrieval": {k: v for k, v in retrieval.meta.items()}}
     manifest = {**manifest, "timings": {k: round(v, 4) for k, v in timings.items()}}
     t = time.perf_counter()
-    save_bundle(bundle_dir, model, final.item_ids, final.user_ids, final.matrix, costs=costs,
+    save_bundle(bundle_dir, model, final.item_ids, final.user_ids, rows, costs=costs,
                 cold_start=cold, manifest=manifest, runtimes=runtimes,
                 confidence_weights=confidence_weights)
     if retrieval is not None:

@@ -94,7 +94,7 @@ def build_rows(first_stage: Any, requests: pd.DataFrame, watches: pd.DataFrame,
         user = int(block["user_id"].iat[0])
         at = pd.Timestamp(block["time"].iat[0]).to_pydatetime()
         interactions = history.interactions_as_of(user, at)
-        state = first_stage.user_state(user, interactions)
+        state = first_stage.user_state(user, interactions, now=at)
         if not isinstance(state, tuple) or state[0] is None:
             skipped["cold_start"] += 1
             continue
@@ -287,12 +287,13 @@ def second_stage(tables: dict[str, Any], events: pd.DataFrame, movies: pd.DataFr
                  weights: Any, fit: Any, half_life_h: float, item_ids: np.ndarray,
                  all_pairs: pd.DataFrame, costs: np.ndarray, work_dir: Any,
                  settings: RankerSettings, config: dict[str, Any], min_user: int = 1,
-                 min_item: int = 1) -> tuple[Ranker | None, dict[str, Any]]:
+                 min_item: int = 1, user_half_life_h: float = 0.0
+                 ) -> tuple[Ranker | None, dict[str, Any]]:
     """The pipeline's ranker for the registered model. Its own temporal split: the logged
     requests of the latest ``test_fraction`` of events (windows closed by the snapshot's last
     event) train it and the latest of them judge it; its first stage is the selected model
-    (``fit(matrix)``, with the selected half-life) fitted on the events before them, so no label
-    is in a feature. The item table is rebuilt for the registered model's items (``item_ids``,
+    (``fit(matrix)``, with the selected half-lives) fitted on the events before them, so no
+    label is in a feature. The item table is rebuilt for the registered model's items (``item_ids``,
     ``all_pairs``, ``costs``)."""
     from model_server.engine import Engine
     from movierec_core import lake
@@ -327,11 +328,16 @@ def second_stage(tables: dict[str, Any], events: pd.DataFrame, movies: pd.DataFr
             f"window closed before the snapshot's last event")}
     matrix = InteractionMatrix.from_pairs(decayed(pairs, half_life_h, split))
     model = fit(matrix.matrix)
+    if user_half_life_h:  # per-user recency, as the registered model's users get it
+        matrix = InteractionMatrix.from_pairs(decayed(pairs, user_half_life_h, split))
+        model.refold_users(matrix.matrix)
     runtimes = (movies["runtime"].reindex(matrix.item_ids).to_numpy(np.float32)
                 if len(movies) else None)
     save_bundle(work_dir, model, matrix.item_ids, matrix.user_ids, matrix.matrix,
                 costs=item_costs(matrix.item_ids, movies), runtimes=runtimes,
-                manifest={"version": "first-stage", "config": config},
+                manifest={"version": "first-stage", "config": config,
+                          "recency": {"half_life_h": half_life_h,
+                                      "user_half_life_h": user_half_life_h}},
                 confidence_weights=weights)
     ratings = _frame(tables, lake.RATINGS, ["user_id", "movie_id", "time", "stars"])
     metadata = _frame(tables, lake.MOVIES, ["movie_id", "genres", "runtime", "fetched_at"])

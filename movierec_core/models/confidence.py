@@ -57,3 +57,19 @@ def _floats(x: Any) -> np.ndarray:
     if arr.dtype == object:
         arr = np.array([np.nan if v is None else v for v in arr.ravel()], dtype=np.float64).reshape(arr.shape)
     return arr.astype(np.float64)
+
+
+# an old interaction keeps this much weight at least: it stays seen (excluded) even when it no
+# longer counts
+MIN_RECENCY_WEIGHT = 1e-4
+
+
+def recency_weight(age_h: Any, half_life_h: float) -> np.ndarray:
+    """``0.5 ** (age / half_life_h)`` (ages in hours, negative ones as 0), at least
+    ``MIN_RECENCY_WEIGHT``; 1 everywhere when ``half_life_h`` is 0 (no decay). Shared by the
+    trainer (decayed confidences) and the model server (folding in the online store's events
+    at the bundle's half-life), so a user's vector weighs time the same way both sides."""
+    age = np.maximum(np.asarray(age_h, dtype=np.float64), 0.0)
+    if not half_life_h:
+        return np.ones_like(age)
+    return np.maximum(np.power(0.5, age / float(half_life_h)), MIN_RECENCY_WEIGHT)

@@ -31,6 +31,19 @@ class FactorModel(Recommender):
         """User factor vector for a user given by (item → confidence) without refitting."""
         return self._fold_in_rows(as_csr(user_items, self.n_items))[0]
 
+    def refold_users(self, rows: sp.csr_matrix, batch: int = 100_000) -> None:
+        """Every user's vector folded in again from ``rows`` (users × items confidences, the
+        fitted rows' order), the item factors kept: how a user's own history is weighed (e.g.
+        by recency) without changing what the items learned from everyone's."""
+        rows = sp.csr_matrix(rows, dtype=np.float32)
+        if rows.shape != (np.shape(self.user_factors)[0], self.n_items):
+            raise ValueError(f"refold_users: rows {rows.shape} do not match the model's users x "
+                             f"items ({np.shape(self.user_factors)[0]}, {self.n_items})")
+        self.user_factors = np.vstack([self._fold_in_rows(rows[i:i + batch])
+                                       for i in range(0, rows.shape[0], batch)]
+                                      or [np.empty((0, np.shape(self.user_factors)[1]),
+                                                   np.float32)])
+
     def scores_for_items(self, user_items: Any) -> np.ndarray:
         rows = as_csr(user_items, self.n_items)
         scores = self._fold_in_rows(rows) @ np.asarray(self.item_factors).T

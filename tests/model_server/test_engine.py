@@ -127,3 +127,29 @@ def test_user_rows_with_compact_int32_ids_and_ids_beyond_them(tmp_path):
     assert engine.user_ids.dtype.itemsize == 4
     assert engine.user_row(1000) == 0 and engine.user_row(1590) == 59
     assert [engine.user_row(u) for u in (0, 1001, 2**31 - 1, 2**31, 2**40, 2**63 - 1)] == [-1] * 6
+
+
+def test_a_bundle_trained_with_recency_folds_in_online_events_by_their_age(
+        bundle_dir: Path, tmp_path: Path) -> None:
+    """The bundle's users were weighed by a 2-hour half-life (``trainer.recency``): an online
+    event counts ``0.5 ** (age / 2 h)`` at the request's instant, as the trainer counts it."""
+    import shutil
+
+    from movierec_core.models.bundle import read_manifest, write_manifest
+
+    decaying = tmp_path / "decaying"
+    shutil.copytree(bundle_dir, decaying)
+    write_manifest(decaying, {**read_manifest(decaying),
+                              "recency": {"half_life_h": 0.0, "user_half_life_h": 2.0}})
+    engine = Engine.load(decaying)
+    assert engine.fold_in_half_life_h == 2.0
+    top = expected_known(bundle_dir, 1000)[0]
+    fresh, old = watched(top), UserInteraction(top, 90, 89, None, datetime(2025, 3, 1, 20))
+    # 90 of 100 minutes = 0.9; four hours old at T: a quarter of it
+    now = engine.rank(1000, [fresh], 20, now=T)
+    later = engine.rank(1000, [old], 20, now=T)
+    assert now.items == expected_fold_in(bundle_dir, 1000, {top: 0.9})
+    assert later.items == expected_fold_in(bundle_dir, 1000, {top: 0.225})
+    assert later.source == "fold_in" and top not in later.items  # still seen, still excluded
+    # without recency in the manifest, age does not matter
+    assert Engine.load(bundle_dir).rank(1000, [old], 20, now=T).items == now.items

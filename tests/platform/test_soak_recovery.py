@@ -21,8 +21,10 @@ HOURLY = _hourly([
     (4, "oracle", 1.0), (4, "router · champion", 0.75), (4, "router · challenger", 0.10),
 ])
 TRAININGS = [{"minute": 60, "trigger": "scheduled", "version": "v2", "half_life_h": 0.0},
-             {"minute": 180, "trigger": "drift", "version": "v3", "half_life_h": 3.0},
-             {"minute": 300, "trigger": "scheduled", "version": "v4", "half_life_h": 1.0}]
+             {"minute": 180, "trigger": "drift", "version": "v3", "half_life_h": 3.0,
+              "user_half_life_h": None},
+             {"minute": 300, "trigger": "scheduled", "version": "v4", "half_life_h": 0.0,
+              "user_half_life_h": 1.0}]
 CANARIES = [{"kind": "promotion", "outcome": "promoted", "decided_minute": 240},
             {"kind": "rollback", "outcome": "rolled_back", "decided_minute": 290}]
 
@@ -60,6 +62,7 @@ def test_the_report_shows_the_recovery_table() -> None:
               "watch_through": {}, "recovery": r, "timings_s": {}}
     md = to_markdown(report, HOURLY)
     assert "Champion / oracle before the drift: **0.790**" in md
-    assert "v3 (drift, at 3.0 h, half-life 3.0 h)" in md
+    assert ("v3 (drift, at 3.0 h, half-life 3 h, users' own none); "
+            "v4 (scheduled, at 5.0 h, half-life none, users' own 1 h)") in md
     assert "| 4 | router · champion | 0.750 |" in md
     assert "= **92%** of the pre-drift ratio" in md
