@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import sqlite3
 import time
 from datetime import datetime, timedelta
 
@@ -194,3 +195,66 @@ class TestRedisOnlineStore(OnlineStoreContract):
         s = open_store(DataConfig(online_store_backend="redis", redis_url=redis_url))
         assert isinstance(s, RedisOnlineStore)
         s.close()
+
+
+def _open_store(path: str, barrier, results) -> None:
+    barrier.wait()
+    try:
+        SqliteOnlineStore(path)
+        results.put("ok")
+    except Exception as exc:  # noqa: BLE001 - the answer the test reads
+        results.put(repr(exc))
+
+
+def test_processes_opening_a_new_store_at_once_all_get_it(tmp_path) -> None:
+    """Two ingestors started together on a new file race to switch it to WAL; SQLite tells the
+    loser "database is locked" without waiting (2 of 120 openers before the retry)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    answers = []
+    for round_ in range(12):
+        barrier, results = ctx.Barrier(3), ctx.Queue()
+        path = str(tmp_path / f"store-{round_}.sqlite")
+        procs = [ctx.Process(target=_open_store, args=(path, barrier, results)) for _ in range(3)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(60)
+        answers += [results.get(timeout=10) for _ in procs]
+    assert answers == ["ok"] * 36
+
+
+def test_a_locked_switch_to_write_ahead_logging_is_retried(tmp_path, monkeypatch) -> None:
+    import movierec_core.online_store as module
+
+    real_connect, refused = module.sqlite3.connect, []
+
+    class Refusing:  # the connection of a process that lost the race once
+        def __init__(self, conn) -> None:
+            self.conn = conn
+
+        def execute(self, sql, *args):
+            if sql == "PRAGMA journal_mode=WAL" and not refused:
+                refused.append(sql)
+                raise sqlite3.OperationalError("database is locked")
+            return self.conn.execute(sql, *args)
+
+        def __getattr__(self, name):
+            return getattr(self.conn, name)
+
+    monkeypatch.setattr(module.sqlite3, "connect", lambda *a, **k: Refusing(real_connect(*a, **k)))
+    store = SqliteOnlineStore(tmp_path / "s.sqlite")
+    assert refused and store._conn().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    monkeypatch.setattr(module.sqlite3, "connect", real_connect)
+    with pytest.raises(sqlite3.OperationalError, match="locked"):  # gives up in time
+        module._write_ahead_log(_always_locked(real_connect(tmp_path / "t.sqlite")), 0.05)
+
+
+def _always_locked(conn):
+    class Locked:
+        def execute(self, sql, *args):
+            if sql == "PRAGMA journal_mode=WAL":
+                raise sqlite3.OperationalError("database is locked")
+            return conn.execute(sql, *args)
+    return Locked()
