@@ -26,6 +26,8 @@ from movierec_core.models.ranker import Ranker, exploring
 from movierec_core.models.retrieval import AnnIndex
 
 FALLBACK_SIZE = 100  # popularity entries kept precomputed for fallbacks and cold starts
+
+
 def _utc_now() -> datetime:
     """The clock as the lake and the online store write times: naive UTC."""
     return datetime.now(UTC).replace(tzinfo=None)
@@ -201,7 +203,8 @@ class Engine:
              now: datetime | None = None) -> Answer | ColdStart:
         """Top-``k`` for a user, excluding everything seen in training and in ``interactions``
         (the online store's recent events, newest first). ``now``: the request's instant (the
-        ranker's time features; default the clock, naive UTC like the lake)."""
+        ranker's time features, the events' ages under recency; default the clock, naive UTC
+        like the lake)."""
         state = self.user_state(user_id, interactions, fold_in, now)
         if isinstance(state, ColdStart):
             return state
