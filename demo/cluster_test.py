@@ -277,6 +277,9 @@ class ClusterTest:
             except ValueError:
                 continue
             if isinstance(found, dict) and "outcome" in found:
+                decisions = [m.group(1) for m in map(_DECISION.search, logs.splitlines()) if m]
+                if decisions:  # why it ended where it did (the controller's last verdict)
+                    found = {**found, "last_decision": decisions[-1]}
                 return found
         return None
 
@@ -496,6 +499,10 @@ def mutex_wait_from_controller_log(workflows: set[str | None],
             if m and m.group(2) in workflows:
                 return f"{m.group(2)}: {m.group(1)}"
     return ""
+
+
+# the canary controller's verdict after a window: "window 1 at 5 %: rollback ['p99 ...']"
+_DECISION = re.compile(r"(window \d+ at \d+ %: \w+ \[.*\])\s*$")
 
 
 def recheck(run_dir: Path, path: Path = RESULTS_PATH) -> int:

@@ -47,3 +47,13 @@ def test_targets_and_a_recheck_from_saved_logs(tmp_path) -> None:
     assert all(after["targets"].values())
     assert after["workflows"]["promotion"]["canary"]["outcome"] == "promoted"
     assert after["date"] == figures["date"] and "promotion" in after["rechecked"]
+
+
+def test_the_canary_outcome_carries_the_controllers_last_verdict() -> None:
+    logs = ("[pod/x/main] 2026 INFO window 0 at 5 %: hold ['estimate below the margin']\n"
+            "[pod/x/main] 2026 INFO window 1 at 5 %: rollback ['p99 153 ms vs champion 98 ms']\n"
+            '[pod/x/main] {"experiment": "baseline", "outcome": "rolled_back", "windows": 2}\n')
+    found = ClusterTest.canary_outcome(logs)
+    assert found["outcome"] == "rolled_back"
+    assert found["last_decision"] == "window 1 at 5 %: rollback ['p99 153 ms vs champion 98 ms']"
+    assert "last_decision" not in ClusterTest.canary_outcome(f"{LINE}\n")
