@@ -343,7 +343,9 @@ def run(cfg: DictConfig, registry: FileRegistry | None = None) -> RunResult:
             selected, selected_half_life, selected_user_half_life = trained[0]
             log.warning("no warm users to evaluate on; registering the first candidate %s",
                         selected)
-    elif user_half_lives[0] and isinstance(make_model(configs[selected]), FactorModel):
+    # user vectors (per-user recency, the ranker's first stage): factor models only
+    selected_is_factor = isinstance(make_model(configs[selected]), FactorModel)
+    if not tc.evaluate and user_half_lives[0] and selected_is_factor:
         selected_user_half_life = user_half_lives[0]  # no evaluation: the first one configured
     comparison["selected"] = _candidate_label(selected, selected_half_life,
                                               selected_user_half_life)
@@ -386,7 +388,7 @@ def run(cfg: DictConfig, registry: FileRegistry | None = None) -> RunResult:
     ranker = None
     if tc.ranker.enabled:
         t = time.perf_counter()
-        if not isinstance(make_model(configs[selected]), FactorModel):  # before any fit
+        if not selected_is_factor:  # before any fit
             report: dict[str, Any] = {
                 "kept": False, "reason": f"the ranker's first stage must be a factor model "
                                          f"(als, bpr), not {selected}"}

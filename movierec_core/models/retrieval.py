@@ -176,7 +176,8 @@ class AnnIndex:
         allowed = np.ones(self.index.ntotal, dtype=bool)
         allowed[np.asarray(exclude, dtype=np.int64)] = False
         bits = np.packbits(allowed, bitorder="little")
-        selector = _faiss().IDSelectorBitmap(self.index.ntotal, _faiss().swig_ptr(bits))
+        faiss = _faiss()
+        selector = faiss.IDSelectorBitmap(self.index.ntotal, faiss.swig_ptr(bits))
         selector.bits = bits  # the selector reads the array: it must live as long
         return selector
 
