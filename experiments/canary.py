@@ -73,6 +73,11 @@ class Policy:
     # than 100 is their maximum, one cold request of a fresh predictor (it rolled back a good
     # challenger on the cluster: 139 ms against 77 ms over 23 requests)
     p99_min_requests: int = 100
+    # windows in a row over the p99 limit before it rolls back; one over it holds the step (a
+    # single window's p99 on a loaded 2-core node swings: 153 ms against 98 ms rolled a good
+    # challenger back on the cluster, the window after being fine). Flagger's failed-checks
+    # threshold and Argo Rollouts' failureLimit count the same way
+    p99_windows: int = 2
     # the mixing standard deviation of the error guardrail's sequential test (the size of an
     # error-rate increase it is most sensitive to)
     error_tau: float = 0.1
@@ -99,7 +104,7 @@ class Policy:
                    bool(c.get("cuped", True)), str(c.get("non_inferiority", "last_gate")),
                    int(c.get("p99_min_requests", 100)), float(c.get("error_tau", 0.1)),
                    float(c.get("max_mean_latency_delta_ms", 50.0)),
-                   float(c.get("latency_tau_ms", 50.0)))
+                   float(c.get("latency_tau_ms", 50.0)), int(c.get("p99_windows", 2)))
 
 
 @dataclass
@@ -110,6 +115,7 @@ class Decision:
     errors: RatioDiff | None = None  # challenger - champion error rate, users as the unit
     latency: RatioDiff | None = None  # mean response ms, users as the unit (sequential)
     cost: RatioDiff | None = None  # license cost per play, users as the unit (reported only)
+    p99_over: bool = False  # the window's p99 was over the limit (the controller counts runs)
 
 
 def guardrail_diffs(policy: Policy, champion: VariantMetrics, challenger: VariantMetrics,
@@ -168,7 +174,7 @@ def pre_period_watch_through(lines: list[bytes], join_window_s: float,
 def decide(
     policy: Policy, window: Mapping[str, VariantMetrics], cumulative: Mapping[str, VariantMetrics],
     champion: str, challenger: str, step_index: int, windows_in_step: int,
-    pre_period: Mapping[int, float] | None = None,
+    pre_period: Mapping[int, float] | None = None, p99_over_before: int = 0,
 ) -> Decision:
     """What to do after one analysis window.
 
@@ -176,7 +182,9 @@ def decide(
     always-valid interval (``user_sequential``): significantly more errors, by more than
     ``max_error_rate_delta``, rolls back (the per-request analysis compares the window's error
     rates); the window's p99 latency may exceed the champion's by at most ``max_p99_ratio``
-    (and ``p99_slack_ms``). Watch-through uses everything since the canary
+    (and ``p99_slack_ms``): over it in ``p99_windows`` windows in a row (``p99_over_before``
+    of them before this one) rolls back, fewer holds the step. Watch-through uses everything
+    since the canary
     started (sticky users: more power): significantly worse (upper CI bound < 0) rolls back.
     An early step up needs no sign of harm (the estimate above ``-max_watch_through_drop``);
     the last gate (to 100 %) needs non-inferiority, the CI lower bound above
@@ -191,8 +199,10 @@ def decide(
 
     errors, latency, cost = guardrail_diffs(policy, cc, cn)
 
+    tail = ""  # the window's p99 over the limit, not yet in enough windows in a row
+
     def decision(action: str, why: list[str]) -> Decision:
-        return Decision(action, why, lift, errors, latency, cost)
+        return Decision(action, why, lift, errors, latency, cost, bool(tail))
 
     if errors is not None:
         # users as the unit, valid at every look: significantly more errors (interval above
@@ -212,7 +222,10 @@ def decide(
     if wn.requests >= enough and wc.requests >= enough:
         limit = max(wc.p99_ms * policy.max_p99_ratio, wc.p99_ms + policy.p99_slack_ms)
         if wn.p99_ms > limit:
-            reasons.append(f"p99 {wn.p99_ms:.0f} ms vs champion {wc.p99_ms:.0f} ms")
+            tail = (f"p99 {wn.p99_ms:.0f} ms vs champion {wc.p99_ms:.0f} ms (limit {limit:.0f};"
+                    f" {p99_over_before + 1} of {policy.p99_windows} windows in a row)")
+            if p99_over_before + 1 >= policy.p99_windows:
+                reasons.append(tail)
 
     lift = None
     if cn.matured >= policy.min_requests and cc.matured >= policy.min_requests:
@@ -223,6 +236,8 @@ def decide(
                 f"(diff CI [{lift.ci_low:+.3f}, {lift.ci_high:+.3f}])")
     if reasons:
         return decision(ROLLBACK, reasons)
+    if tail:
+        return decision(HOLD, [tail])
 
     if lift is None:
         if windows_in_step + 1 >= policy.max_windows_per_step * 2:
@@ -670,7 +685,7 @@ class CanaryController:
             log.info("pre-period: %d lines, watch-through of %d users (CUPED covariate)",
                      len(lines), len(self.pre_period))
         self.telemetry.poll()  # what happened before the canary is not its evidence
-        step_index, windows_in_step = 0, 0
+        step_index, windows_in_step, p99_over = 0, 0, 0
         self._set_percent(self.policy.steps[0])
         self._save()
         start_watermark = self.request_watermark
@@ -701,7 +716,8 @@ class CanaryController:
                     self.metrics.watch_through.labels(self.experiment, v).set(m.watch_through)
             srm = self._srm(window_out)
             decision = decide(self.policy, window, cumulative, self.champion, self.challenger,
-                              step_index, windows_in_step, self.pre_period)
+                              step_index, windows_in_step, self.pre_period, p99_over)
+            p99_over = p99_over + 1 if decision.p99_over else 0
             self.result.windows.append(WindowRecord(
                 index, _now(), self.watermark.isoformat(), pct, step_index,
                 {v: m.summary() for v, m in window.items()},

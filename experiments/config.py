@@ -66,6 +66,7 @@ class CanaryConfig:
     # where non-inferiority must be shown: last_gate (before 100 %) or every_step
     non_inferiority: str = "last_gate"
     p99_min_requests: int = 100  # per variant and window before the p99 guardrail judges
+    p99_windows: int = 2  # windows in a row over the p99 limit that roll back (one holds)
     max_watch_through_drop: float = 0.05  # step up only when the diff CI lower bound > -this
     min_lift: float = 0.0  # promotion at 100 % needs lift CI lower bound > this when required
     require_significant_lift: bool = False

@@ -63,7 +63,7 @@ def test_decide_rolls_back_on_errors_latency_or_significantly_worse_watch_throug
                   "champion", "challenger", 0, 0)
     assert errs.action == ROLLBACK and "error rate" in errs.reasons[0]
     slow = decide(POLICY, both(ok, vm("challenger", p99=200)), both(ok, vm("challenger")),
-                  "champion", "challenger", 0, 0)
+                  "champion", "challenger", 0, 0, p99_over_before=1)  # the second window over
     assert slow.action == ROLLBACK and "p99" in slow.reasons[0]
     worse = decide(POLICY, both(ok, vm("challenger")), both(ok, vm("challenger", watched=5)),
                    "champion", "challenger", 0, 0)
@@ -157,6 +157,33 @@ def test_given_a_failing_challenger_then_errors_roll_it_back_in_the_first_window
     world = SimulatedWorld("drill-errors", {"champion": (0.3, 0.0, 40), "challenger": (0.3, 0.3, 40)})
     result = run_canary(world, Policy(min_requests=20), tmp_path)
     assert (result.outcome, len(result.windows), world.served) == ("rolled_back", 1, [5, 0])
+
+
+def test_given_a_slow_challenger_then_the_p99_rolls_it_back_in_the_second_window(tmp_path):
+    # the mean-latency test is set out of the way: the tail rule alone decides here
+    tail_only = Policy(min_requests=20, p99_min_requests=20, max_mean_latency_delta_ms=10_000)
+    slow = SimulatedWorld("drill-slow", {"champion": (0.3, 0.0, 40), "challenger": (0.3, 0.0, 400)})
+    result = run_canary(slow, tail_only, tmp_path)
+    assert (result.outcome, slow.served) == ("rolled_back", [5, 0])
+    assert [w.decision for w in result.windows] == [HOLD, ROLLBACK]
+    assert "1 of 2 windows in a row" in result.windows[0].reasons[0]
+    assert "2 of 2 windows in a row" in result.windows[1].reasons[0]
+
+
+def test_given_one_slow_window_then_the_canary_holds_and_goes_on(tmp_path):
+    world = SimulatedWorld("drill-spike", {"champion": (0.3, 0.0, 40), "challenger": (0.3, 0.0, 400)})
+    tail_only = Policy(min_requests=20, p99_min_requests=20, max_mean_latency_delta_ms=10_000)
+    first_window = world.sleep
+
+    def sleep(seconds):  # slow in the first window only (a cold pod), then like the champion
+        first_window(seconds)
+        world.profiles["challenger"] = (0.3, 0.0, 42)
+
+    world.sleep = sleep
+    result = run_canary(world, tail_only, tmp_path)
+    assert result.windows[0].decision == HOLD and "p99" in result.windows[0].reasons[0]
+    assert all("p99" not in " ".join(w.reasons) for w in result.windows[1:])
+    assert result.outcome == "promoted" and world.served == [5, 25, 50, 100]
 
 
 def test_given_a_better_challenger_then_it_climbs_the_ladder_and_is_promoted(tmp_path):
@@ -389,8 +416,27 @@ def test_the_p99_guardrail_waits_for_enough_requests_to_have_a_p99():
     d = decide(POLICY, both(ok, cold), both(ok, vm("challenger")), "champion", "challenger", 0, 0)
     assert d.action != ROLLBACK or "p99" not in " ".join(d.reasons)
     slow = vm("challenger", requests=150, matured=150, watched=45, p99=139)
-    d = decide(POLICY, both(ok, slow), both(ok, vm("challenger")), "champion", "challenger", 0, 0)
+    d = decide(POLICY, both(ok, slow), both(ok, vm("challenger")), "champion", "challenger", 0, 0,
+               p99_over_before=1)
     assert d.action == ROLLBACK and "p99" in d.reasons[0]
+
+
+def test_one_window_over_the_p99_limit_holds_the_step_and_two_in_a_row_roll_back():
+    ok, fine = vm("champion", p99=98), vm("challenger", p99=90)
+    slow = vm("challenger", p99=153)  # the cluster's: limit max(1.5 x 98, 98 + 50) = 148
+    w = both(ok, slow)
+    d = decide(POLICY, w, both(ok, fine), "champion", "challenger", 0, 0)
+    assert d.action == HOLD and d.p99_over
+    assert d.reasons == ["p99 153 ms vs champion 98 ms (limit 148; 1 of 2 windows in a row)"]
+    d = decide(POLICY, w, both(ok, fine), "champion", "challenger", 0, 1, p99_over_before=1)
+    assert d.action == ROLLBACK and d.reasons[0].endswith("2 of 2 windows in a row)")
+    # a window under the limit is not over it; one window suffices with p99_windows=1
+    assert not decide(POLICY, both(ok, fine), both(ok, fine), "champion", "challenger", 0, 0).p99_over
+    strict = Policy(min_requests=50, p99_windows=1)
+    assert decide(strict, w, both(ok, fine), "champion", "challenger", 0, 0).action == ROLLBACK
+    # other rollback reasons do not wait for the second window
+    worse = decide(POLICY, w, both(ok, vm("challenger", watched=5)), "champion", "challenger", 0, 0)
+    assert worse.action == ROLLBACK and "watch-through" in worse.reasons[0]
 
 
 def users_metrics(name, error_counts, requests_per_user=4, watched_per_user=1):
