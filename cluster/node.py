@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import ssl
 import subprocess
 import time
@@ -57,6 +58,18 @@ def _http_ok(url: str) -> bool:
             return resp.status == 200
     except OSError:
         return False
+
+
+def _unix_listening(path: Path) -> bool:
+    """Something accepts connections on the unix socket ``path``: a socket file a killed
+    containerd left behind (the machine stopped without ``cluster down``) is not it."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(2)
+        try:
+            s.connect(str(path))
+        except OSError:
+            return False
+    return True
 
 
 def containerd_config() -> str:
@@ -265,7 +278,7 @@ def components() -> list[Component]:
         Component("containerd", [
             shutil.which("containerd") or "/usr/bin/containerd",
             "--config", str(PATHS.etc / "containerd.toml"), "--log-level", "warn"],
-            lambda: PATHS.containerd_sock.is_socket()),
+            lambda: _unix_listening(PATHS.containerd_sock)),
         Component("kubelet", [
             str(BIN / "kubelet"),
             "--config", str(PATHS.etc / "kubelet.json"),

@@ -64,3 +64,18 @@ def test_components_start_in_dependency_order_with_real_authorization() -> None:
     assert api[api.index("--advertise-address") + 1] == NET.node_ip
     cm = next(c for c in comps if c.name == "kube-controller-manager").argv
     assert "--use-service-account-credentials" in cm
+
+
+def test_a_socket_file_left_by_a_killed_containerd_is_not_a_ready_containerd(tmp_path):
+    import socket
+
+    from cluster.node import _unix_listening
+
+    path = tmp_path / "containerd.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(1)
+    assert _unix_listening(path)
+    server.close()  # the process is gone; the file stays, as after a machine restart
+    assert path.is_socket() and not _unix_listening(path)
+    assert not _unix_listening(tmp_path / "missing.sock")
