@@ -264,17 +264,17 @@ class Soak:
                 return "promotion", self.trainings[-1]["version"]
             return None
         first = promotions[0]
-        if s.second_promotion and len(promotions) == 1 and first["outcome"] == "promoted":
+        drilled = any(c["kind"] == "rollback" for c in self.canaries)
+        if (s.second_promotion and len(promotions) == 1 and first["outcome"] == "promoted"
+                and not drilled):
             trained = next((t["minute"] for t in self.trainings
                             if t["version"] == first["version"]), self.t)
             later = [t for t in self.trainings if t["minute"] > trained]
             if later:
                 return "promotion", later[0]["version"]
-            if not any(c["kind"] == "rollback" for c in self.canaries):
-                return None  # wait for the next retrain before the rollback drill
-        if not any(c["kind"] == "rollback" for c in self.canaries):
-            return "rollback", "random"
-        return None
+            if self.t < s.live_minutes:
+                return None  # the next retrain comes before the rollback drill
+        return None if drilled else ("rollback", "random")
 
     def scheduled_retrain(self) -> None:
         p = self.p

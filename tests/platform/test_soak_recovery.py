@@ -122,6 +122,11 @@ def test_canaries_run_promotion_then_the_next_retrains_promotion_then_the_rollba
     assert _soak_at(240, drift, []).next_canary() == ("promotion", "v4")
     promoted = [{"kind": "promotion", "version": "v4", "outcome": "promoted"}]
     assert _soak_at(500, drift, promoted).next_canary() is None  # waits for the next retrain
+    # ...unless the loop's time is up: then the drill, and no second promotion after it
+    assert _soak_at(600, drift, promoted).next_canary() == ("rollback", "random")
+    drilled = promoted + [{"kind": "rollback", "version": "random", "outcome": "rolled_back"}]
+    assert _soak_at(620, drift + [{"minute": 620, "trigger": "scheduled", "version": "v5"}],
+                    drilled).next_canary() is None
     later = drift + [{"minute": 570, "trigger": "scheduled", "version": "v5"}]
     assert _soak_at(570, later, promoted).next_canary() == ("promotion", "v5")
     both = promoted + [{"kind": "promotion", "version": "v5", "outcome": "promoted"}]
