@@ -42,11 +42,15 @@ class TeeSink:
         with self.lock:
             return Counter(self.statuses[mark:])
 
-    def failures_since(self, mark: int) -> list[str]:
-        """The failed requests after ``mark``, one readable line each."""
+    def failed_since(self, mark: int) -> list[tuple[str, RecommendationRequest]]:
+        """The failed requests after ``mark`` with the wall-clock time they were sent on."""
         with self.lock:
-            return [f"{wall} user {r.user_id} via {r.server}: status {r.status} after "
-                    f"{r.response_ms} ms: {r.error}" for i, wall, r in self.failed if i >= mark]
+            return [(wall, r) for i, wall, r in self.failed if i >= mark]
+
+
+def _readable(failed: list[tuple[str, RecommendationRequest]]) -> list[str]:
+    return [f"{wall} user {r.user_id} via {r.server}: status {r.status} after "
+            f"{r.response_ms} ms: {r.error}" for wall, r in failed]
 
 
 def assert_no_failed_request(tee: TeeSink, mark: int, late_share: float = 0.001) -> None:
@@ -55,10 +59,10 @@ def assert_no_failed_request(tee: TeeSink, mark: int, late_share: float = 0.001)
     matter of speed on two cores shared with the whole platform and the harness, which tests
     do not judge: at most ``late_share`` of the requests, each listed when over."""
     counts = tee.since(mark)
-    failed = tee.failures_since(mark)
-    late = [f for f in failed if f.endswith(TIMEOUT_ERROR)]
-    assert counts and counts[200] + len(late) == sum(counts.values()), (counts, failed)
-    assert len(late) <= late_share * sum(counts.values()), (counts, late)
+    failed = tee.failed_since(mark)
+    late = [(wall, r) for wall, r in failed if r.error == TIMEOUT_ERROR]
+    assert counts and counts[200] + len(late) == sum(counts.values()), (counts, _readable(failed))
+    assert len(late) <= late_share * sum(counts.values()), (counts, _readable(late))
 
 
 def availability(counts: Counter) -> float:
