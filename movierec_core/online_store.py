@@ -16,6 +16,7 @@ since the epoch.
 from __future__ import annotations
 
 import contextlib
+import functools
 import sqlite3
 import threading
 import time
@@ -153,6 +154,80 @@ class _Batch:
         return batch
 
 
+@functools.cache
+def _popcount_table() -> Any:
+    """Bits set in each byte value 0..255 (numpy)."""
+    import numpy as np
+
+    return np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).sum(1)
+
+
+@dataclass
+class _PairMinutes:
+    """A batch's watch minutes below ``_BITMAP_MINUTES`` aggregated per (user, movie) in numpy:
+    per pair the highest minute, the newest time (µs) and the bitmap of the minutes (bit
+    ``m`` of byte ``m // 8``, little-endian like the stored ``minute_bits``), all pairs' bitmaps
+    in one ``bits`` buffer at ``offsets``, with ``counts`` bits set in each."""
+
+    users: list[int]
+    movies: list[str]
+    max_minute: list[int]
+    last_us: list[int]
+    counts: list[int]
+    offsets: list[int]
+    bits: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.users)
+
+    def newest_us(self) -> int | None:
+        return max(self.last_us) if self.last_us else None
+
+    @classmethod
+    def of_table(cls, watch_minutes: Any) -> tuple[_PairMinutes, Any]:
+        """(the pairs, the rows left for the per-event path: minutes above the bitmap)."""
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        empty = cls([], [], [], [], [], [0], b"")
+        if watch_minutes is None or not watch_minutes.num_rows:
+            return empty, None
+        minute = watch_minutes.column("minute").to_numpy()
+        small = (minute >= 0) & (minute < _BITMAP_MINUTES)
+        rest = None
+        if not small.all():
+            rest = watch_minutes.filter(pa.array(~small))
+            watch_minutes = watch_minutes.filter(pa.array(small))
+            minute = minute[small]
+            if not watch_minutes.num_rows:
+                return empty, rest
+        users = watch_minutes.column("user_id").to_numpy()
+        times = watch_minutes.column("time").cast(pa.int64()).to_numpy()
+        encoded = pc.dictionary_encode(watch_minutes.column("movie_id").combine_chunks())
+        codes = encoded.indices.to_numpy()
+        order = np.lexsort((minute, codes, users))
+        users, codes, minute, times = users[order], codes[order], minute[order], times[order]
+        n = len(users)
+        starts_mask = np.ones(n, dtype=bool)
+        starts_mask[1:] = (users[1:] != users[:-1]) | (codes[1:] != codes[:-1])
+        starts = np.flatnonzero(starts_mask)
+        ends = np.append(starts[1:], n)
+        pair = np.cumsum(starts_mask) - 1
+        max_minute = minute[ends - 1].astype(np.int64)  # sorted by minute within a pair
+        offsets = np.zeros(len(starts) + 1, np.int64)
+        np.cumsum((max_minute >> 3) + 1, out=offsets[1:])
+        buf = np.zeros(int(offsets[-1]), np.uint8)
+        np.bitwise_or.at(buf, offsets[pair] + (minute >> 3),
+                         np.left_shift(1, minute & 7).astype(np.uint8))
+        counts = np.add.reduceat(_popcount_table()[buf], offsets[:-1])
+        movies = encoded.dictionary.to_pylist()
+        return cls(users[starts].tolist(), [movies[c] for c in codes[starts].tolist()],
+                   max_minute.tolist(), np.maximum.reduceat(times, starts).tolist(),
+                   counts.tolist(), offsets.tolist(), buf.tobytes()), rest
+
+
 # --------------------------------------------------------------------------------------------
 # SQLite (WAL)
 
@@ -279,32 +354,75 @@ class SqliteOnlineStore:
         self.apply_batch(_Batch.of(events))
 
     def apply_tables(self, watch_minutes: Any, events: Iterable[Event] = ()) -> None:
-        """Fast path for the ingestor: watch minutes as an Arrow table (lake schema)."""
-        self.apply_batch(_Batch.of_tables(watch_minutes, events))
+        """Fast path for the ingestor: watch minutes as an Arrow table (lake schema). Their
+        bitmaps are built per batch in numpy (:class:`_PairMinutes`); Python runs once per
+        (user, movie) pair, not per minute. Equal to ``apply`` of the same events."""
+        pairs, rest = _PairMinutes.of_table(watch_minutes)
+        batch = _Batch.of_tables(rest, events)
+        newest = [t for t in (batch.newest_us(), pairs.newest_us()) if t is not None]
+        if not newest:
+            return
+        with self._transaction() as conn:
+            if pairs.size:
+                self._apply_pairs(conn, pairs)
+            self._apply_in(conn, batch, max(newest))
 
     def apply_batch(self, batch: _Batch) -> None:
         if not (batch.watches or batch.ratings or batch.accounts):
             return
         with self._transaction() as conn:
-            if batch.watches:
-                self._apply_watches(conn, batch.watches)
-            if batch.ratings:
-                conn.executemany(
-                    _UPSERT_RATING,
-                    ((u, m, stars, t) for (u, m), (stars, t) in batch.ratings.items()))
-            if batch.accounts:
-                conn.executemany(_UPSERT_ACCOUNT, batch.accounts.items())
-            conn.execute(_UPSERT_WATERMARK, (batch.newest_us(),))
+            self._apply_in(conn, batch, batch.newest_us())
+
+    def _apply_in(self, conn: sqlite3.Connection, batch: _Batch, newest_us: int | None) -> None:
+        if batch.watches:
+            self._apply_watches(conn, batch.watches)
+        if batch.ratings:
+            conn.executemany(
+                _UPSERT_RATING,
+                ((u, m, stars, t) for (u, m), (stars, t) in batch.ratings.items()))
+        if batch.accounts:
+            conn.executemany(_UPSERT_ACCOUNT, batch.accounts.items())
+        if newest_us is not None:
+            conn.execute(_UPSERT_WATERMARK, (newest_us,))
 
     @staticmethod
-    def _apply_watches(conn: sqlite3.Connection, watches: dict) -> None:
+    def _old_rows(conn: sqlite3.Connection, keys: Iterable[tuple[int, str]]) -> dict:
+        """``{(user, movie): (minute_bits, minutes)}`` of the stored rows among ``keys``."""
         conn.execute("CREATE TEMP TABLE IF NOT EXISTS touched "
                      "(user_id INTEGER, movie_id TEXT, PRIMARY KEY (user_id, movie_id))")
         conn.execute("DELETE FROM touched")
-        conn.executemany("INSERT OR IGNORE INTO touched VALUES (?, ?)", watches.keys())
-        old = {(u, m): (bits, n) for u, m, bits, n in conn.execute(
+        conn.executemany("INSERT OR IGNORE INTO touched VALUES (?, ?)", keys)
+        return {(u, m): (bits, n) for u, m, bits, n in conn.execute(
             "SELECT i.user_id, i.movie_id, i.minute_bits, i.minutes FROM interactions i "
             "JOIN touched t ON i.user_id = t.user_id AND i.movie_id = t.movie_id")}
+
+    @classmethod
+    def _apply_pairs(cls, conn: sqlite3.Connection, pairs: _PairMinutes) -> None:
+        """Upsert the batch's bitmaps, each ORed with the stored one (the stored count keeps
+        the minutes above the bitmap, from ``seen_minutes``)."""
+        keys = list(zip(pairs.users, pairs.movies, strict=True))
+        old = cls._old_rows(conn, keys)
+        data, offsets, counts = pairs.bits, pairs.offsets, pairs.counts
+        rows = []
+        for i, key in enumerate(keys):
+            blob = data[offsets[i]:offsets[i + 1]]
+            count = counts[i]
+            prev = old.get(key)
+            if prev is not None:
+                bits_old, n_old = prev
+                if bits_old:
+                    bits = int.from_bytes(bits_old, "little") | int.from_bytes(blob, "little")
+                    count = bits.bit_count() + n_old - int.from_bytes(
+                        bits_old, "little").bit_count()
+                    blob = bits.to_bytes((bits.bit_length() + 7) // 8, "little")
+                else:
+                    count += n_old
+            rows.append((*key, count, pairs.max_minute[i], pairs.last_us[i], blob))
+        conn.executemany(_UPSERT_WATCH, rows)
+
+    @classmethod
+    def _apply_watches(cls, conn: sqlite3.Connection, watches: dict) -> None:
+        old = cls._old_rows(conn, watches.keys())
         overflow = []
         rows = []
         for (u, m), (minutes, max_minute, last) in watches.items():
