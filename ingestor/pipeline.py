@@ -1,8 +1,8 @@
 """Raw lines -> columnar tables per lake table, plus the rejected lines. Pure: no I/O.
 
-The watch minutes (98 % of the stream) are parsed a whole batch at a time by Arrow kernels
-(:mod:`movierec_core.batch`, equal to the reference parser line for line); every other line goes
-through the reference parser into per-table column lists, then one Arrow array per column.
+The watch minutes (98 % of the stream) and the recommendation requests are parsed a whole batch
+at a time by Arrow kernels (:mod:`movierec_core.batch`, equal to the reference parser line for
+line); every other line goes through the reference parser into per-table column lists, then one Arrow array per column.
 """
 
 from __future__ import annotations
@@ -67,10 +67,10 @@ def parse_batch(values: Sequence[bytes], partitions: Sequence[int], offsets: Seq
                 timestamps_ms: Sequence[int], settings: ParserSettings) -> ParsedBatch:
     """Parse raw Kafka values; ``partitions``/``offsets``/``timestamps_ms`` locate each line.
 
-    The watch minutes of the common shape are parsed by Arrow kernels
-    (:func:`movierec_core.batch.parse_lines`); every other line by the reference parser."""
-    batch = parse_lines(values, settings)
-    watch_rows = batch.watch_rows.tolist()
+    The watch minutes and recommendation requests of the common shape are parsed by Arrow
+    kernels (:func:`movierec_core.batch.parse_lines`); every other line by the reference
+    parser."""
+    batch = parse_lines(values, settings, recommendations=True)
     watches: list[WatchMinute] = []
     slow_watch_rows: list[int] = []
     ratings: list[Rating] = []
@@ -78,7 +78,7 @@ def parse_batch(values: Sequence[bytes], partitions: Sequence[int], offsets: Seq
     accounts: list[AccountCreation] = []
     account_ids: list[int] = []
     recos: list[RecommendationRequest] = []
-    reco_ids: list[int] = []
+    reco_rows: list[int] = []
     reco_lines: list[str] = []
     rejected: list[Rejected] = []
     _line_id, _watch, _rejection = line_id, WatchMinute, Rejection
@@ -92,7 +92,7 @@ def parse_batch(values: Sequence[bytes], partitions: Sequence[int], offsets: Seq
             rejected.append(Rejected(partitions[i], offsets[i], timestamps_ms[i], event))
         elif cls is RecommendationRequest:
             recos.append(event)
-            reco_ids.append(_line_id(value))
+            reco_rows.append(i)
             reco_lines.append(value.decode("utf-8").rstrip("\r\n"))
         elif cls is Rating:
             ratings.append(event)
@@ -102,23 +102,13 @@ def parse_batch(values: Sequence[bytes], partitions: Sequence[int], offsets: Seq
             account_ids.append(_line_id(value))
 
     tables: dict[str, pa.Table] = {}
-    if watch_rows or watches:
-        fast = batch.watch
-        table = pa.table([pa.array([_line_id(values[i]) for i in watch_rows], pa.int64()),
-                          *fast.columns], schema=SCHEMAS[WATCH_MINUTES])
-        if watches:  # the few the reference parser took: merged back in line order
-            slow = pa.table([
-                pa.array([_line_id(values[i]) for i in slow_watch_rows], pa.int64()),
+    if batch.watch_rows.size or watches:
+        tables[WATCH_MINUTES] = _in_line_order(
+            WATCH_MINUTES, values, batch.watch_rows, batch.watch, slow_watch_rows, [
                 pa.array([e.time for e in watches], pa.timestamp("us")),
                 pa.array([e.user_id for e in watches], pa.int64()),
                 pa.array([e.movie_id for e in watches], pa.string()),
-                pa.array([e.minute for e in watches], pa.int32()),
-            ], schema=SCHEMAS[WATCH_MINUTES])
-            order = np.argsort(np.concatenate([batch.watch_rows,
-                                               np.asarray(slow_watch_rows, np.int64)]),
-                               kind="stable")
-            table = pa.concat_tables([table, slow]).take(pa.array(order))
-        tables[WATCH_MINUTES] = table
+                pa.array([e.minute for e in watches], pa.int32())])
     if ratings:
         tables[RATINGS] = pa.table([
             pa.array(rating_ids, pa.int64()),
@@ -133,19 +123,17 @@ def parse_batch(values: Sequence[bytes], partitions: Sequence[int], offsets: Seq
             pa.array([e.time for e in accounts], pa.timestamp("us")),
             pa.array([e.user_id for e in accounts], pa.int64()),
         ], schema=SCHEMAS[ACCOUNT_CREATIONS])
-    if recos:
-        tables[RECOMMENDATION_REQUESTS] = pa.table([
-            pa.array(reco_ids, pa.int64()),
-            pa.array([e.time for e in recos], pa.timestamp("us")),
-            pa.array([e.user_id for e in recos], pa.int64()),
-            pa.array([e.server for e in recos], pa.string()),
-            pa.array([e.status for e in recos], pa.int16()),
-            pa.array([list(e.movie_ids) for e in recos], pa.list_(pa.string())),
-            pa.array([e.error for e in recos], pa.string()),
-            pa.array([e.response_ms for e in recos], pa.int32()),
-            pa.array(reco_lines, pa.string()),
-        ], schema=SCHEMAS[RECOMMENDATION_REQUESTS])
-
+    if recos or batch.reco_rows.size:
+        tables[RECOMMENDATION_REQUESTS] = _in_line_order(
+            RECOMMENDATION_REQUESTS, values, batch.reco_rows, batch.reco, reco_rows, [
+                pa.array([e.time for e in recos], pa.timestamp("us")),
+                pa.array([e.user_id for e in recos], pa.int64()),
+                pa.array([e.server for e in recos], pa.string()),
+                pa.array([e.status for e in recos], pa.int16()),
+                pa.array([list(e.movie_ids) for e in recos], pa.list_(pa.string())),
+                pa.array([e.error for e in recos], pa.string()),
+                pa.array([e.response_ms for e in recos], pa.int32()),
+                pa.array(reco_lines, pa.string())])
     events: list[Event] = [*ratings, *accounts]
     user_ids: set[int] = set()
     movie_ids: set[str] = set()
@@ -156,6 +144,25 @@ def parse_batch(values: Sequence[bytes], partitions: Sequence[int], offsets: Seq
             if "movie_id" in table.column_names:
                 movie_ids.update(pc.unique(table.column("movie_id")).to_pylist())
     return ParsedBatch(tables, events, rejected, user_ids, movie_ids)
+
+
+def _in_line_order(table_name: str, values: Sequence[bytes], fast_rows: np.ndarray,
+                   fast: pa.Table, slow_rows: list[int], slow_columns: list[pa.Array]) -> pa.Table:
+    """One lake table of the kernel-parsed rows (``fast``, at batch indices ``fast_rows``) and
+    those the reference parser took (``slow_columns`` at ``slow_rows``), in line order, each
+    row's ``event_id`` the id of its raw line."""
+    schema = SCHEMAS[table_name]
+    table = pa.table([pa.array([line_id(values[i]) for i in fast_rows.tolist()], pa.int64()),
+                      *fast.columns], schema=schema)
+    if not slow_rows:
+        return table
+    slow = pa.table([pa.array([line_id(values[i]) for i in slow_rows], pa.int64()),
+                     *slow_columns], schema=schema)
+    if not fast_rows.size:
+        return slow
+    order = np.argsort(np.concatenate([fast_rows, np.asarray(slow_rows, np.int64)]),
+                       kind="stable")
+    return pa.concat_tables([table, slow]).take(pa.array(order))
 
 
 def pseudonymise(parsed: ParsedBatch, pseudonyms) -> ParsedBatch:

@@ -84,3 +84,50 @@ def test_watch_minutes_from_the_kernels_and_the_reference_parser_keep_the_line_o
         {"event_id": line_id(values[3]), "time": datetime(2025, 3, 2, 14, 7, 36, 250000),
          "user_id": 4, "movie_id": "up+2009", "minute": 8}]
     assert batch.user_ids == {1, 2, 3, 4} and batch.rejected == []
+
+
+def _reference_rows(values: list[bytes]) -> dict[str, list[dict]]:
+    """The lake rows the per-line reference parser gives, table by table, in line order."""
+    from movierec_core.events import RecommendationRequest, Rejection, parse
+
+    rows: dict[str, list[dict]] = {}
+    for value in values:
+        e = parse(value)
+        if isinstance(e, Rejection):
+            continue
+        row = {"event_id": line_id(value), "time": e.time, "user_id": e.user_id}
+        if isinstance(e, WatchMinute):
+            rows.setdefault("watch_minutes", []).append(
+                {**row, "movie_id": e.movie_id, "minute": e.minute})
+        elif isinstance(e, Rating):
+            rows.setdefault("ratings", []).append({**row, "movie_id": e.movie_id, "stars": e.stars})
+        elif isinstance(e, RecommendationRequest):
+            rows.setdefault("recommendation_requests", []).append({
+                **row, "server": e.server, "status": e.status, "movie_ids": list(e.movie_ids),
+                "error": e.error, "response_ms": e.response_ms,
+                "line": value.decode().rstrip("\r\n")})
+        else:
+            rows.setdefault("account_creations", []).append(row)
+    return rows
+
+
+def test_recommendation_requests_from_the_kernels_and_the_reference_parser_equal_it() -> None:
+    """Every table, recommendation requests included (the logged line without its line end
+    too), equals what the reference parser gives line by line: the kernels' rows and the
+    reference parser's (a non-ASCII error text, a malformed list) merged in line order."""
+    from tests.movierec_core.test_batch import DOUBTFUL_RECOMMENDATIONS, RECOMMENDATIONS
+    from tests.movierec_core.test_fuzz import SEEDS, _mutate
+
+    rng = random.Random(5)
+    values = [*RECOMMENDATIONS, *DOUBTFUL_RECOMMENDATIONS,
+              "2025-03-02T14:11:13,9,recommendation request s, status 0, result: délai, 3 ms\r\n"
+              .encode()]
+    values += [_mutate(rng, rng.choice(SEEDS)) if i % 2 else rng.choice(SEEDS)
+               for i in range(3000)]
+    rng.shuffle(values)
+    batch = parse_batch(values, [0] * len(values), list(range(len(values))), [0] * len(values),
+                        ParserSettings())
+    expected = _reference_rows(values)
+    assert {name: t.to_pylist() for name, t in batch.tables.items()} == expected
+    assert len(expected["recommendation_requests"]) > 600
+    assert all(t.schema == SCHEMAS[name] for name, t in batch.tables.items())

@@ -11,19 +11,24 @@ from hypothesis import strategies as st
 
 from movierec_core import format_event, parse
 from movierec_core.batch import parse_lines
-from movierec_core.events import ParserSettings, Rejection, WatchMinute
+from movierec_core.events import ParserSettings, RecommendationRequest, Rejection, WatchMinute
 from movierec_core.invalid import InvalidKind, make_invalid
 from tests.movierec_core.test_events_properties import events as event_strategy
 from tests.movierec_core.test_fuzz import SEEDS, _mutate
 
 
 def assert_same_as_reference(lines: list[bytes], cfg: ParserSettings | None = None) -> None:
+    """With and without the recommendation kernels: every line's result is the reference's,
+    and every line is in exactly one of the three parts."""
     cfg = cfg or ParserSettings()
-    result = parse_lines(lines, cfg)
-    assert result.events() == [parse(line, cfg) for line in lines]
-    assert result.watch.num_rows == len(result.watch_rows)
-    assert sorted([*result.watch_rows.tolist(), *(i for i, _ in result.others)]) == list(
-        range(len(lines)))
+    expected = [parse(line, cfg) for line in lines]
+    for recommendations in (False, True):
+        result = parse_lines(lines, cfg, recommendations=recommendations)
+        assert result.events() == expected
+        assert result.watch.num_rows == len(result.watch_rows)
+        assert result.reco.num_rows == len(result.reco_rows)
+        assert sorted([*result.watch_rows.tolist(), *result.reco_rows.tolist(),
+                       *(i for i, _ in result.others)]) == list(range(len(lines)))
 
 
 def test_the_common_shapes_take_the_kernels_and_equal_the_reference() -> None:
@@ -61,13 +66,72 @@ def test_doubtful_lines_go_to_the_reference_parser() -> None:
     assert isinstance(result.events()[8], WatchMinute)
 
 
+RECOMMENDATIONS = [
+    b"2025-03-02T14:11:12.004,48211,recommendation request rec-1.svc:8082, status 200, "
+    b"result: toy+story+1995, heat+1995, the+lion+king+1994, 87 ms",
+    b"2025-03-02T14:11:13,48212,recommendation request rec-1.svc:8082, status 0, "
+    b"result: java.net.SocketTimeoutException: Read timed out, 600 ms\n",
+    b"2025-03-02T14:11:13,1,recommendation request s, status 500, result: a, b, c, 12 ms\r\n",
+    b"2025-03-02T14:11:13,1,recommendation request s, status 200, result: , 3 ms",  # no ids
+    b"2025-03-02T14:11:13,1,recommendation request s, status 503, result: , 3 ms",  # no text
+    b"2025-03-02T14:11:13,1,recommendation request s, status 007, result: x, 3 ms",
+    b"2025-03-02T14:11:13,1,recommendation request s, status 200, result: a'b&c:d.e+(1999), 0 ms",
+]
+DOUBTFUL_RECOMMENDATIONS = [
+    b"2025-03-02T14:11:13,1,recommendation request s, status 200, result: a,b, 3 ms",
+    b"2025-03-02T14:11:13,1,recommendation request s, status 200, result: a, , b, 3 ms",
+    b"2025-03-02T14:11:13,1,recommendation request s, status 200, result: a,  b, 3 ms",
+    b"2025-03-02T14:11:13,1,recommendation request s, status 200, result: a/b, 3 ms",
+    b"2025-03-02T14:11:13,1,recommendation request s, status 200, result: a=b, 3 ms",
+    b"2025-03-02T14:11:13,1,recommendation request s, status 200, result: caf\xc3\xa9, 3 ms",
+    b"2025-03-02T14:11:13,1,recommendation request s, status 0, result: d\xc3\xa9lai, 3 ms",
+    b"2025-03-02T14:11:13,1,recommendation request s, status 2000, result: a, 3 ms",
+    b"2025-03-02T14:11:13,1,recommendation request s, status , result: a, 3 ms",
+    b"2025-03-02T14:11:13,1,recommendation request s, status 200, result: a, -3 ms",
+    b"2025-03-02T14:11:13,1,recommendation request s, status 200, result: a, 1234567890 ms",
+    b"2025-03-02T14:11:13,1,recommendation request s, status 200, result: a, 3 ms\n\n",
+    b"2025-03-02T14:11:13,1,recommendation request s, status 200, result: a, 3 ms\r",
+    b"2025-03-02T14:11:13,1,recommendation request s, status 200, result: a, 3ms",
+    b"2025-03-02T14:11:13,1,recommendation request s, status 200, result: a 3 ms",
+    b"2025-03-02T14:11:13,1,recommendation request s,t, status 200, result: a, 3 ms",
+    b"2025-03-02T14:11:13,1,recommendation request s t, status 200, result: a, 3 ms",
+    b"2025-03-02T14:11:13,1,recommendation request , status 200, result: a, 3 ms",
+    b"2025-03-02T14:11:13,1,recommendation request s, status 200, result:a, 3 ms",
+    b"2025-02-30T14:11:13,1,recommendation request s, status 200, result: a, 3 ms",
+    b"2025-03-02T14:11:13.1234567,1,recommendation request s, status 200, result: a, 3 ms",
+    b"2025-03-02T14:11:13,1,recommendation request s, status 0, result: a\tb, 3 ms",
+    b"2025-03-02T14:11:13,1,recommendation  request s, status 200, result: a, 3 ms",
+]
+
+
+def test_recommendation_requests_take_the_kernels_and_equal_the_reference() -> None:
+    result = parse_lines(RECOMMENDATIONS, recommendations=True)
+    assert result.reco_rows.tolist() == list(range(len(RECOMMENDATIONS)))
+    assert result.others == []
+    events = result.events()
+    assert events[0] == RecommendationRequest(
+        datetime(2025, 3, 2, 14, 11, 12, 4000), 48211, "rec-1.svc:8082", 200,
+        ("toy+story+1995", "heat+1995", "the+lion+king+1994"), "", 87)
+    assert events[2].error == "a, b, c" and events[2].movie_ids == ()
+    assert result.reco.column("line").to_pylist()[1].endswith("600 ms")
+    assert_same_as_reference(RECOMMENDATIONS)
+
+
+def test_doubtful_recommendation_requests_go_to_the_reference_parser() -> None:
+    result = parse_lines(DOUBTFUL_RECOMMENDATIONS, recommendations=True)
+    assert result.reco_rows.tolist() == []
+    assert_same_as_reference(DOUBTFUL_RECOMMENDATIONS)
+
+
 def test_the_line_length_limit_holds_on_the_fast_path() -> None:
     line = b"2025-03-02T14:07:33,1,GET /data/m/" + b"x" * 200 + b"/5.mpg"
+    reco = (b"2025-03-02T14:11:13,1,recommendation request s, status 200, result: "
+            + b", ".join([b"x" * 30] * 5) + b", 3 ms")
     cfg = ParserSettings(max_line_bytes=100)
-    result = parse_lines([line], cfg)
-    assert result.watch_rows.tolist() == []
-    assert isinstance(result.events()[0], Rejection)
-    assert_same_as_reference([line], cfg)
+    result = parse_lines([line, reco], cfg, recommendations=True)
+    assert result.watch_rows.tolist() == [] and result.reco_rows.tolist() == []
+    assert all(isinstance(e, Rejection) for e in result.events())
+    assert_same_as_reference([line, reco], cfg)
 
 
 def test_every_invalid_kind_is_rejected_like_the_reference() -> None:
@@ -95,6 +159,7 @@ def test_fuzzed_lines_equal_the_reference() -> None:
 def test_formatted_events_round_trip_through_the_batch_parser(batch) -> None:
     lines = [format_event(e).encode("utf-8") for e in batch]
     assert parse_lines(lines).events() == batch
+    assert parse_lines(lines, recommendations=True).events() == batch
 
 
 def test_an_empty_batch() -> None:
