@@ -87,3 +87,11 @@ def test_a_commit_refused_by_a_rebalancing_group_is_rejected_not_retried(error) 
     consumer._kafka_error = kafka.errors.KafkaError
     with pytest.raises(CommitRejected):
         consumer.commit({0: 10})
+
+
+def test_next_offsets_claim_the_highest_offset_of_each_partition_plus_one() -> None:
+    """After a rewind a partition's offsets need not rise within a batch: the claim is the
+    highest, never the last one seen."""
+    polled = Polled([b""] * 6, [1, 0, 1, 1, 0, 2], [5, 3, 7, 6, 2, 0], [0] * 6)
+    assert polled.next_offsets() == {0: 4, 1: 8, 2: 1}
+    assert Polled().next_offsets() == {}
