@@ -253,6 +253,10 @@ class Ingestor:
                 continue
             if polled and not self.first_record_at:
                 self.first_record_at = time.time()
+            if self._pending is not None and (self._pending[0] is None or self._pending[0].done()):
+                # the previous batch's upserts are in: commit it now, not after this batch
+                # (an idle stream would otherwise hold its offsets for batch_max_wait_s)
+                self._finish_pending()
             self._buffer.extend(polled)
             received += len(polled)
             if not polled and self._buffer:
