@@ -43,6 +43,7 @@ from kafka.admin import KafkaAdminClient, NewTopic  # noqa: E402
 
 from bench.common import ratio_rounds, spread, write_result  # noqa: E402
 from devstack.kafka import KafkaBroker  # noqa: E402
+from ingestor.consumers import RDKAFKA_QUEUE  # noqa: E402
 
 FETCH = {"fetch_max_bytes": 64 * 1024 * 1024, "max_partition_fetch_bytes": 8 * 1024 * 1024,
          "check_crcs": False}
@@ -99,14 +100,15 @@ def raw_consume(bootstrap: str, topic: str, group: str, idle_s: float = 2.0) -> 
 
 
 def raw_consume_confluent(bootstrap: str, topic: str, group: str, idle_s: float = 2.0) -> dict:
-    """The same with librdkafka's consumer (confluent-kafka), same fetch sizes."""
+    """The same with librdkafka's consumer (confluent-kafka), same fetch sizes and local queue
+    as the ingestor's."""
     import confluent_kafka as ck
 
     consumer = ck.Consumer({"bootstrap.servers": bootstrap, "group.id": group,
                             "auto.offset.reset": "earliest", "enable.auto.commit": False,
                             "fetch.max.bytes": FETCH["fetch_max_bytes"],
                             "max.partition.fetch.bytes": FETCH["max_partition_fetch_bytes"],
-                            "queued.max.messages.kbytes": 65536, "check.crcs": False})
+                            "check.crcs": False, **RDKAFKA_QUEUE})
     consumer.subscribe([topic])
     got = nbytes = 0
     first = last = 0.0

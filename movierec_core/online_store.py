@@ -228,6 +228,25 @@ class _PairMinutes:
                    counts.tolist(), offsets.tolist(), buf.tobytes()), rest
 
 
+def _positions(to_start: Any, lengths: Any) -> Any:
+    """Where the bytes of segments laid back to back (``lengths`` bytes each) go in a buffer
+    where the segments start at ``to_start`` (numpy arrays)."""
+    import numpy as np
+
+    within = np.arange(int(lengths.sum()), dtype=np.int64) - np.repeat(
+        np.cumsum(lengths) - lengths, lengths)
+    return np.repeat(to_start, lengths) + within
+
+
+def _segment_sums(values: Any, bounds: Any) -> Any:
+    """Sums of ``values`` between consecutive ``bounds`` (empty segments sum to 0)."""
+    import numpy as np
+
+    running = np.zeros(len(values) + 1, np.int64)
+    np.cumsum(values, out=running[1:])
+    return running[bounds[1:]] - running[bounds[:-1]]
+
+
 # --------------------------------------------------------------------------------------------
 # SQLite (WAL)
 
@@ -386,43 +405,64 @@ class SqliteOnlineStore:
             conn.execute(_UPSERT_WATERMARK, (newest_us,))
 
     @staticmethod
-    def _old_rows(conn: sqlite3.Connection, keys: Iterable[tuple[int, str]]) -> dict:
-        """``{(user, movie): (minute_bits, minutes)}`` of the stored rows among ``keys``."""
+    def _old_rows(conn: sqlite3.Connection, keys: Iterable[tuple[int, str]]
+                  ) -> list[tuple[int, str, bytes | None, int]]:
+        """``(user, movie, minute_bits, minutes)`` of the stored rows among ``keys``."""
         conn.execute("CREATE TEMP TABLE IF NOT EXISTS touched "
                      "(user_id INTEGER, movie_id TEXT, PRIMARY KEY (user_id, movie_id))")
         conn.execute("DELETE FROM touched")
         conn.executemany("INSERT OR IGNORE INTO touched VALUES (?, ?)", keys)
-        return {(u, m): (bits, n) for u, m, bits, n in conn.execute(
+        return conn.execute(
             "SELECT i.user_id, i.movie_id, i.minute_bits, i.minutes FROM interactions i "
-            "JOIN touched t ON i.user_id = t.user_id AND i.movie_id = t.movie_id")}
+            "JOIN touched t ON i.user_id = t.user_id AND i.movie_id = t.movie_id").fetchall()
 
     @classmethod
     def _apply_pairs(cls, conn: sqlite3.Connection, pairs: _PairMinutes) -> None:
         """Upsert the batch's bitmaps, each ORed with the stored one (the stored count keeps
-        the minutes above the bitmap, from ``seen_minutes``)."""
-        keys = list(zip(pairs.users, pairs.movies, strict=True))
-        old = cls._old_rows(conn, keys)
-        data, offsets, counts = pairs.bits, pairs.offsets, pairs.counts
-        rows = []
-        for i, key in enumerate(keys):
-            blob = data[offsets[i]:offsets[i + 1]]
-            count = counts[i]
-            prev = old.get(key)
-            if prev is not None:
-                bits_old, n_old = prev
-                if bits_old:
-                    bits = int.from_bytes(bits_old, "little") | int.from_bytes(blob, "little")
-                    count = bits.bit_count() + n_old - int.from_bytes(
-                        bits_old, "little").bit_count()
-                    blob = bits.to_bytes((bits.bit_length() + 7) // 8, "little")
-                else:
-                    count += n_old
-            rows.append((*key, count, pairs.max_minute[i], pairs.last_us[i], blob))
-        conn.executemany(_UPSERT_WATCH, rows)
+        the minutes above the bitmap, from ``seen_minutes``). The merge runs in numpy over
+        all pairs at once; Python only binds the rows."""
+        import numpy as np
+
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS touched_pairs "
+                     "(user_id INTEGER, movie_id TEXT, i INTEGER, PRIMARY KEY (user_id, movie_id))")
+        conn.execute("DELETE FROM touched_pairs")
+        conn.executemany("INSERT INTO touched_pairs VALUES (?, ?, ?)",
+                         zip(pairs.users, pairs.movies, range(pairs.size), strict=True))
+        old = conn.execute(
+            "SELECT t.i, i.minute_bits, i.minutes FROM interactions i JOIN touched_pairs t "
+            "ON i.user_id = t.user_id AND i.movie_id = t.movie_id").fetchall()
+        offsets = np.asarray(pairs.offsets, np.int64)
+        counts = np.asarray(pairs.counts, np.int64)
+        data = pairs.bits
+        if old:
+            rows, old_bits, old_n = zip(*old, strict=True)
+            which = np.asarray(rows, np.int64)
+            old_bits = [b or b"" for b in old_bits]
+            old_len = np.fromiter(map(len, old_bits), np.int64, len(old_bits))
+            old_buf = np.frombuffer(b"".join(old_bits), np.uint8)
+            new_len = np.diff(offsets)
+            merged_len = new_len.copy()
+            merged_len[which] = np.maximum(new_len[which], old_len)
+            merged_off = np.zeros(pairs.size + 1, np.int64)
+            np.cumsum(merged_len, out=merged_off[1:])
+            merged = np.zeros(int(merged_off[-1]), np.uint8)
+            new_buf = np.frombuffer(data, np.uint8)
+            merged[_positions(merged_off[:-1], new_len)] = new_buf
+            old_off = np.zeros(len(old_len) + 1, np.int64)
+            np.cumsum(old_len, out=old_off[1:])
+            merged[_positions(merged_off[which], old_len)] |= old_buf
+            popcount = _popcount_table()
+            counts = _segment_sums(popcount[merged], merged_off)
+            counts[which] += np.asarray(old_n, np.int64) - _segment_sums(popcount[old_buf], old_off)
+            offsets, data = merged_off, merged.tobytes()
+        bounds = offsets.tolist()
+        blobs = list(map(data.__getitem__, map(slice, bounds[:-1], bounds[1:])))
+        conn.executemany(_UPSERT_WATCH, zip(pairs.users, pairs.movies, counts.tolist(),
+                                            pairs.max_minute, pairs.last_us, blobs, strict=True))
 
     @classmethod
     def _apply_watches(cls, conn: sqlite3.Connection, watches: dict) -> None:
-        old = cls._old_rows(conn, watches.keys())
+        old = {(u, m): (bits, n) for u, m, bits, n in cls._old_rows(conn, watches.keys())}
         overflow = []
         rows = []
         for (u, m), (minutes, max_minute, last) in watches.items():
