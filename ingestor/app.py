@@ -7,7 +7,8 @@ nothing visible:
 2. parse (:func:`ingestor.pipeline.parse_batch`);
 3. dead-letter the rejected lines and wait for the broker's acknowledgement;
 4. write the lake (deduplicated on ``event_id``, fsynced), then the online store (idempotent);
-5. commit the batch's offsets.
+   by default on a thread of their own, overlapping the next batch's 1-3 (``pipelined_store``);
+5. commit the batch's offsets (once 4 is done).
 
 A replay after a crash between 3 and 5 is absorbed by the DLQ's held-offsets set and the lake's
 key dedupe. On a rebalance the uncommitted buffer is dropped (its partitions restart from the
@@ -89,7 +90,7 @@ class Ingestor:
         self._broker_down_since = 0.0
         self.first_record_at = 0.0  # wall clock, for benchmarks across worker processes
         self._pending: tuple[Future | None, dict[int, int], float | None] | None = None
-        self._store_pool = (ThreadPoolExecutor(1, thread_name_prefix="online-store")
+        self._store_pool = (ThreadPoolExecutor(1, thread_name_prefix="lake-and-store")
                             if cfg.ingestor.pipelined_store else None)
         self.last_commit_at = 0.0
 
@@ -292,33 +293,18 @@ class Ingestor:
             metrics.EVENTS.labels("unknown", "invalid").inc(len(parsed.rejected))
 
         t_lake = time.perf_counter()
-        written = 0
-        for table_name, table in parsed.tables.items():
-            result = self.lake.write_dated(table_name, table)
-            kind = str(KIND_OF_TABLE[table_name])
-            metrics.EVENTS.labels(kind, "accepted").inc(result.rows)
-            metrics.EVENTS.labels(kind, "duplicate").inc(result.duplicates)
-            metrics.LAKE_BYTES.inc(result.bytes)
-            written += result.bytes
-            if table_name == WATCH_MINUTES and result.rows:
-                days = table.column("time").cast("date32").unique().to_pylist()
-                self._dirty_days.update(days)
-        t_store = time.perf_counter()
-        watch_minutes = parsed.tables.get(WATCH_MINUTES)
         if self._store_pool is not None and not shutting_down:
-            # pipelined: this batch's online-store upserts run on their own thread (sqlite
-            # releases the GIL) while the next batch is polled and parsed; the previous
-            # batch's upserts have finished and its offsets are committed first
+            # pipelined: this batch's lake files and online-store upserts are written on their
+            # own thread (Parquet, fsync, numpy and sqlite release the GIL) while the next
+            # batch is polled and parsed; the previous batch's have finished and its offsets
+            # are committed first
             self._finish_pending()
-            future = None
-            if self.store is not None:
-                future = self._store_pool.submit(self.store.apply_tables, watch_minutes,
-                                                 parsed.events)
+            future = self._store_pool.submit(self._write, parsed.tables, parsed.events)
             self._pending = (future, commit, give_up)
         else:
             self._finish_pending()
-            if self.store is not None:
-                self.store.apply_tables(watch_minutes, parsed.events)
+            self._dirty_days.update(self._write(parsed.tables, parsed.events))
+        t_store = time.perf_counter()
         if self.enricher is not None:
             self.enricher.offer(ids, parsed.movie_ids)
 
@@ -332,11 +318,27 @@ class Ingestor:
         metrics.BATCH_DURATION.observe(elapsed)
         self.last_batch_end = time.monotonic()
         log.debug("batch %d: %d records, %d rejected, %.3fs (collect %.3f parse %.3f dlq %.3f "
-                  "lake %.3f store %.3f commit %.3f)", self.batches, len(values),
+                  "write %.3f enrich %.3f commit %.3f)", self.batches, len(values),
                   len(parsed.rejected), elapsed, t_parse - start, t_dlq - t_parse,
                   t_lake - t_dlq, t_store - t_lake, t_commit - t_store,
                   time.perf_counter() - t_commit)
         self._update_lag()
+
+    def _write(self, tables: dict, events: list) -> set:
+        """A batch's lake files (deduplicated, fsynced), then its online-store upserts;
+        returns the days whose watch minutes it added (their sessions are rebuilt)."""
+        days: set = set()
+        for table_name, table in tables.items():
+            result = self.lake.write_dated(table_name, table)
+            kind = str(KIND_OF_TABLE[table_name])
+            metrics.EVENTS.labels(kind, "accepted").inc(result.rows)
+            metrics.EVENTS.labels(kind, "duplicate").inc(result.duplicates)
+            metrics.LAKE_BYTES.inc(result.bytes)
+            if table_name == WATCH_MINUTES and result.rows:
+                days.update(table.column("time").cast("date32").unique().to_pylist())
+        if self.store is not None:
+            self.store.apply_tables(tables.get(WATCH_MINUTES), events)
+        return days
 
     def _erased_among(self, ids: set[int]) -> frozenset[int]:
         """The erasure ledger's ids in the lake's id space: its entries under the current key
@@ -365,7 +367,8 @@ class Ingestor:
             give_up = time.monotonic() + self.icfg.shutdown_commit_timeout_s
         self._pending = None
         if future is not None:
-            future.result()  # a failure propagates: the batch is replayed after a restart
+            # a failure propagates: the batch is replayed after a restart
+            self._dirty_days.update(future.result())
         self._commit(commit, give_up)
         self.last_commit_at = time.time()
 
@@ -487,6 +490,7 @@ class Ingestor:
         if not interval or time.monotonic() - self._last_maintenance < interval:
             return
         self._last_maintenance = time.monotonic()
+        self._finish_pending()  # the pipelined batch's files are in before the lake is changed
         days, self._dirty_days = self._dirty_days, set()
         try:
             result = maintain(self.cfg.data.lake_root, float(self.icfg.session_gap_s),

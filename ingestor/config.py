@@ -45,8 +45,8 @@ class IngestorConfig:
     dlq_retention_days: int = 30  # the dead-letter topic's retention.ms at creation (0: broker's)
     # outputs
     online_store: bool = True
-    # the online store's upserts of a batch overlap the next batch's poll and parse; its
-    # offsets are committed once they are done (off: in line, before the commit)
+    # a batch's lake files and online-store upserts overlap the next batch's poll and parse;
+    # its offsets are committed once they are done (off: in line, before the commit)
     pipelined_store: bool = True
     enrichment: bool = True
     enrichment_interval_s: float = 1.0

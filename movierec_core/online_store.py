@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import sqlite3
 import threading
 import time
@@ -423,14 +424,13 @@ class SqliteOnlineStore:
         all pairs at once; Python only binds the rows."""
         import numpy as np
 
-        conn.execute("CREATE TEMP TABLE IF NOT EXISTS touched_pairs "
-                     "(user_id INTEGER, movie_id TEXT, i INTEGER, PRIMARY KEY (user_id, movie_id))")
-        conn.execute("DELETE FROM touched_pairs")
-        conn.executemany("INSERT INTO touched_pairs VALUES (?, ?, ?)",
-                         zip(pairs.users, pairs.movies, range(pairs.size), strict=True))
+        # the stored rows of the batch's pairs, numbered by their place in the batch: the keys
+        # go in as one JSON array (one bound parameter, parsed by SQLite), not a row each
+        keys = json.dumps(list(zip(pairs.users, pairs.movies, strict=True)), ensure_ascii=False)
         old = conn.execute(
-            "SELECT t.i, i.minute_bits, i.minutes FROM interactions i JOIN touched_pairs t "
-            "ON i.user_id = t.user_id AND i.movie_id = t.movie_id").fetchall()
+            "SELECT j.key, i.minute_bits, i.minutes FROM json_each(?1) j JOIN interactions i "
+            "ON i.user_id = json_extract(j.value, '$[0]') "
+            "AND i.movie_id = json_extract(j.value, '$[1]')", (keys,)).fetchall()
         offsets = np.asarray(pairs.offsets, np.int64)
         counts = np.asarray(pairs.counts, np.int64)
         data = pairs.bits
