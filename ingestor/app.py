@@ -55,6 +55,9 @@ from movierec_core.pseudonym import KeyRing, check_lake_key
 log = logging.getLogger("ingestor")
 
 
+_BRIEF_POLL_S = 0.01
+
+
 class Ingestor:
     """``run()`` consumes until :meth:`stop` (or SIGTERM via :func:`main`)."""
 
@@ -245,22 +248,29 @@ class Ingestor:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
+            # while the pipelined batch is being written, a consumer whose group protocol runs
+            # on threads of its own (librdkafka) polls briefly, so that the batch is committed
+            # as soon as it is written, also when the stream has gone quiet; kafka-python
+            # runs the group protocol inside poll() and keeps the full timeout
+            waiting = self._pending is not None
+            brief = waiting and getattr(self.consumer, "background_group", False)
+            timeout = min(remaining, self.icfg.poll_timeout_ms / 1000,
+                          _BRIEF_POLL_S if brief else remaining)
             try:
-                polled = self.consumer.poll(
-                    min(remaining, self.icfg.poll_timeout_ms / 1000), limit - len(self._buffer))
+                polled = self.consumer.poll(timeout, limit - len(self._buffer))
             except BrokerUnavailable as exc:
                 log.warning("poll failed (%s); the consumer reconnects by itself", exc)
                 self._stop.wait(min(1.0, self.icfg.retry_backoff_max_s))
                 continue
             if polled and not self.first_record_at:
                 self.first_record_at = time.time()
-            if self._pending is not None and (self._pending[0] is None or self._pending[0].done()):
-                # the previous batch's upserts are in: commit it now, not after this batch
-                # (an idle stream would otherwise hold its offsets for batch_max_wait_s)
+            if waiting and (self._pending[0] is None or self._pending[0].done()):
+                # the previous batch is written: commit it now, not after this batch (an idle
+                # stream would otherwise hold its offsets for batch_max_wait_s)
                 self._finish_pending()
             self._buffer.extend(polled)
             received += len(polled)
-            if not polled and self._buffer:
+            if not polled and self._buffer and not brief:
                 break  # nothing more right now: write what we have
         return received
 

@@ -71,6 +71,8 @@ class Polled:
 
 
 class GroupConsumer(Protocol):
+    background_group: bool  # the group protocol runs without poll() (brief polls are harmless)
+
     def poll(self, timeout_s: float, max_records: int) -> Polled: ...
     def commit(self, offsets: dict[int, int]) -> None: ...
     def assignment(self) -> set[int]: ...
@@ -125,6 +127,8 @@ def commit_rejections() -> tuple[type[Exception], ...]:
 
 
 class KafkaPythonConsumer:
+    background_group = False  # the group protocol advances inside poll()
+
     def __init__(self, s: ConsumerSettings, on_revoked: Callback, on_assigned: Callback) -> None:
         import time
 
@@ -207,6 +211,8 @@ class ConfluentConsumer:
     """librdkafka's consumer. Offsets are committed synchronously and only explicitly;
     ``enable.auto.offset.store`` is off, so nothing is committed that the ingestor did not
     write."""
+
+    background_group = True  # heartbeats and rebalances run on librdkafka's threads
 
     def __init__(self, s: ConsumerSettings, on_revoked: Callback, on_assigned: Callback) -> None:
         import confluent_kafka as ck

@@ -1,0 +1,56 @@
+"""When the pipelined batch is committed: as soon as its lake files and upserts are written,
+not after the next batch (a quiet stream would otherwise hold its offsets). With librdkafka
+(the group protocol on its own threads) the consumer is polled briefly meanwhile; kafka-python
+(the group protocol inside poll(): short polls stalled its rejoin) keeps the full timeout."""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+
+import pytest
+
+from ingestor.app import _BRIEF_POLL_S, Ingestor
+from ingestor.config import register_configs
+from ingestor.consumers import Polled
+from movierec_core.config import compose
+
+
+class ScriptedConsumer:
+    """Records polls and commits in order; the pipelined write finishes at the third poll."""
+
+    def __init__(self, background_group: bool, write: Future) -> None:
+        self.background_group = background_group
+        self.write = write
+        self.log: list[tuple[str, object]] = []
+
+    def poll(self, timeout_s: float, max_records: int) -> Polled:
+        self.log.append(("poll", timeout_s))
+        if sum(1 for kind, _ in self.log if kind == "poll") == 3:
+            self.write.set_result(set())
+        return Polled()
+
+    def commit(self, offsets: dict[int, int]) -> None:
+        self.log.append(("commit", offsets))
+
+
+@pytest.mark.parametrize("background_group", [True, False])
+def test_the_pipelined_batch_is_committed_once_written(tmp_path, background_group) -> None:
+    register_configs()
+    ingestor = Ingestor(compose("ingestor", [
+        f"data.lake_root={tmp_path / 'lake'}", "ingestor.batch_max_wait_s=0.5",
+        "ingestor.poll_timeout_ms=100", f"data.online_store_path={tmp_path / 'online.sqlite'}"]))
+    write: Future = Future()
+    consumer = ScriptedConsumer(background_group, write)
+    ingestor.consumer = consumer
+    ingestor._pending = (write, {0: 10, 3: 7}, None)
+    assert ingestor._fill_buffer() == 0
+    commit_at = consumer.log.index(("commit", {0: 10, 3: 7}))
+    assert commit_at == 3  # right after the poll during which the write finished
+    assert [entry for entry in consumer.log if entry[0] == "commit"] == [
+        ("commit", {0: 10, 3: 7})]
+    before = [t for _, t in consumer.log[:commit_at]]
+    after = [t for kind, t in consumer.log[commit_at + 1:] if kind == "poll"]
+    expected = _BRIEF_POLL_S if background_group else 0.1
+    assert before == [pytest.approx(expected, abs=1e-9)] * 3
+    assert after and all(t <= 0.1 + 1e-9 for t in after)
+    assert ingestor._pending is None and ingestor._next_offsets == {0: 10, 3: 7}
