@@ -31,7 +31,7 @@ from movierec_core.lake import (
     RECOMMENDATION_REQUESTS,
     SCHEMAS,
     WATCH_MINUTES,
-    line_id,
+    line_ids,
 )
 
 TABLE_OF_KIND = {
@@ -71,20 +71,20 @@ def parse_batch(values: Sequence[bytes], partitions: Sequence[int], offsets: Seq
     kernels (:func:`movierec_core.batch.parse_lines`); every other line by the reference
     parser."""
     batch = parse_lines(values, settings, recommendations=True)
+    ids = line_ids(values)  # every line's event id (the few rejected lines' are unused)
     watches: list[WatchMinute] = []
     slow_watch_rows: list[int] = []
     ratings: list[Rating] = []
-    rating_ids: list[int] = []
+    rating_rows: list[int] = []
     accounts: list[AccountCreation] = []
-    account_ids: list[int] = []
+    account_rows: list[int] = []
     recos: list[RecommendationRequest] = []
     reco_rows: list[int] = []
     reco_lines: list[str] = []
     rejected: list[Rejected] = []
-    _line_id, _watch, _rejection = line_id, WatchMinute, Rejection
+    _watch, _rejection = WatchMinute, Rejection
     for i, event in batch.others:
         cls = type(event)
-        value = values[i]
         if cls is _watch:
             watches.append(event)
             slow_watch_rows.append(i)
@@ -93,25 +93,25 @@ def parse_batch(values: Sequence[bytes], partitions: Sequence[int], offsets: Seq
         elif cls is RecommendationRequest:
             recos.append(event)
             reco_rows.append(i)
-            reco_lines.append(value.decode("utf-8").rstrip("\r\n"))
+            reco_lines.append(values[i].decode("utf-8").rstrip("\r\n"))
         elif cls is Rating:
             ratings.append(event)
-            rating_ids.append(_line_id(value))
+            rating_rows.append(i)
         else:
             accounts.append(event)
-            account_ids.append(_line_id(value))
+            account_rows.append(i)
 
     tables: dict[str, pa.Table] = {}
     if batch.watch_rows.size or watches:
         tables[WATCH_MINUTES] = _in_line_order(
-            WATCH_MINUTES, values, batch.watch_rows, batch.watch, slow_watch_rows, [
+            WATCH_MINUTES, ids, batch.watch_rows, batch.watch, slow_watch_rows, [
                 pa.array([e.time for e in watches], pa.timestamp("us")),
                 pa.array([e.user_id for e in watches], pa.int64()),
                 pa.array([e.movie_id for e in watches], pa.string()),
                 pa.array([e.minute for e in watches], pa.int32())])
     if ratings:
         tables[RATINGS] = pa.table([
-            pa.array(rating_ids, pa.int64()),
+            pa.array(ids[rating_rows], pa.int64()),
             pa.array([e.time for e in ratings], pa.timestamp("us")),
             pa.array([e.user_id for e in ratings], pa.int64()),
             pa.array([e.movie_id for e in ratings], pa.string()),
@@ -119,13 +119,13 @@ def parse_batch(values: Sequence[bytes], partitions: Sequence[int], offsets: Seq
         ], schema=SCHEMAS[RATINGS])
     if accounts:
         tables[ACCOUNT_CREATIONS] = pa.table([
-            pa.array(account_ids, pa.int64()),
+            pa.array(ids[account_rows], pa.int64()),
             pa.array([e.time for e in accounts], pa.timestamp("us")),
             pa.array([e.user_id for e in accounts], pa.int64()),
         ], schema=SCHEMAS[ACCOUNT_CREATIONS])
     if recos or batch.reco_rows.size:
         tables[RECOMMENDATION_REQUESTS] = _in_line_order(
-            RECOMMENDATION_REQUESTS, values, batch.reco_rows, batch.reco, reco_rows, [
+            RECOMMENDATION_REQUESTS, ids, batch.reco_rows, batch.reco, reco_rows, [
                 pa.array([e.time for e in recos], pa.timestamp("us")),
                 pa.array([e.user_id for e in recos], pa.int64()),
                 pa.array([e.server for e in recos], pa.string()),
@@ -146,18 +146,16 @@ def parse_batch(values: Sequence[bytes], partitions: Sequence[int], offsets: Seq
     return ParsedBatch(tables, events, rejected, user_ids, movie_ids)
 
 
-def _in_line_order(table_name: str, values: Sequence[bytes], fast_rows: np.ndarray,
+def _in_line_order(table_name: str, ids: np.ndarray, fast_rows: np.ndarray,
                    fast: pa.Table, slow_rows: list[int], slow_columns: list[pa.Array]) -> pa.Table:
     """One lake table of the kernel-parsed rows (``fast``, at batch indices ``fast_rows``) and
     those the reference parser took (``slow_columns`` at ``slow_rows``), in line order, each
-    row's ``event_id`` the id of its raw line."""
+    row's ``event_id`` the id of its raw line (``ids``, per batch index)."""
     schema = SCHEMAS[table_name]
-    table = pa.table([pa.array([line_id(values[i]) for i in fast_rows.tolist()], pa.int64()),
-                      *fast.columns], schema=schema)
+    table = pa.table([pa.array(ids[fast_rows], pa.int64()), *fast.columns], schema=schema)
     if not slow_rows:
         return table
-    slow = pa.table([pa.array([line_id(values[i]) for i in slow_rows], pa.int64()),
-                     *slow_columns], schema=schema)
+    slow = pa.table([pa.array(ids[slow_rows], pa.int64()), *slow_columns], schema=schema)
     if not fast_rows.size:
         return slow
     order = np.argsort(np.concatenate([fast_rows, np.asarray(slow_rows, np.int64)]),

@@ -11,9 +11,11 @@ to keep each accepted line once whatever the redeliveries.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from datetime import date, datetime
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 
 TS = pa.timestamp("us")
@@ -66,6 +68,13 @@ EVENT_TABLES = (WATCH_MINUTES, RATINGS, ACCOUNT_CREATIONS, RECOMMENDATION_REQUES
 def line_id(line: bytes) -> int:
     """Stable signed 64-bit id of a raw line (blake2b), the dedupe key across redeliveries."""
     return int.from_bytes(hashlib.blake2b(line, digest_size=8).digest(), "little", signed=True)
+
+
+def line_ids(lines: Sequence[bytes]) -> np.ndarray:
+    """``line_id`` of every line (int64), the digests joined and read as one array."""
+    blake2b = hashlib.blake2b
+    return np.frombuffer(b"".join([blake2b(line, digest_size=8).digest() for line in lines]),
+                         "<i8").astype(np.int64)
 
 
 def partition_dir(root: Path | str, table: str, day: date | datetime) -> Path:

@@ -36,6 +36,23 @@ def read_all(root, table) -> pa.Table:
     return pa.concat_tables(pq.read_table(f).select(SCHEMAS[table].names) for f in files)
 
 
+def test_line_ids_of_a_batch_equal_the_line_id_of_each_line() -> None:
+    """The batch form keeps every event id of existing lakes (their dedupe key)."""
+    import random
+
+    from movierec_core.invalid import InvalidKind, make_invalid
+    from movierec_core.lake import line_id, line_ids
+
+    rng = random.Random(4)
+    lines = [b"", b"2025-03-02T14:07:33,48211,GET /data/m/the+lion+king+1994/57.mpg",
+             bytes(range(256)), *(make_invalid(kind, rng) for kind in InvalidKind)]
+    lines += [rng.randbytes(rng.randrange(200)) for _ in range(500)]
+    ids = line_ids(lines)
+    assert ids.dtype == np.int64 and ids.tolist() == [line_id(line) for line in lines]
+    assert line_id(lines[1]) == 7684079238906070742  # pinned: a changed hash breaks dedupe
+    assert line_ids([]).tolist() == []
+
+
 def test_seen_keys_finds_exactly_what_was_added() -> None:
     seen = SeenKeys()
     rng = np.random.default_rng(1)
