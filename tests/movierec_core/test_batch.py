@@ -66,6 +66,36 @@ def test_doubtful_lines_go_to_the_reference_parser() -> None:
     assert isinstance(result.events()[8], WatchMinute)
 
 
+def test_dates_at_the_edges_of_the_calendar_equal_the_reference() -> None:
+    """The watch lines' times are computed from their digits: leap days (2000 and 2024 yes,
+    1900 and 2023 no), the first and last representable instants, month 0 and day 0, 31 April,
+    minute 60, before the epoch, every fraction length."""
+    lines = [b"0001-01-01T00:00:00,0,GET /data/m/a/0.mpg",
+             b"9999-12-31T23:59:59.999999,999999999999999999,GET /data/m/~/999999999.mpg\r\n",
+             b"2024-02-29T12:00:00.5,1,GET /data/m/x/1.mpg\n",
+             b"2023-02-29T12:00:00,1,GET /data/m/x/1.mpg",
+             b"1900-02-29T12:00:00,1,GET /data/m/x/1.mpg",
+             b"2000-02-29T12:00:00.000001,1,GET /data/m/x/1.mpg",
+             b"1969-12-31T23:59:59.999999,1,GET /data/m/x/00.mpg",
+             b"2025-00-10T00:00:00,1,GET /data/m/x/1.mpg",
+             b"2025-01-00T00:00:00,1,GET /data/m/x/1.mpg",
+             b"2025-04-31T00:00:00,1,GET /data/m/x/1.mpg",
+             b"2025-12-31T23:60:00,1,GET /data/m/x/1.mpg",
+             b"1582-10-10T00:00:00.0,01,GET /data/m/x/1.mpg"]
+    lines += [b"2025-03-02T14:07:33." + b"1234567"[:k] + b",5,GET /data/m/y/2.mpg"
+              for k in range(1, 7)]
+    result = parse_lines(lines)
+    assert result.watch_rows.tolist() == [0, 1, 2, 5, 6, 11, *range(12, 18)]
+    assert_same_as_reference(lines)
+
+
+def test_bytes_not_of_the_promised_shape_are_left_to_the_reference_parser() -> None:
+    from movierec_core.batch import _watch_columns
+
+    odd = pa.array([b"2025-03-02T14:07:33,1,GET /data/m/x,y/5.mpg"], pa.large_binary())
+    assert _watch_columns(odd) is None
+
+
 RECOMMENDATIONS = [
     b"2025-03-02T14:11:12.004,48211,recommendation request rec-1.svc:8082, status 200, "
     b"result: toy+story+1995, heat+1995, the+lion+king+1994, 87 ms",
