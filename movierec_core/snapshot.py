@@ -202,11 +202,21 @@ def create_snapshot(lake_root: Path | str, start: date | datetime | str | None =
 
 
 def list_snapshots(lake_root: Path | str) -> list[str]:
-    """Snapshot ids in the lake, oldest first."""
+    """Snapshot ids in the lake, oldest first: by the second their id names, then by the
+    manifest's creation time (two snapshots of one second were ordered by their content hash,
+    and retention could keep the older)."""
     directory = Path(lake_root) / SNAPSHOTS_DIR
     if not directory.is_dir():
         return []
-    return sorted(p.stem for p in directory.glob("*.json") if not p.name.startswith("."))
+
+    def created_at(path: Path) -> str:
+        try:
+            return str(json.loads(path.read_text()).get("created_at") or "")
+        except (OSError, ValueError):
+            return ""
+
+    paths = [p for p in directory.glob("*.json") if not p.name.startswith(".")]
+    return [p.stem for p in sorted(paths, key=lambda p: (p.stem[:15], created_at(p), p.stem))]
 
 
 def delete_snapshot(lake_root: Path | str, snapshot_id: str) -> None:
