@@ -171,3 +171,38 @@ def test_snapshot_is_immutable_and_verified(tmp_path) -> None:
         load_snapshot(tmp_path, manifest["snapshot_id"])
     with pytest.raises(SnapshotNotFound, match="nope"):
         load_snapshot(tmp_path, "nope")
+
+
+def test_parquet_files_dictionary_encode_every_column_but_the_line_hash(tmp_path) -> None:
+    from movierec_core.lake import RECOMMENDATION_REQUESTS, SCHEMAS
+
+    schema = SCHEMAS[RECOMMENDATION_REQUESTS]
+    data = pa.table({
+        "event_id": [1, 2], "time": [datetime(2025, 3, 2), datetime(2025, 3, 2, 1)],
+        "user_id": [5, 6], "server": ["s", "s"], "status": [200, 200],
+        "movie_ids": [["a", "b"], ["a"]], "error": ["", ""], "response_ms": [3, 4],
+        "line": ["x", "y"]}, schema=schema)
+    result = LakeWriter(tmp_path).write(RECOMMENDATION_REQUESTS, date(2025, 3, 2), data)
+    meta = pq.ParquetFile(result.path).metadata.row_group(0)
+    encodings = {meta.column(i).path_in_schema: meta.column(i).encodings
+                 for i in range(meta.num_columns)}
+    assert "RLE_DICTIONARY" not in encodings.pop("event_id")
+    assert set(encodings) == {"time", "user_id", "server", "status", "movie_ids.list.element",
+                              "error", "response_ms", "line"}
+    assert all("RLE_DICTIONARY" in e for e in encodings.values()), encodings
+
+
+def test_snapshots_of_one_second_are_listed_by_creation_time(tmp_path) -> None:
+    """Ids name the second and a content hash: within a second the manifest's creation time
+    orders them (retention keeps the newest)."""
+    from movierec_core.snapshot import SNAPSHOTS_DIR, list_snapshots
+
+    directory = tmp_path / SNAPSHOTS_DIR
+    directory.mkdir(parents=True)
+    for name, created in (("20260101T000000-ffff", "2026-01-01T00:00:00.100000"),
+                          ("20260101T000000-0000", "2026-01-01T00:00:00.900000"),
+                          ("20251231T235959-aaaa", "2025-12-31T23:59:59.999999"),
+                          ("20260101T000001-0001", "2026-01-01T00:00:01.000001")):
+        (directory / f"{name}.json").write_text(json.dumps({"created_at": created}))
+    assert list_snapshots(tmp_path) == ["20251231T235959-aaaa", "20260101T000000-ffff",
+                                        "20260101T000000-0000", "20260101T000001-0001"]
