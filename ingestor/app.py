@@ -6,8 +6,8 @@ nothing visible:
 1. poll until ``batch_max_records`` or ``batch_max_wait_s``;
 2. parse (:func:`ingestor.pipeline.parse_batch`);
 3. dead-letter the rejected lines and wait for the broker's acknowledgement;
-4. write the lake (deduplicated on ``event_id``, fsynced), then the online store (idempotent);
-   by default on a thread of their own, overlapping the next batch's 1-3 (``pipelined_store``);
+4. write the lake (deduplicated on ``event_id``, fsynced) and the online store (idempotent);
+   by default on threads of their own, overlapping the next batch's 1-3 (``pipelined_store``);
 5. commit the batch's offsets (once 4 is done).
 
 A replay after a crash between 3 and 5 is absorbed by the DLQ's held-offsets set and the lake's
@@ -92,8 +92,8 @@ class Ingestor:
         self._subscribed_at = time.monotonic()
         self._broker_down_since = 0.0
         self.first_record_at = 0.0  # wall clock, for benchmarks across worker processes
-        self._pending: tuple[Future | None, dict[int, int], float | None] | None = None
-        self._store_pool = (ThreadPoolExecutor(1, thread_name_prefix="lake-and-store")
+        self._pending: tuple[tuple[Future, ...], dict[int, int], float | None] | None = None
+        self._store_pool = (ThreadPoolExecutor(2, thread_name_prefix="lake-and-store")
                             if cfg.ingestor.pipelined_store else None)
         self.last_commit_at = 0.0
 
@@ -264,7 +264,7 @@ class Ingestor:
                 continue
             if polled and not self.first_record_at:
                 self.first_record_at = time.time()
-            if waiting and (self._pending[0] is None or self._pending[0].done()):
+            if waiting and all(f.done() for f in self._pending[0]):
                 # the previous batch is written: commit it now, not after this batch (an idle
                 # stream would otherwise hold its offsets for batch_max_wait_s)
                 self._finish_pending()
@@ -304,16 +304,20 @@ class Ingestor:
 
         t_lake = time.perf_counter()
         if self._store_pool is not None and not shutting_down:
-            # pipelined: this batch's lake files and online-store upserts are written on their
-            # own thread (Parquet, fsync, numpy and sqlite release the GIL) while the next
-            # batch is polled and parsed; the previous batch's have finished and its offsets
-            # are committed first
+            # pipelined: this batch's lake files and online-store upserts are written on two
+            # threads of their own, side by side (Parquet, fsync, numpy and sqlite release the
+            # GIL), while the next batch is polled and parsed; the previous batch's have
+            # finished and its offsets are committed first
             self._finish_pending()
-            future = self._store_pool.submit(self._write, parsed.tables, parsed.events)
-            self._pending = (future, commit, give_up)
+            futures = [self._store_pool.submit(self._write_lake, parsed.tables)]
+            if self.store is not None:
+                futures.append(self._store_pool.submit(self._write_store, parsed.tables,
+                                                       parsed.events))
+            self._pending = (tuple(futures), commit, give_up)
         else:
             self._finish_pending()
-            self._dirty_days.update(self._write(parsed.tables, parsed.events))
+            self._dirty_days.update(self._write_lake(parsed.tables))
+            self._write_store(parsed.tables, parsed.events)
         t_store = time.perf_counter()
         if self.enricher is not None:
             self.enricher.offer(ids, parsed.movie_ids)
@@ -334,9 +338,9 @@ class Ingestor:
                   time.perf_counter() - t_commit)
         self._update_lag()
 
-    def _write(self, tables: dict, events: list) -> set:
-        """A batch's lake files (deduplicated, fsynced), then its online-store upserts;
-        returns the days whose watch minutes it added (their sessions are rebuilt)."""
+    def _write_lake(self, tables: dict) -> set:
+        """A batch's lake files (deduplicated, fsynced); returns the days whose watch minutes
+        it added (their sessions are rebuilt)."""
         days: set = set()
         for table_name, table in tables.items():
             result = self.lake.write_dated(table_name, table)
@@ -346,9 +350,13 @@ class Ingestor:
             metrics.LAKE_BYTES.inc(result.bytes)
             if table_name == WATCH_MINUTES and result.rows:
                 days.update(table.column("time").cast("date32").unique().to_pylist())
+        return days
+
+    def _write_store(self, tables: dict, events: list) -> set:
+        """A batch's online-store upserts (idempotent); no days to report."""
         if self.store is not None:
             self.store.apply_tables(tables.get(WATCH_MINUTES), events)
-        return days
+        return set()
 
     def _erased_among(self, ids: set[int]) -> frozenset[int]:
         """The erasure ledger's ids in the lake's id space: its entries under the current key
@@ -368,16 +376,16 @@ class Ingestor:
         return erased | frozenset(self.pseudonyms.pids(matched))
 
     def _finish_pending(self, shutting_down: bool = False) -> None:
-        """Wait for the pipelined batch's online-store upserts, then commit its offsets (at
-        shutdown giving up after ``shutdown_commit_timeout_s``, like an in-line batch)."""
+        """Wait for the pipelined batch's lake files and online-store upserts, then commit its
+        offsets (at shutdown giving up after ``shutdown_commit_timeout_s``, like an in-line
+        batch)."""
         if self._pending is None:
             return
-        future, commit, give_up = self._pending
+        futures, commit, give_up = self._pending
         if shutting_down:
             give_up = time.monotonic() + self.icfg.shutdown_commit_timeout_s
         self._pending = None
-        if future is not None:
-            # a failure propagates: the batch is replayed after a restart
+        for future in futures:  # a failure propagates: the batch is replayed after a restart
             self._dirty_days.update(future.result())
         self._commit(commit, give_up)
         self.last_commit_at = time.time()

@@ -42,7 +42,7 @@ def test_the_pipelined_batch_is_committed_once_written(tmp_path, background_grou
     write: Future = Future()
     consumer = ScriptedConsumer(background_group, write)
     ingestor.consumer = consumer
-    ingestor._pending = (write, {0: 10, 3: 7}, None)
+    ingestor._pending = ((write,), {0: 10, 3: 7}, None)
     assert ingestor._fill_buffer() == 0
     commit_at = consumer.log.index(("commit", {0: 10, 3: 7}))
     assert commit_at == 3  # right after the poll during which the write finished
