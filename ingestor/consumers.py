@@ -90,7 +90,7 @@ class ConsumerSettings:
     auto_offset_reset: str = "earliest"
     fetch_max_bytes: int = 64 * 1024 * 1024
     max_partition_fetch_bytes: int = 8 * 1024 * 1024
-    max_poll_records: int = 50_000
+    max_poll_records: int = 100_000
     check_crcs: bool = False
     session_timeout_ms: int = 10_000
     retry_backoff_max_s: float = 10.0
