@@ -65,10 +65,10 @@ def test_metrics_are_served_with_the_documented_names() -> None:
 
 
 def test_watch_minutes_from_the_kernels_and_the_reference_parser_keep_the_line_order() -> None:
-    # ASCII ids take the Arrow kernels; a non-ASCII id and a 7-digit fraction the reference
+    # Latin ids take the kernels; an id in another script and a 7-digit fraction the reference
     # parser: the table holds every one, in the order of the lines, with its line id
     values = [b"2025-03-02T14:07:33,1,GET /data/m/heat+1995/5.mpg",
-              "2025-03-02T14:07:34,2,GET /data/m/café+2001/6.mpg".encode(),
+              "2025-03-02T14:07:34,2,GET /data/m/東京+2003/6.mpg".encode(),
               b"2025-03-02T14:07:35.1234567,3,GET /data/m/heat+1995/7.mpg",
               b"2025-03-02T14:07:36.25,4,GET /data/m/up+2009/8.mpg\n"]
     batch = parse_batch(values, [0] * 4, list(range(4)), [0] * 4, ParserSettings())
@@ -78,7 +78,7 @@ def test_watch_minutes_from_the_kernels_and_the_reference_parser_keep_the_line_o
         {"event_id": line_id(values[0]), "time": T, "user_id": 1, "movie_id": "heat+1995",
          "minute": 5},
         {"event_id": line_id(values[1]), "time": datetime(2025, 3, 2, 14, 7, 34), "user_id": 2,
-         "movie_id": "café+2001", "minute": 6},
+         "movie_id": "東京+2003", "minute": 6},
         {"event_id": line_id(values[2]), "time": datetime(2025, 3, 2, 14, 7, 35, 123456),
          "user_id": 3, "movie_id": "heat+1995", "minute": 7},
         {"event_id": line_id(values[3]), "time": datetime(2025, 3, 2, 14, 7, 36, 250000),

@@ -54,7 +54,7 @@ def test_doubtful_lines_go_to_the_reference_parser() -> None:
              b"2025-03-02T14:07:33,1234567890123456789,GET /data/m/x/5.mpg",  # 19 digits
              b"2025-03-02T14:07:33,1,GET /data/m/x/1234567890.mpg",  # 10-digit minute
              b"2025-03-02T14:07:33,1,GET /data/m/x/-5.mpg",
-             b"2025-03-02T14:07:33,1,GET /data/m/caf\xc3\xa9+2001/5.mpg",  # non-ASCII id: valid
+             "2025-03-02T14:07:33,1,GET /data/m/東京+2003/5.mpg".encode(),  # valid, other script
              b"2025-03-02T14:07:33,1,GET /data/m/x/5.mpg\r",
              b"2025-03-02T14:07:33,1,GET /data/m//5.mpg",
              b"2025-03-02T14:07:33,1,GET /data/m/a b/5.mpg",
@@ -87,6 +87,23 @@ def test_dates_at_the_edges_of_the_calendar_equal_the_reference() -> None:
     result = parse_lines(lines)
     assert result.watch_rows.tolist() == [0, 1, 2, 5, 6, 11, *range(12, 18)]
     assert_same_as_reference(lines)
+
+
+def test_accented_movie_ids_take_the_kernels_and_other_scripts_the_reference_parser() -> None:
+    """Letters of U+00A1-U+017F in a watch line's movie id take the fast path; the soft hyphen
+    (not printable), a no-break space (whitespace), other scripts and broken UTF-8 do not."""
+    fast = ["malèna+2000", "schuß++die", "ch\u00e2teau+de+ma+m\u00e8re", "\u00a1ay+carmela!",
+            "\u0151s+\u017f", "\u00bf\u00c0\u00ff\u0100"]
+    slow = ["soft\u00adhyphen", "no\u00a0break", "\u0180+2000", "東京+2003", "\u00ac\u0085x"]
+    lines = [f"2025-03-02T14:07:33,1,GET /data/m/{m}/5.mpg".encode() for m in fast + slow]
+    lines.append(b"2025-03-02T14:07:33,1,GET /data/m/caf\xc3/5.mpg")  # a cut sequence
+    lines.append(b"2025-03-02T14:07:33,1,GET /data/m/caf\xc3\xa9\xa9/5.mpg")  # a stray byte
+    result = parse_lines(lines)
+    assert result.watch_rows.tolist() == list(range(len(fast)))
+    assert result.watch.column("movie_id").to_pylist() == fast
+    assert_same_as_reference(lines)
+    rejected = [e for e in result.events() if isinstance(e, Rejection)]
+    assert len(rejected) == 5  # soft hyphen, no-break space, U+0085, two broken sequences
 
 
 def test_bytes_not_of_the_promised_shape_are_left_to_the_reference_parser() -> None:
