@@ -266,9 +266,8 @@ def make_store(path: Path, n_users: int, n_items: int, active_users: int, seed: 
 
 def rank_microbench(bundle_dir: Path, n_users: int, n_items: int) -> dict:
     """In-process cost of one ranking: stored factors vs fold-in of 3 fresh movies."""
-    from types import SimpleNamespace
-
     from model_server.engine import Engine
+    from movierec_core.online_store import UserInteraction
 
     engine = Engine.load(bundle_dir)
     rng = np.random.default_rng(5)
@@ -277,7 +276,8 @@ def rank_microbench(bundle_dir: Path, n_users: int, n_items: int) -> dict:
     for u in users:
         engine.rank(int(u), [], 20)
     model_us = (time.perf_counter() - t0) / users.size * 1e6
-    fresh = [SimpleNamespace(movie_id=engine.item_ids[int(i)], minutes=40, stars=None)
+    watched = datetime(2025, 3, 2, 12, 0)  # the online store's type, as the server reads it
+    fresh = [UserInteraction(engine.item_ids[int(i)], 40, 39, None, watched)
              for i in rng.integers(0, n_items, 3)]
     t0 = time.perf_counter()
     for u in users[:500]:
