@@ -21,7 +21,13 @@ import httpx
 import pytest
 
 from demo.report import reconcile
-from tests.platform.helpers import TeeSink, availability, loop_through_router, trained_platform
+from tests.platform.helpers import (
+    TeeSink,
+    _readable,
+    availability,
+    loop_through_router,
+    trained_platform,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -164,8 +170,9 @@ def test_after_the_drills_every_accepted_event_is_in_the_lake(running) -> None:
     p.sim.stop()
     p.sink.flush()
     overall = tee.since(0)
+    failed = _readable(tee.failed_since(0))  # when, whom, which server, status, error
     p.results["availability_all_drills"] = {"requests": sum(overall.values()), "by_status": dict(overall),
-                                            "availability": availability(overall)}
+                                            "availability": availability(overall), "failed": failed}
     p.wait_ingested(timeout=300)
     result = reconcile(p)
     p.results["reconcile"] = result
@@ -174,4 +181,4 @@ def test_after_the_drills_every_accepted_event_is_in_the_lake(running) -> None:
     assert result["dlq_distinct_lines"] == result["invalid_produced"]
     assert result["dlq_records"] >= result["dlq_distinct_lines"]
     assert result["reconciled"]
-    assert availability(overall) >= AVAILABILITY_TARGET, overall
+    assert availability(overall) >= AVAILABILITY_TARGET, (overall, failed)
