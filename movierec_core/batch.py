@@ -21,7 +21,7 @@ fuzzed lines and hypothesis-generated events).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -136,19 +136,21 @@ def _binary_array(values: Sequence[bytes]) -> pa.Array:
                                  [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(values))])
 
 
-def _valid_rows(raw: pa.Array, pattern: str, settings: ParserSettings,
-                fields_of: Callable[[pa.Array], dict[str, pa.Array]]
+def _valid_rows(raw: pa.Array, pattern: str, settings: ParserSettings
                 ) -> tuple[np.ndarray, dict[str, pa.Array], pa.Array]:
-    """The rows of ``raw`` that match ``pattern`` (which starts with ``_TIME``), are no longer
-    than ``max_line_bytes`` and carry a timestamp that survives the round trip; with the
-    fields of those rows (``fields_of`` of the matching lines: ``ts``, ``frac`` and the
-    pattern's others, binary) and their times (timestamp[us], the fraction added)."""
-    ok = pc.and_(pc.match_substring_regex(raw, pattern),  # the DFA, no captures: fast
-                 pc.less_equal(pc.binary_length(raw), settings.max_line_bytes))
+    """The rows of ``raw`` that match ``pattern`` (a capturing regex starting with ``_TIME``),
+    are no longer than ``max_line_bytes`` and carry a timestamp that survives the round trip;
+    with those rows' named groups (binary) and their times (timestamp[us], the fraction
+    added)."""
+    struct = pc.extract_regex(raw, pattern=pattern)  # null where the shape differs
+    ok = pc.fill_null(pc.and_(pc.is_valid(struct),
+                              pc.less_equal(pc.binary_length(raw), settings.max_line_bytes)),
+                      False)
     rows = np.flatnonzero(ok.to_numpy(zero_copy_only=False))
     if not rows.size:
         return rows, {}, pa.array([], pa.timestamp("us"))
-    fields = fields_of(raw.take(pa.array(rows)))
+    struct = pc.take(struct, pa.array(rows))
+    fields = {struct.type.field(i).name: struct.field(i) for i in range(struct.type.num_fields)}
     ts = pc.cast(fields["ts"], pa.string())
     parsed = pc.strptime(ts, format=_TIME_FORMAT, unit="us", error_is_null=True)
     # strptime rolls 30 February over into March and a 60th second into the next minute:
@@ -252,14 +254,6 @@ def _watch_columns(lines: pa.Array) -> tuple[np.ndarray, pa.Table] | None:
     return ok, table
 
 
-def _regex_fields(pattern: str) -> Callable[[pa.Array], dict[str, pa.Array]]:
-    """The named groups of ``pattern`` (a capturing regex, for the rarer shapes)."""
-    def fields_of(lines: pa.Array) -> dict[str, pa.Array]:
-        struct = pc.extract_regex(lines, pattern=pattern)
-        return {struct.type.field(i).name: struct.field(i) for i in range(struct.type.num_fields)}
-    return fields_of
-
-
 def _digits_field(fields: dict[str, pa.Array], name: str, type_: pa.DataType) -> pa.Array:
     return pc.cast(pc.cast(fields[name], pa.string()), type_)
 
@@ -274,8 +268,7 @@ def _recommendations(raw: pa.Array, candidates: np.ndarray, settings: ParserSett
     if not maybe.size:
         return np.zeros(0, np.int64), _RECO_SCHEMA.empty_table()
     sub = sub.take(pa.array(maybe))
-    rows, f, time = _valid_rows(sub, RECOMMENDATION_PATTERN, settings,
-                                _regex_fields(RECOMMENDATION_PATTERN))
+    rows, f, time = _valid_rows(sub, RECOMMENDATION_PATTERN, settings)
     if rows.size:
         result = pc.cast(f["result"], pa.string())
         status = _digits_field(f, "status", pa.int16())
