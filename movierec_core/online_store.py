@@ -222,7 +222,7 @@ class _PairMinutes:
         buf = np.zeros(int(offsets[-1]), np.uint8)
         np.bitwise_or.at(buf, offsets[pair] + (minute >> 3),
                          np.left_shift(1, minute & 7).astype(np.uint8))
-        counts = np.add.reduceat(_popcount_table()[buf], offsets[:-1])
+        counts = _segment_sums(_popcount_table()[buf], offsets)
         movies = encoded.dictionary.to_pylist()
         return cls(users[starts].tolist(), [movies[c] for c in codes[starts].tolist()],
                    max_minute.tolist(), np.maximum.reduceat(times, starts).tolist(),
