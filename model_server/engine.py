@@ -7,6 +7,8 @@ methods are pure CPU (no I/O): the online-store read and the metadata lookup hap
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,6 +26,8 @@ from movierec_core.models.confidence import ConfidenceWeights, confidence, recen
 from movierec_core.models.factor import FactorModel
 from movierec_core.models.ranker import Ranker, exploring
 from movierec_core.models.retrieval import AnnIndex
+
+log = logging.getLogger(__name__)
 
 FALLBACK_SIZE = 100  # popularity entries kept precomputed for fallbacks and cold starts
 
@@ -78,7 +82,8 @@ class Engine:
 
     def __init__(self, bundle: Bundle, *, rating_scale_max: int = 5, retrieval: str = "exact",
                  candidates: int = 200, ranker: bool = True, exploration_share: float = 0.0,
-                 exploration_salt: int = 0) -> None:
+                 exploration_salt: int = 0, compile_ranker: str = "off",
+                 compile_cache: str | None = None) -> None:
         """``retrieval``: ``exact`` (every item that can make the list is scored) or ``ann``
         (two stages: the bundle's ANN index retrieves ``candidates`` items, which are then
         scored exactly, cost included; exact when the bundle has no index).
@@ -87,7 +92,12 @@ class Engine:
         model's best ``ranker.candidates`` unseen items are ranked again by it over
         :mod:`movierec_core.features`. ``exploration_share``: the share of users (by
         :func:`~movierec_core.models.ranker.exploring` with ``exploration_salt``) whose lists
-        are shuffled, so the trainer can measure position bias."""
+        are shuffled, so the trainer can measure position bias.
+
+        ``compile_ranker``: ``off`` (LightGBM scores), ``background`` (LightGBM scores until
+        the trees are compiled to machine code on a thread, :meth:`Ranker.compile`) or
+        ``blocking`` (compiled before the engine serves); ``compile_cache``: where compiled
+        rankers are kept (default: the temp dir)."""
         self.bundle = bundle
         self.path = Path(bundle.path).resolve()
         manifest = bundle.manifest
@@ -151,6 +161,15 @@ class Engine:
         self.candidates = int(candidates)
         self.ranker = (Ranker.load(self.path) if ranker and self.scorer is not None
                        and Ranker.present(self.path) else None)
+        if compile_ranker not in ("off", "background", "blocking"):
+            raise ValueError("model_server.compile_ranker must be off, background or blocking, "
+                             f"not {compile_ranker!r}")
+        if self.ranker is not None and compile_ranker != "off":
+            if compile_ranker == "blocking":
+                self._compile_ranker(compile_cache)
+            else:
+                threading.Thread(target=self._compile_ranker, args=(compile_cache,),
+                                 name="compile-ranker", daemon=True).start()
         self.exploration_share = float(exploration_share)
         self.exploration_salt = int(exploration_salt)
         self._rng = np.random.default_rng()
@@ -165,10 +184,22 @@ class Engine:
     @classmethod
     def load(cls, path: Path | str, *, rating_scale_max: int = 5, retrieval: str = "exact",
              candidates: int = 200, ranker: bool = True, exploration_share: float = 0.0,
-             exploration_salt: int = 0) -> Engine:
+             exploration_salt: int = 0, compile_ranker: str = "off",
+             compile_cache: str | None = None) -> Engine:
         return cls(load_bundle(path, mmap=True), rating_scale_max=rating_scale_max,
                    retrieval=retrieval, candidates=candidates, ranker=ranker,
-                   exploration_share=exploration_share, exploration_salt=exploration_salt)
+                   exploration_share=exploration_share, exploration_salt=exploration_salt,
+                   compile_ranker=compile_ranker, compile_cache=compile_cache)
+
+    def _compile_ranker(self, cache: str | None) -> None:
+        """The ranker's trees as machine code; on failure LightGBM keeps scoring (logged)."""
+        try:
+            seconds = self.ranker.compile(cache or None)
+        except Exception:
+            log.exception("compiling the ranker of %s failed; LightGBM scores its candidates",
+                          self.version)
+            return
+        log.info("ranker of %s compiled in %.1f s (lleaves)", self.version, seconds)
 
     # --- lookups -------------------------------------------------------------------------
     def user_row(self, user_id: int) -> int:

@@ -67,7 +67,9 @@ def build(cfg: DictConfig) -> MovierecModel:
                              candidates=int(serving.retrieval_candidates),
                              ranker=bool(serving.ranker),
                              exploration_share=float(serving.exploration_share),
-                             exploration_salt=int(serving.exploration_salt))
+                             exploration_salt=int(serving.exploration_salt),
+                             compile_ranker=str(ms.compile_ranker),
+                             compile_cache=str(ms.compile_cache_dir or "") or None)
         ring.get(engine.pseudonym_key_id)  # refuses a bundle whose key the ring lacks
         return engine
 

@@ -5,8 +5,13 @@ factor model's bundle next to the item table it reads (issue 22). Trained by
 
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import dataclass
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +21,17 @@ from movierec_core.features import ItemTable, feature_names
 
 RANKER_FILE = "ranker.txt"
 RANKER_META = "ranker.json"
+
+log = logging.getLogger(__name__)
+
+KEEP_COMPILED = 8  # compiled rankers kept in a cache directory (~0.6 MB for 200 trees)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:  # removed by another process meanwhile
+        return 0.0
 
 
 def exploring(user_ids: Any, share: float, salt: int) -> np.ndarray:
@@ -38,13 +54,66 @@ class Ranker:
     booster: Any
     items: ItemTable
     meta: dict[str, Any]
+    # the trees as machine code (:meth:`compile`); None: LightGBM's own predict scores
+    compiled: Any = field(default=None, repr=False, compare=False)
 
     @property
     def candidates(self) -> int:
         return int(self.meta.get("candidates", 50))
 
     def score(self, rows: np.ndarray) -> np.ndarray:
+        """The raw score of each row (LambdaMART: higher is better). Compiled, the same values
+        as LightGBM's to float64 rounding (the trees are summed in another order)."""
+        compiled = self.compiled  # one read: a compile finishing meanwhile swaps it whole
+        if compiled is not None:
+            return compiled.predict(rows, n_jobs=1)
         return np.asarray(self.booster.predict(rows, num_threads=1), dtype=np.float64)
+
+    def compile(self, cache_dir: Path | str | None = None) -> float:
+        """Compile the trees to machine code for this CPU with lleaves (LLVM), so that
+        :meth:`score` costs ~0.1 ms instead of ~0.5 ms for 50 rows x 200 trees: LightGBM's
+        predict parses its parameters and sets up a predictor on every call (~0.15 ms even for
+        one row). The object code is kept in ``cache_dir`` (default: the temp dir's
+        ``movierec-compiled``), keyed by the model text, lleaves' version and the host CPU, so
+        another process or a restart loads it instead of compiling again (~15 s for 200 trees).
+        Returns the seconds it took; raises when lleaves cannot compile the model (the caller
+        keeps LightGBM's predict then)."""
+        from importlib.metadata import version
+
+        import lleaves
+        import llvmlite.binding as llvm
+
+        started = time.perf_counter()
+        text = self.booster.model_to_string()
+        llvm.initialize()
+        llvm.initialize_native_target()
+        llvm.initialize_native_asmprinter()
+        try:
+            features = llvm.get_host_cpu_features().flatten()
+        except RuntimeError:
+            features = ""
+        key = hashlib.sha256("\0".join([text, version("lleaves"), llvm.get_host_cpu_name(),
+                                         features]).encode()).hexdigest()[:32]
+        cache = Path(cache_dir) if cache_dir else Path(tempfile.gettempdir()) / "movierec-compiled"
+        cache.mkdir(parents=True, exist_ok=True)
+        obj = cache / f"ranker-{key}.o"
+        with tempfile.TemporaryDirectory(dir=cache) as tmp:
+            source = Path(tmp) / RANKER_FILE  # lleaves reads a model file
+            source.write_text(text)
+            model = lleaves.Model(model_file=str(source))
+            if obj.is_file():
+                model.compile(cache=str(obj))
+            else:
+                # written under a name of its own, then renamed: a process that loads the cache
+                # never reads a half-written object
+                partial = Path(tmp) / "ranker.o"
+                model.compile(cache=str(partial))
+                os.replace(partial, obj)
+        obj.touch()  # in use: the newest are kept
+        for old in sorted(cache.glob("ranker-*.o"), key=_mtime, reverse=True)[KEEP_COMPILED:]:
+            old.unlink(missing_ok=True)  # one per model version: a server swaps many in a day
+        self.compiled = model
+        return time.perf_counter() - started
 
     def save(self, directory: Path | str) -> None:
         d = Path(directory)

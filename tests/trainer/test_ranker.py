@@ -252,3 +252,69 @@ def test_the_service_ranks_with_the_stores_event_time_clock(world: dict, tmp_pat
     with pytest.raises(ValueError, match="events or wall"):
         Recommendations(holder, store_factory=None, demographics=None, deadline_ms=1,
                         cost_lambda=0.0, fold_in=True, history_limit=1, clock="sundial")
+
+
+def test_the_compiled_ranker_scores_like_lightgbm_and_the_engine_serves_the_same_lists(
+        world: dict, tmp_path: Path) -> None:
+    """lleaves' machine code for the trees: LightGBM's scores (to float64 rounding: it sums
+    the trees in another order) on rows with zeros and missing values, the same lists served,
+    and the compiled object reused from the cache by the next engine."""
+    import shutil
+
+    settings = RankerSettings(enabled=True, min_requests=20, min_data_in_leaf=5, candidates=30,
+                              early_stopping_rounds=20)
+    ranker, _ = train_ranker(world["first"], world["requests"], world["watches"],
+                             world["history"], world["items"], settings)
+    bundle = tmp_path / "b"
+    shutil.copytree(world["bundle"], bundle)
+    ranker.save(bundle)
+    loaded = Ranker.load(bundle)
+    rng = np.random.default_rng(4)
+    rows = rng.standard_normal((500, loaded.booster.num_feature())) * 3
+    rows[rng.random(rows.shape) < 0.1] = 0.0
+    rows[rng.random(rows.shape) < 0.05] = np.nan
+    expected = loaded.score(rows)
+    cache = tmp_path / "compiled"
+    assert loaded.compile(cache) > 0 and loaded.compiled is not None
+    assert len(list(cache.glob("ranker-*.o"))) == 1
+    got = loaded.score(rows)
+    assert got.dtype == np.float64 and got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+    assert np.unique(expected).size > 20  # rows reach many different leaves
+    # the server's rows are float32 (movierec_core.features.candidate_features)
+    rows32 = rows.astype(np.float32)
+    np.testing.assert_allclose(loaded.score(rows32), Ranker.load(bundle).score(rows32),
+                               rtol=1e-12, atol=1e-12)
+
+    plain = Engine.load(bundle)
+    compiled = Engine.load(bundle, compile_ranker="blocking", compile_cache=str(cache))
+    assert plain.ranker.compiled is None and compiled.ranker.compiled is not None
+    assert len(list(cache.glob("ranker-*.o"))) == 1  # loaded from the cache, not compiled again
+    for user in world["first"].user_ids[:20].tolist():
+        assert compiled.rank(user, [], 10, now=T0).items == plain.rank(user, [], 10, now=T0).items
+    with pytest.raises(ValueError, match="compile_ranker must be off, background or blocking"):
+        Engine.load(bundle, compile_ranker="yes")
+
+
+def test_a_ranker_that_cannot_be_compiled_keeps_scoring_with_lightgbm(
+        world: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    import shutil
+
+    settings = RankerSettings(enabled=True, min_requests=20, min_data_in_leaf=5, candidates=30)
+    ranker, _ = train_ranker(world["first"], world["requests"], world["watches"],
+                             world["history"], world["items"], settings)
+    bundle = tmp_path / "b"
+    shutil.copytree(world["bundle"], bundle)
+    ranker.save(bundle)
+
+    def broken(self, cache_dir=None):
+        raise RuntimeError("LLVM says no")
+
+    monkeypatch.setattr(Ranker, "compile", broken)
+    engine = Engine.load(bundle, compile_ranker="blocking")
+    assert engine.ranker.compiled is None
+    assert "compiling the ranker" in caplog.text and "LLVM says no" in caplog.text
+    user = world["first"].user_ids[0]
+    assert engine.rank(int(user), [], 10, now=T0).items == Engine.load(bundle).rank(
+        int(user), [], 10, now=T0).items
