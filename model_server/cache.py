@@ -97,19 +97,22 @@ class RecommendationCache:
     def __init__(self, backend: MemoryCache | RedisCache) -> None:
         self.backend = backend
         self.hits = self.misses = self.stale = 0
+        # the counters' children once: labels() takes a lock and builds a key on every call
+        self._counted = {result: CACHE_LOOKUPS.labels(result) for result in
+                         ("hit", "miss", "stale")}
 
     def lookup(self, version: str, user: int, k: int, stamp: int | None) -> Cached | None:
         entry = self.backend.get((version, user, k))
         if entry is None:
             self.misses += 1
-            CACHE_LOOKUPS.labels("miss").inc()
+            self._counted["miss"].inc()
             return None
         if entry.stamp != stamp:  # the user has new events: recompute
             self.stale += 1
-            CACHE_LOOKUPS.labels("stale").inc()
+            self._counted["stale"].inc()
             return None
         self.hits += 1
-        CACHE_LOOKUPS.labels("hit").inc()
+        self._counted["hit"].inc()
         return entry
 
     def store(self, version: str, user: int, k: int, stamp: int | None, items: list[str],

@@ -132,6 +132,7 @@ class Engine:
         self.user_ids = np.asarray(bundle.user_ids)
         limits = np.iinfo(self.user_ids.dtype)
         self._id_type, self._id_min, self._id_max = self.user_ids.dtype.type, limits.min, limits.max
+        self._first_id = int(self.user_ids[0]) if self.user_ids.shape[0] else 0
         self.seen_indptr = np.asarray(bundle.seen_indptr)
         self.seen_indices = np.asarray(bundle.seen_indices)
         # the confidences are read only for users with fresh events: from the file, on demand
@@ -207,6 +208,11 @@ class Engine:
         ids = self.user_ids
         if not self._id_min <= user_id <= self._id_max:
             return -1
+        # ids are sorted and, in most bundles, a run of consecutive integers: the row is then
+        # the id's offset from the first (one read instead of a binary search over 1M ids)
+        guess = user_id - self._first_id
+        if 0 <= guess < ids.shape[0] and ids[guess] == user_id:
+            return guess
         # the key in the array's own type: a Python int against int32 ids would make numpy
         # widen the whole array to int64 on every call (4 MB copied per request at 1M users)
         pos = int(np.searchsorted(ids, self._id_type(user_id)))
@@ -217,7 +223,8 @@ class Engine:
     def answer(self, indices: Sequence[int] | np.ndarray, source: str,
                cold_start: bool = False) -> Answer:
         ids = self.item_ids
-        return Answer([ids[int(i)] for i in indices], source, self, cold_start)
+        return Answer([ids[i] for i in np.asarray(indices, dtype=np.int64).tolist()], source, self,
+                      cold_start)
 
     def popular_answer(self, k: int) -> Answer:
         """Global popularity as a cold start (a user nobody can know)."""

@@ -129,6 +129,23 @@ def test_user_rows_with_compact_int32_ids_and_ids_beyond_them(tmp_path):
     assert [engine.user_row(u) for u in (0, 1001, 2**31 - 1, 2**31, 2**40, 2**63 - 1)] == [-1] * 6
 
 
+def test_user_rows_of_consecutive_ids_and_of_a_run_with_gaps(tmp_path):
+    """Rows are found by offset from the first id when the ids run without a gap, by binary
+    search otherwise: the same rows either way."""
+    import numpy as np
+
+    engine = Engine.load(tiny_bundle(tmp_path / "b"))  # ids 1000, 1010, ...: offsets miss
+    expected = {1000 + 10 * r: r for r in range(60)}
+    for ids in (np.arange(7, 67), np.r_[np.arange(7, 37), np.arange(40, 70)]):
+        engine.user_ids = ids.astype(engine.user_ids.dtype)
+        engine._first_id = int(ids[0])
+        rows = {int(u): r for r, u in enumerate(ids)}
+        assert [engine.user_row(u) for u in range(0, 80)] == [rows.get(u, -1)
+                                                             for u in range(0, 80)]
+    engine = Engine.load(tiny_bundle(tmp_path / "c"))
+    assert {u: engine.user_row(u) for u in expected} == expected
+
+
 def test_a_bundle_trained_with_recency_folds_in_online_events_by_their_age(
         bundle_dir: Path, tmp_path: Path) -> None:
     """The bundle's users were weighed by a 2-hour half-life (``trainer.recency``): an online
