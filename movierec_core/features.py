@@ -20,6 +20,7 @@ call per request would cost more than the ranking).
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -110,6 +111,13 @@ class ItemTable:
                    np.asarray(costs if costs is not None else np.zeros(n), np.float32),
                    pop.astype(np.float32), trend.astype(np.float32))
 
+    @functools.cached_property
+    def item_columns(self) -> np.ndarray:
+        """n_items x 5, float32, in ``ITEM_COLUMNS`` order with the release year in place of
+        the age (which depends on the instant): what :func:`candidate_features` gathers."""
+        return np.column_stack([self.log_popularity, self.trend, self.year, self.runtime,
+                                self.cost]).astype(np.float32)
+
     def save(self, directory: Path | str) -> None:
         d = Path(directory)
         np.savez(d / ITEM_FILE, genres=self.genres, year=self.year, runtime=self.runtime,
@@ -172,15 +180,14 @@ def candidate_features(user: UserFeatures, candidates: np.ndarray, scores: np.nd
     out[:, 0] = scores
     out[:, 1] = ranks
     out[:, 2] = np.asarray(scores, np.float64) - best_score
-    out[:, 3] = items.genres[c] @ user.genre_share.astype(np.float32) if items.genres.shape[1] \
-        else 0.0
+    # a user without minutes by genre matches nothing (no product to take)
+    out[:, 3] = (items.genres[c] @ user.genre_share.astype(np.float32)
+                 if items.genres.shape[1] and user.genre_share.any() else 0.0)
     out[:, 4] = now.hour + now.minute / 60.0
-    year = items.year[c]
-    out[:, 5] = items.log_popularity[c]
-    out[:, 6] = items.trend[c]
-    out[:, 7] = np.where(year > 0, now.year - year, np.nan)
-    out[:, 8] = items.runtime[c]
-    out[:, 9] = items.cost[c]
+    # the item columns in one gather (the model server builds these rows per request)
+    out[:, 5:10] = items.item_columns[c]
+    age = out[:, 7]  # the release year, until turned into the age at ``now``
+    age[:] = np.where(age > 0, now.year - age, np.nan)
     out[:, 10:] = user.values[None, :]
     return out
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import json
+import threading
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,7 @@ class AnnIndex:
         self.config = config
         self.meta = dict(meta or {})
         self._hnsw_params: dict[int, Any] = {}
+        self._local = threading.local()  # per thread: the parameters of filtered searches
         self._apply_search_params(config.candidates)
 
     @property
@@ -158,8 +160,7 @@ class AnnIndex:
         if n <= 0:
             return np.empty(0, dtype=np.int64), None
         if exclude is not None and len(exclude):
-            params = self._new_params(n)  # its own: the selector is this call's
-            params.sel = self._allowed(exclude)  # the parameters keep it alive
+            params = self._filtered_params(n, exclude)
         else:
             params = self._params(n)
         query = self._query(np.asarray(vector, dtype=np.float32).reshape(1, -1))
@@ -170,16 +171,27 @@ class AnnIndex:
             ids, scores = ids[keep], scores[keep]
         return ids, (scores if self.config.kind != "hnsw_mips" else None)
 
-    def _allowed(self, exclude: np.ndarray) -> Any:
-        """A selector of every item but ``exclude``: a bitmap of the allowed items (one byte
-        read per test; a hash set behind a negation costs two virtual calls)."""
-        allowed = np.ones(self.index.ntotal, dtype=bool)
-        allowed[np.asarray(exclude, dtype=np.int64)] = False
-        bits = np.packbits(allowed, bitorder="little")
-        faiss = _faiss()
-        selector = faiss.IDSelectorBitmap(self.index.ntotal, faiss.swig_ptr(bits))
-        selector.bits = bits  # the selector reads the array: it must live as long
-        return selector
+    def _filtered_params(self, n: int, exclude: np.ndarray) -> Any:
+        """Search parameters for ``n`` results with a selector of every item but ``exclude``:
+        a bitmap of the allowed items (one byte read per test; a hash set behind a negation
+        costs two virtual calls). One set per thread, refilled per call: building the SWIG
+        objects per call cost ~25 us of Python a request, more than the search's bitmap."""
+        state = getattr(self._local, "filtered", None)
+        if state is None:
+            faiss = _faiss()
+            state = self._local.filtered = _Filter(
+                self._new_params(n), np.empty((self.index.ntotal + 7) // 8, dtype=np.uint8),
+                np.empty(self.index.ntotal, dtype=bool), n)
+            selector = faiss.IDSelectorBitmap(self.index.ntotal, faiss.swig_ptr(state.bits))
+            selector.bits = state.bits  # the selector reads the array: it must live as long
+            state.params.sel = selector  # the parameters keep it alive
+        if state.n != n and self._hnsw:
+            state.params.efSearch = self.ef_for(n)
+            state.n = n
+        state.allowed.fill(True)
+        state.allowed[np.asarray(exclude, dtype=np.int64)] = False
+        state.bits[:] = np.packbits(state.allowed, bitorder="little")
+        return state.params
 
     def search_many(self, vectors: np.ndarray, n: int) -> np.ndarray:
         """(users, n) item indices, -1 where fewer were found."""
@@ -212,6 +224,16 @@ class AnnIndex:
         if candidates is not None:
             config = RetrievalConfig(**{**asdict(config), "candidates": int(candidates)})
         return cls(faiss.read_index(str(d / INDEX_FILE)), config, meta)
+
+
+@dataclass(slots=True)
+class _Filter:
+    """One thread's filtered-search parameters, their selector's bitmap and its unpacked form."""
+
+    params: Any
+    bits: np.ndarray
+    allowed: np.ndarray
+    n: int
 
 
 def _augment(factors: np.ndarray) -> np.ndarray:

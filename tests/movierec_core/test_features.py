@@ -111,6 +111,15 @@ def test_user_features_exact_values() -> None:
     np.testing.assert_allclose(named["u_hours_since_last"], [2.0, 2.0])
     empty = user_features([], index, items, T)
     assert empty.values[0] == 0 and np.isnan(empty.values[2]) and not empty.genre_share.any()
+    rows = candidate_features(empty, np.array([1, 0]), np.array([2.5, 1.0]), np.array([0, 1]),
+                              2.5, items, T)
+    named = dict(zip(feature_names(), rows.T, strict=True))
+    np.testing.assert_array_equal(named["genre_match"], [0.0, 0.0])  # no minutes by genre
+    assert np.isnan(named["i_age_years"][0]) and named["i_age_years"][1] == 25  # year 0: unknown
+    np.testing.assert_allclose(named["i_log_popularity"], np.log1p([3, 9]), rtol=1e-6)
+    np.testing.assert_array_equal(named["i_trend"], [0, 0.5])
+    np.testing.assert_array_equal(named["i_runtime"], [100, 90])
+    assert rows.dtype == np.float32 and np.isnan(named["u_mean_stars"]).all()
 
 
 def test_item_table_genres_popularity_trend_and_round_trip(tmp_path: Path) -> None:

@@ -126,3 +126,50 @@ def test_a_search_that_excludes_returns_the_best_of_the_rest_with_their_scores(k
     few = AnnIndex.build(items[:60], RetrievalConfig(kind="hnsw_ip"))
     found, scores = few.search_scored(user, 50, exclude=np.arange(20))
     assert sorted(found.tolist()) == list(range(20, 60)) and scores.size == 40
+
+
+@pytest.mark.parametrize("kind", ["hnsw_ip", "ivf"])
+def test_searches_one_after_another_exclude_only_their_own_items(kind: str) -> None:
+    """The selector's bitmap is reused per thread: each search excludes exactly what it names
+    (a few items, bits cleared one by one; hundreds, packed), never the previous search's, on
+    every thread, with the results of a search with a bitmap of its own."""
+    import threading
+
+    import faiss
+
+    items, users = clustered_factors(2000, 10)
+    items /= np.linalg.norm(items, axis=1, keepdims=True)
+    index = AnnIndex.build(items, RetrievalConfig(kind=kind, nlist=16, nprobe=16))
+
+    def reference(user, n, seen):
+        allowed = np.ones(items.shape[0], dtype=bool)
+        allowed[seen] = False
+        bits = np.packbits(allowed, bitorder="little")
+        params = index._new_params(n)
+        params.sel = faiss.IDSelectorBitmap(items.shape[0], faiss.swig_ptr(bits))
+        _, found = index.index.search(index._query(user[None, :]), n, params=params)
+        return found[0][found[0] >= 0]
+
+    rng = np.random.default_rng(3)
+    plans = [(users[i % 10], n, np.argsort(-(items @ users[i % 10]))[:many])
+             for i, (n, many) in enumerate([(50, 30), (20, 3), (50, 0), (30, 300), (50, 1),
+                                            (40, 64), (40, 65), (10, 7)])]
+    plans += [(users[i], 25, rng.choice(2000, 40, replace=False)) for i in range(10)]
+    errors = []
+
+    def run() -> None:
+        try:
+            for user, n, seen in plans * 3:
+                found, _ = index.search_scored(user, n, exclude=seen)
+                assert not set(found.tolist()) & set(seen.tolist())
+                np.testing.assert_array_equal(found, reference(user, n, seen))
+        except AssertionError as exc:  # raised on a thread: reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    run()
+    assert not errors, errors[0]
