@@ -27,7 +27,8 @@ Rounds interleave (bare, ours, bare, ours, ...); ratios are taken round by round
 as the median with the spread. Writes bench/results/serve.json (serve-asyncio.json).
 
 Targets (issues 7 and 19): /recommend >= 0.8 x the bare server, V1 >= 0.7 x with a p99
-within 2 x the bare server's, p99 <= 10 ms at ~1,000 req/s, RSS <= 2 x the factor bytes.
+within 2 x the bare server's, p99 <= 10 ms at ~1,000 req/s (with the rate kept: >= 0.95 x what
+the bare server answers under the same pacing), RSS <= 2 x the factor bytes.
 """
 
 from __future__ import annotations
@@ -493,6 +494,13 @@ def main() -> int:
     v1_p99_ratio = ratio("v1", "v1", "p99_us")
     p99_paced = per_round("ours_recommend_paced", "p99_us", 1e-3)
     p99_paced_ann = per_round("ann_recommend_paced", "p99_us", 1e-3)
+    # a p99 "at ~1,000 req/s" holds only if the server kept up: the paced connections wait for
+    # each answer, so a server that cannot sustain the rate is offered less (closed loop). The
+    # bare server's rate in the same round is what the pacing offers.
+    kept_up = spread([o["rps"] / b["rps"] for o, b in zip(
+        rounds["ours_recommend_paced"], rounds["bare_recommend_paced"], strict=True)])
+    kept_up_ann = spread([o["rps"] / b["rps"] for o, b in zip(
+        rounds["ann_recommend_paced"], rounds["bare_recommend_paced"], strict=True)])
     hit_rate = spread([h["hit"] / max(sum(h.values()), 1) for h in hot_lookups])
     errors = sum(r["errors"] + r["non_2xx"] for rs in rounds.values() for r in rs)
     print(f"\n/recommend: {recommend_ratio['median']:.2f} x the bare server's V1 predict "
@@ -505,6 +513,8 @@ def main() -> int:
           f"server RSS {rss_now / 2**20:.0f} MiB (anonymous {rss_anon / 2**20:.0f} MiB, peak "
           f"{rss_peak / 2**20:.0f} MiB; factors {factor_bytes / 2**20:.0f} MiB)   load "
           f"{load_s:.1f} s   errors {errors}   fallbacks {fallbacks:.0f}\n"
+          f"paced rate kept: {kept_up['median']:.2f} x the bare server's (two stages "
+          f"{kept_up_ann['median']:.2f} x)\n"
           f"two stages: p99 {p99_paced_ann['median']:.2f} ms at ~{rate} req/s; repeated "
           f"requests: cache hit rate {hit_rate['median']:.2f}")
     for key in rounds:
@@ -519,6 +529,7 @@ def main() -> int:
         "ratio_v1_p99": v1_p99_ratio, "cpu_ratio_recommend": cpu_ratio,
         "p99_ms_at_1000_rps": p99_paced,
         "p99_ms_at_1000_rps_two_stage": p99_paced_ann,
+        "paced_rate_to_bare": kept_up, "paced_rate_to_bare_two_stage": kept_up_ann,
         "cache_hit_rate_repeated_requests": hit_rate, "cache_lookups_repeated": hot_lookups,
         "repeated_requests": f"{HOT_SHARE:.0%} from {HOT_USERS:,} active users, the rest "
                              "random",
@@ -537,6 +548,9 @@ def main() -> int:
         "median V1 p99 <= 2 x the bare server's": v1_p99_ratio["median"] <= 2.0,
         "median p99 at ~1,000 req/s <= 10 ms": p99_paced["median"] <= 10,
         "median p99 at ~1,000 req/s with two stages <= 10 ms": p99_paced_ann["median"] <= 10,
+        "paced: median rate >= 0.95 x the bare server's": kept_up["median"] >= 0.95,
+        "paced with two stages: median rate >= 0.95 x the bare server's":
+            kept_up_ann["median"] >= 0.95,
         "rss_bytes <= 2 x factor bytes": rss_now <= 2 * factor_bytes,
         "no errors": errors == 0,
     }
