@@ -118,4 +118,5 @@ def test_direct_requirements_are_the_core_plus_the_dockerfiles_extra() -> None:
     ingestor = images.direct_requirements(images.Image("ingestor").dockerfile)
     server = images.direct_requirements(images.Image("model-server").dockerfile)
     assert "implicit" in ingestor and "kserve" not in ingestor
-    assert set(server) - set(ingestor) == {"kserve", "uvloop"}
+    # the serving extra: KServe, its event loop, and lleaves (with LLVM) for the ranker
+    assert set(server) - set(ingestor) == {"kserve", "uvloop", "lleaves", "llvmlite"}

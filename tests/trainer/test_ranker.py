@@ -254,20 +254,26 @@ def test_the_service_ranks_with_the_stores_event_time_clock(world: dict, tmp_pat
                         cost_lambda=0.0, fold_in=True, history_limit=1, clock="sundial")
 
 
+def _bundle_with_ranker(world: dict, tmp_path: Path, **settings) -> Path:
+    """A copy of the world's bundle with a ranker trained on its requests."""
+    import shutil
+
+    ranker, _ = train_ranker(world["first"], world["requests"], world["watches"],
+                             world["history"], world["items"],
+                             RankerSettings(enabled=True, min_requests=20, min_data_in_leaf=5,
+                                            candidates=30, **settings))
+    bundle = tmp_path / "b"
+    shutil.copytree(world["bundle"], bundle)
+    ranker.save(bundle)
+    return bundle
+
+
 def test_the_compiled_ranker_scores_like_lightgbm_and_the_engine_serves_the_same_lists(
         world: dict, tmp_path: Path) -> None:
     """lleaves' machine code for the trees: LightGBM's scores (to float64 rounding: it sums
     the trees in another order) on rows with zeros and missing values, the same lists served,
     and the compiled object reused from the cache by the next engine."""
-    import shutil
-
-    settings = RankerSettings(enabled=True, min_requests=20, min_data_in_leaf=5, candidates=30,
-                              early_stopping_rounds=20)
-    ranker, _ = train_ranker(world["first"], world["requests"], world["watches"],
-                             world["history"], world["items"], settings)
-    bundle = tmp_path / "b"
-    shutil.copytree(world["bundle"], bundle)
-    ranker.save(bundle)
+    bundle = _bundle_with_ranker(world, tmp_path, early_stopping_rounds=20)
     loaded = Ranker.load(bundle)
     rng = np.random.default_rng(4)
     rows = rng.standard_normal((500, loaded.booster.num_feature())) * 3
@@ -299,14 +305,7 @@ def test_the_compiled_ranker_scores_like_lightgbm_and_the_engine_serves_the_same
 def test_a_ranker_that_cannot_be_compiled_keeps_scoring_with_lightgbm(
         world: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
-    import shutil
-
-    settings = RankerSettings(enabled=True, min_requests=20, min_data_in_leaf=5, candidates=30)
-    ranker, _ = train_ranker(world["first"], world["requests"], world["watches"],
-                             world["history"], world["items"], settings)
-    bundle = tmp_path / "b"
-    shutil.copytree(world["bundle"], bundle)
-    ranker.save(bundle)
+    bundle = _bundle_with_ranker(world, tmp_path)
 
     def broken(self, cache_dir=None):
         raise RuntimeError("LLVM says no")
