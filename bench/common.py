@@ -24,6 +24,19 @@ RESULTS = Path(__file__).resolve().parent / "results"
 LOAD_AT_START = os.getloadavg()[0]
 
 
+def cpu_ticks() -> tuple[int, int] | None:
+    """(steal, total) clock ticks of every CPU so far (/proc/stat), None where there is none.
+    Steal is the time a virtual machine's CPUs were runnable but ran another guest."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
+
+
+TICKS_AT_START = cpu_ticks()
+
+
 def spread(values: list[float]) -> dict[str, Any]:
     """Median, min, max and the rounds themselves (rounded for the JSON)."""
     return {"median": round(statistics.median(values), 4), "min": round(min(values), 4),
@@ -52,6 +65,12 @@ def result_path(name: str, quick: bool = False) -> Path:
     return RESULTS / f"{name}{'-quick' if quick else ''}.json"
 
 
+def steal_share(start: tuple[int, int] | None, end: tuple[int, int] | None) -> float | None:
+    if start is None or end is None or end[1] <= start[1]:
+        return None
+    return round((end[0] - start[0]) / (end[1] - start[1]), 4)
+
+
 def cpu_model() -> str:
     """The processor's name as /proc/cpuinfo gives it (``platform.processor()`` elsewhere)."""
     try:
@@ -75,6 +94,9 @@ def write_result(name: str, figures: dict, targets: dict[str, bool],
         "load_average_1m": round(max(LOAD_AT_START, load_after), 2),
         "load_average_1m_before": round(LOAD_AT_START, 2),
         "load_average_1m_after": round(load_after, 2),
+        # the share of CPU time the host gave other guests during the run (the same code ran
+        # ~25 % slower between two runs here, with the load average alike)
+        "cpu_steal_share": steal_share(TICKS_AT_START, cpu_ticks()),
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
         "machine": platform.machine(),
