@@ -35,16 +35,22 @@ def make_router(upstream, **options) -> RunningRouter:
 def router(upstream):
     r = make_router(upstream, auth=AdminAuth(token=TOKEN),
                     limits=Limits(max_body_bytes=1024, max_connections=16, socket_timeout_s=5,
-                                  header_timeout_s=1.0))
+                                  header_timeout_s=HEADER_TIMEOUT_S))
     yield r
     r.stop()
 
 
+HEADER_TIMEOUT_S = 1.0  # the routers' here: when the reaper closes an unfinished head
+
+
 def served_quickly(router: RunningRouter, user: int = 7) -> None:
+    """An ordinary request is answered before the reaper could have closed any hostile
+    connection (``HEADER_TIMEOUT_S``): it was not queued behind them. (A bound of 0.5 s failed
+    once at 0.58 s on a slow host under make test: not a speed check, an ordering one.)"""
     t0 = time.monotonic()
     resp = httpx.get(f"{router.url}/recommend/{user}", timeout=5)
     assert resp.status_code == 200 and resp.text == "m1,m2"
-    assert time.monotonic() - t0 < 0.5
+    assert time.monotonic() - t0 < HEADER_TIMEOUT_S
 
 
 def raw(router: RunningRouter, data: bytes, timeout: float = 5.0) -> bytes:
@@ -170,7 +176,8 @@ def test_slowloris_connections_are_closed_and_others_are_served(router):
 
 
 def test_a_connection_flood_gets_503_beyond_the_limit_and_the_server_recovers(upstream):
-    r = make_router(upstream, limits=Limits(max_connections=4, header_timeout_s=1.0))
+    r = make_router(upstream, limits=Limits(max_connections=4,
+                                            header_timeout_s=HEADER_TIMEOUT_S))
     try:
         port = int(r.url.rsplit(":", 1)[1])
         idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(4)]
