@@ -478,9 +478,9 @@ def main() -> int:
     def per_round(key: str, field: str, scale: float = 1.0) -> dict:
         return spread([r[field] * scale for r in rounds[key]])
 
-    def ratio(ours: str, bare: str, field: str = "rps") -> dict:
+    def ratio(ours: str, bare: str, field: str = "rps", side: str = "ours") -> dict:
         return spread([o[field] / b[field] for o, b in zip(
-            rounds[f"ours_{ours}"], rounds[f"bare_{bare}"], strict=True)])
+            rounds[f"{side}_{ours}"], rounds[f"bare_{bare}"], strict=True)])
 
     # /recommend against KServe's cheapest inference route (the bare V1 predict that does
     # nothing), as issue 7 defined it; the same against a bare /recommend route that does no
@@ -497,10 +497,8 @@ def main() -> int:
     # a p99 "at ~1,000 req/s" holds only if the server kept up: the paced connections wait for
     # each answer, so a server that cannot sustain the rate is offered less (closed loop). The
     # bare server's rate in the same round is what the pacing offers.
-    kept_up = spread([o["rps"] / b["rps"] for o, b in zip(
-        rounds["ours_recommend_paced"], rounds["bare_recommend_paced"], strict=True)])
-    kept_up_ann = spread([o["rps"] / b["rps"] for o, b in zip(
-        rounds["ann_recommend_paced"], rounds["bare_recommend_paced"], strict=True)])
+    kept_up = ratio("recommend_paced", "recommend_paced")
+    kept_up_ann = ratio("recommend_paced", "recommend_paced", side="ann")
     hit_rate = spread([h["hit"] / max(sum(h.values()), 1) for h in hot_lookups])
     errors = sum(r["errors"] + r["non_2xx"] for rs in rounds.values() for r in rs)
     print(f"\n/recommend: {recommend_ratio['median']:.2f} x the bare server's V1 predict "

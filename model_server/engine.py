@@ -195,7 +195,7 @@ class Engine:
     def _compile_ranker(self, cache: str | None) -> None:
         """The ranker's trees as machine code; on failure LightGBM keeps scoring (logged)."""
         try:
-            seconds = self.ranker.compile(cache or None)
+            seconds = self.ranker.compile(cache)
         except Exception:
             log.exception("compiling the ranker of %s failed; LightGBM scores its candidates",
                           self.version)
