@@ -12,7 +12,10 @@ Record format (``<topic>.dlq`` by default):
 A batch is dead-lettered (and acknowledged by the broker) before its offsets are committed, so
 a crash can replay lines that were already dead-lettered. :class:`DeadLetters` reads the DLQ
 topic's tail on start and on each partition assignment and skips (source partition, offset)
-pairs it already holds: DLQ count == invalid line count, whatever the restarts.
+pairs it already holds: DLQ count == invalid line count, whatever the restarts. A dead letter is
+sent again only when the producer has given up on it (never while it may still be in the
+producer's buffer, e.g. after a flush timed out during a broker outage) and the DLQ tail, re-read,
+does not hold it.
 """
 
 from __future__ import annotations
@@ -125,15 +128,12 @@ class DeadLetters:
             futures = [(item, self.producer.send(
                 self.dlq_topic, value=item.rejection.line, key=str(item.partition).encode(),
                 headers=headers_of(item, self.source_topic, self.instance))) for item in pending]
-            try:
-                self.producer.flush(timeout=30)
-            except Exception as exc:  # noqa: BLE001 - a broker outage: retry below
-                log.warning("dead-letter flush failed (%s)", exc)
+            self._settle(futures, retry_backoff_s, max_backoff_s, give_up_at)
             failed = []
             for item, future in futures:
                 try:
                     future.get(timeout=0)
-                except Exception:  # noqa: BLE001 - not acknowledged: send again
+                except Exception:  # noqa: BLE001 - failed for good (expired, rejected): again
                     failed.append(item)
                 else:
                     self._held[item.partition].add(item.offset)
@@ -144,6 +144,23 @@ class DeadLetters:
                 self.stale = True
                 self._wait(f"{len(pending)} dead letters not acknowledged", backoff, give_up_at)
                 backoff = min(backoff * 2, max_backoff_s)
+
+    def _settle(self, futures: Sequence[tuple[Rejected, object]], backoff: float,
+                max_backoff_s: float, give_up_at: float | None) -> None:
+        """Flush until the producer has settled every send (acknowledged or failed for good).
+
+        A send still in the producer's buffer is neither: it may land later (the producer retries
+        until its ``delivery_timeout_ms``), so sending the line again would write it twice."""
+        while True:
+            try:
+                self.producer.flush(timeout=30)
+            except Exception as exc:  # noqa: BLE001 - a broker outage: keep waiting below
+                log.warning("dead-letter flush failed (%s)", exc)
+            in_flight = sum(not future.is_done for _, future in futures)
+            if not in_flight:
+                return
+            self._wait(f"{in_flight} dead letters still in flight", backoff, give_up_at)
+            backoff = min(backoff * 2, max_backoff_s)
 
     @staticmethod
     def _wait(why: str, backoff: float, give_up_at: float | None) -> None:

@@ -6,12 +6,14 @@ import random
 import signal
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
 from ingestor.consumers import KINDS
+from ingestor.dlq import origin_of
 from movierec_core.config import DataConfig
 from movierec_core.events import Rating, Reason, WatchMinute, parse
 from movierec_core.lake import WATCH_SESSIONS, table_dir
@@ -38,7 +40,14 @@ def assert_exactly_once(bootstrap: str, topic: str, workdir: Path, ledger) -> No
     assert {t: len(ids) for t, ids in rows.items()} == expected_counts(ledger)
     for table, ids in rows.items():
         assert len(set(ids)) == len(ids), f"duplicates in {table}"
-    assert dlq_count(bootstrap, f"{topic}.dlq") == ledger.invalid_total
+    count = dlq_count(bootstrap, f"{topic}.dlq")
+    if count != ledger.invalid_total:  # say which lines came twice, when, and what the log said
+        by_origin = Counter(origin_of(rec.headers) for rec in dlq_records(bootstrap, f"{topic}.dlq"))
+        twice = sorted(o for o, n in by_origin.items() if n > 1)
+        log = "".join(line for f in workdir.glob("*.log") for line in f.read_text().splitlines(True)
+                      if any(w in line for w in ("dead", "unavailable", "reachable", "assigned")))
+        raise AssertionError(f"DLQ holds {count} records for {ledger.invalid_total} invalid lines; "
+                             f"{len(twice)} origins twice, first {twice[:5]}\n{log[-4000:]}")
 
 
 def done(bootstrap: str, topic: str, workdir: Path, ledger) -> bool:
