@@ -57,9 +57,12 @@ class KafkaBroker:
 
     def __init__(self, port: int | None = None, data_dir: Path | None = None,
                  heap: str = "512m", num_partitions: int = 4,
-                 sasl_users: dict[str, str] | None = None) -> None:
+                 sasl_users: dict[str, str] | None = None,
+                 initial_rebalance_delay_ms: int = 0) -> None:
         """``sasl_users`` (user -> password): clients must authenticate with SASL/PLAIN on
-        ``port`` (SASL_PLAINTEXT); the broker's own traffic uses a second, internal port."""
+        ``port`` (SASL_PLAINTEXT); the broker's own traffic uses a second, internal port.
+        ``initial_rebalance_delay_ms``: how long a new consumer group's first join waits for
+        more members (Kafka's default is 3000; 0 here so that tests start consuming at once)."""
         self.port = port or free_port()
         self.controller_port = free_port()
         self.sasl_users = dict(sasl_users or {})
@@ -67,6 +70,7 @@ class KafkaBroker:
         self.data_dir = Path(data_dir) if data_dir else CACHE / f"data-{self.port}"
         self.heap = heap
         self.num_partitions = num_partitions
+        self.initial_rebalance_delay_ms = int(initial_rebalance_delay_ms)
         self.process: subprocess.Popen | None = None
 
     @property
@@ -111,7 +115,7 @@ class KafkaBroker:
             "transaction.state.log.min.isr=1",
             "share.coordinator.state.topic.replication.factor=1",
             "share.coordinator.state.topic.min.isr=1",
-            "group.initial.rebalance.delay.ms=0",
+            f"group.initial.rebalance.delay.ms={self.initial_rebalance_delay_ms}",
             "auto.create.topics.enable=true",
             "message.max.bytes=4194304",
             "log.retention.hours=168",
