@@ -18,7 +18,8 @@ count). The broker keeps Kafka's default ``group.initial.rebalance.delay.ms`` (3
 brokers use 0): a group's first join waits for the other members, as on a production broker, so
 that N processes started together split the partitions once. With 0, the first ingestor worker
 to join took every partition, consumed alone for ~3 s and then lost half of them to a rebalance,
-and its uncommitted batch was consumed again by the other (1.10 x the records, measured). Rates are records / (last record or commit - first record received), so process
+and its uncommitted batch was consumed again by the other (1.10 x the records, measured).
+Rates are records / (last record or commit - first record received), so process
 start-up and group joins are excluded on every side; each ratio is taken round by round and
 reported as the median with its range, events/s per core too. Writes
 ``bench/results/ingest.json``. Target (issue 19): the full path at >= 1.0 x raw kafka-python

@@ -19,6 +19,9 @@ from tests.experiments.helpers import FakeModelServer, RunningRouter
 TOKEN = "test-admin-token-0123456789"
 
 
+HEADER_TIMEOUT_S = 1.0  # the routers' here: when the reaper closes an unfinished head
+
+
 @pytest.fixture
 def upstream():
     server = FakeModelServer(["m1", "m2"], "v1")
@@ -38,9 +41,6 @@ def router(upstream):
                                   header_timeout_s=HEADER_TIMEOUT_S))
     yield r
     r.stop()
-
-
-HEADER_TIMEOUT_S = 1.0  # the routers' here: when the reaper closes an unfinished head
 
 
 def served_quickly(router: RunningRouter, user: int = 7) -> None:

@@ -1,4 +1,5 @@
-"""DeadLetters against a scripted producer: a line is written to the DLQ once, whatever the broker does."""
+"""DeadLetters against a scripted producer: each line lands in the DLQ once, whatever the
+broker does."""
 
 from __future__ import annotations
 

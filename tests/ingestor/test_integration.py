@@ -42,7 +42,8 @@ def assert_exactly_once(bootstrap: str, topic: str, workdir: Path, ledger) -> No
         assert len(set(ids)) == len(ids), f"duplicates in {table}"
     count = dlq_count(bootstrap, f"{topic}.dlq")
     if count != ledger.invalid_total:  # say which lines came twice, when, and what the log said
-        by_origin = Counter(origin_of(rec.headers) for rec in dlq_records(bootstrap, f"{topic}.dlq"))
+        records = dlq_records(bootstrap, f"{topic}.dlq")
+        by_origin = Counter(origin_of(rec.headers) for rec in records)
         twice = sorted(o for o, n in by_origin.items() if n > 1)
         log = "".join(line for f in workdir.glob("*.log") for line in f.read_text().splitlines(True)
                       if any(w in line for w in ("dead", "unavailable", "reachable", "assigned")))
