@@ -18,6 +18,7 @@ import pytest
 from devstack.supervisor import Supervisor
 from movierec_core.events import WatchMinute, format_event
 from movierec_core.models.testing import tiny_bundle
+from movierec_core.online_store import SqliteOnlineStore
 from tests.model_server.helpers import expected_known, model_server_process
 
 pytestmark = pytest.mark.integration
@@ -61,16 +62,23 @@ def test_watch_event_on_kafka_changes_the_recommendation(kafka_broker, tmp_path:
                 producer.send(topic, line.encode())
             producer.flush()
             producer.close()
-            after, source = before, ""
+            after, source, diagnosis = before, "", ""
             # a deadline fallback (a loaded machine) is not the model's answer: wait past it
             while (movie in after or source == "fallback") and time.monotonic() - sent < 120:
                 time.sleep(0.02)
                 r = httpx.get(f"{base}/recommend/{USER}")
                 after, source = r.text.split(","), r.headers["x-recommendation-source"]
             freshness_s = time.monotonic() - sent
+            if movie in after:  # what the ingestor and the store saw, for the failure message
+                stored = SqliteOnlineStore(store).interactions(USER) if store.exists() else None
+                diagnosis = (f"last source {source!r}; ingestor alive "
+                             f"{supervisor.children['ingestor'].alive()}; store rows of "
+                             f"{USER}: {stored}\ningestor log:\n"
+                             f"{supervisor.children['ingestor'].log_tail()}\nmodel server log:\n"
+                             f"{(tmp_path / 'model_server.log').read_text()[-3000:]}")
     record_property("freshness_s", round(freshness_s, 3))
     print(f"\nfreshness: Kafka event -> changed /recommend answer in {freshness_s:.2f} s")
-    assert movie not in after
+    assert movie not in after, diagnosis
     assert source == "fold_in"
     assert len(after) == 20
 
