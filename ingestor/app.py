@@ -342,6 +342,7 @@ class Ingestor:
         """A batch's lake files (deduplicated, fsynced); returns the days whose watch minutes
         it added (their sessions are rebuilt)."""
         days: set = set()
+        started = time.perf_counter()
         for table_name, table in tables.items():
             result = self.lake.write_dated(table_name, table)
             kind = str(KIND_OF_TABLE[table_name])
@@ -350,12 +351,15 @@ class Ingestor:
             metrics.LAKE_BYTES.inc(result.bytes)
             if table_name == WATCH_MINUTES and result.rows:
                 days.update(table.column("time").cast("date32").unique().to_pylist())
+        log.debug("lake files written in %.3fs", time.perf_counter() - started)
         return days
 
     def _write_store(self, tables: dict, events: list) -> set:
         """A batch's online-store upserts (idempotent); no days to report."""
         if self.store is not None:
+            started = time.perf_counter()
             self.store.apply_tables(tables.get(WATCH_MINUTES), events)
+            log.debug("online store upserted in %.3fs", time.perf_counter() - started)
         return set()
 
     def _erased_among(self, ids: set[int]) -> frozenset[int]:

@@ -186,15 +186,16 @@ def _spans(start: np.ndarray, stop: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 def _decimals(data: np.ndarray, start: np.ndarray, stop: np.ndarray) -> np.ndarray:
     """The numbers written in ASCII digits at ``data[start_i:stop_i]`` (at most 18 digits; an
-    empty span is 0)."""
-    idx, lengths = _spans(start, stop)
-    place = _POW10[np.repeat(stop, lengths) - 1 - idx]
-    values = (data[idx].astype(np.int64) - 48) * place
-    out = np.zeros(len(start), np.int64)
-    filled = lengths > 0
-    if idx.size:
-        out[filled] = np.add.reduceat(values, (np.cumsum(lengths) - lengths)[filled])
-    return out
+    empty span is 0): the spans right-aligned in one (n, widest) gather, the digits left of a
+    span zeroed, one product with the powers of ten (a ragged gather and ``reduceat`` cost
+    ~1.5 x as much for the ingestor's 1-7 digit fields)."""
+    width = int((stop - start).max()) if len(start) else 0
+    if width <= 0:
+        return np.zeros(len(start), np.int64)
+    at = stop[:, None] - np.arange(width, 0, -1)
+    digits = data[np.maximum(at, 0)].astype(np.int64) - 48
+    digits[at < start[:, None]] = 0
+    return digits @ _POW10[width - 1::-1]
 
 
 def _days_since_epoch(year: np.ndarray, month: np.ndarray, day: np.ndarray) -> np.ndarray:
@@ -227,7 +228,8 @@ def _watch_columns(lines: pa.Array) -> tuple[np.ndarray, pa.Table] | None:
     newline = data[end - 1] == 10
     stop = end - newline
     stop = stop - (newline & (data[stop - 1] == 13))
-    d = data[first[:, None] + np.arange(19)].astype(np.int64) - 48
+    # int32 digits (the fields and their checks fit; the seconds are taken in int64 below)
+    d = (data[first[:, None] + np.arange(19)] - np.uint8(48)).astype(np.int32)
     year = d[:, 0] * 1000 + d[:, 1] * 100 + d[:, 2] * 10 + d[:, 3]
     month, day = d[:, 5] * 10 + d[:, 6], d[:, 8] * 10 + d[:, 9]
     hour, minute, second = d[:, 11] * 10 + d[:, 12], d[:, 14] * 10 + d[:, 15], d[:, 17] * 10 + d[:, 18]
@@ -238,7 +240,8 @@ def _watch_columns(lines: pa.Array) -> tuple[np.ndarray, pa.Table] | None:
     frac_start = first + 20
     frac_stop = np.where(data[first + 19] == 46, commas[:, 0], frac_start)  # '.'
     micros = _decimals(data, frac_start, frac_stop) * _POW10[6 - (frac_stop - frac_start)]
-    seconds = ((_days_since_epoch(year, month, day) * 24 + hour) * 60 + minute) * 60 + second
+    days = _days_since_epoch(year.astype(np.int64), month, day)
+    seconds = ((days * 24 + hour) * 60 + minute) * 60 + second
     idx, lengths = _spans(commas[:, 1] + 1 + len(_WATCH_PREFIX), slashes[:, 3])
     movie_offsets = np.zeros(n + 1, np.int32)
     np.cumsum(lengths, out=movie_offsets[1:])
