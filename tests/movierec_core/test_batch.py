@@ -212,3 +212,24 @@ def test_formatted_events_round_trip_through_the_batch_parser(batch) -> None:
 def test_an_empty_batch() -> None:
     result = parse_lines([])
     assert result.events() == [] and result.watch.num_rows == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.text("0123456789", max_size=18), st.text("ab,/", max_size=3)),
+                max_size=30))
+def test_decimals_reads_every_span_like_int(fields) -> None:
+    """The columns' digit reader (one right-aligned gather for spans of any width, empty ones
+    included) gives what ``int`` gives for each span."""
+    import numpy as np
+
+    from movierec_core.batch import _decimals
+
+    data, starts, stops = b"", [], []
+    for digits, filler in fields:
+        data += filler.encode()
+        starts.append(len(data))
+        data += digits.encode()
+        stops.append(len(data))
+    got = _decimals(np.frombuffer(data, np.uint8), np.array(starts, np.int64),
+                    np.array(stops, np.int64))
+    assert got.tolist() == [int(d) if d else 0 for d, _ in fields]
