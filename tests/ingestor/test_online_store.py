@@ -168,13 +168,15 @@ class TestSqliteOnlineStore(OnlineStoreContract):
         reader.close()
 
 
+# movie ids that JSON escapes or spells in UTF-8 (the batch path sends its rows as JSON) and
+# a user id near the top of int64
+_MOVIES = st.sampled_from(["a", "b+1995", "c", 'q"uote', "back\\slash", "é+2001", "😀", "t\tab"])
+_USERS = st.sampled_from([1, 2, 3, 2**63 - 1])
 _event = st.one_of(
-    st.builds(WatchMinute, st.integers(0, 5_000).map(at), st.integers(1, 3),
-              st.sampled_from(["a", "b+1995", "c"]),
+    st.builds(WatchMinute, st.integers(0, 5_000).map(at), _USERS, _MOVIES,
               st.one_of(st.integers(0, 300), st.integers(0, 70_000),
                         st.sampled_from([0, 7, 8, 65_535, 65_536, 70_000]))),
-    st.builds(Rating, st.integers(0, 5_000).map(at), st.integers(1, 3),
-              st.sampled_from(["a", "b+1995", "c"]), st.integers(1, 5)),
+    st.builds(Rating, st.integers(0, 5_000).map(at), _USERS, _MOVIES, st.integers(1, 5)),
     st.builds(AccountCreation, st.integers(0, 5_000).map(at), st.integers(1, 3)))
 
 
