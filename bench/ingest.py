@@ -219,18 +219,23 @@ def main() -> int:
         sizes = sorted({1, args.workers})
         sides = [f"raw_{c}" for c in RAW] + [f"ingest_{c}" for c in RAW]
         measured: dict[str, list[float]] = {f"{side}_{n}": [] for n in sizes for side in sides}
+        # records each side read per round: more than the lines means a group rebalanced
+        # mid-read and some were read twice (the rate then includes the re-reads)
+        reads: dict[str, list[int]] = {key: [] for key in measured}
         for r in range(args.rounds):  # every side with 1 process, then with N; each round
             for n in sizes:
                 for client in RAW:
                     raw = raw_processes(client, bootstrap, topic, f"raw-{client}-{n}-{r}", n)
                     assert raw["records"] >= n_lines, raw
                     measured[f"raw_{client}_{n}"].append(raw["events_per_s"])
+                    reads[f"raw_{client}_{n}"].append(raw["records"])
                 for client in RAW:
                     work = workdir / f"ingest-{client}-{n}-{r}"
                     full = ingest(bootstrap, topic, work, n, f"ingest-{client}-{n}-{r}", client)
                     assert full["records"] >= n_lines, full
                     shutil.rmtree(work, ignore_errors=True)
                     measured[f"ingest_{client}_{n}"].append(full["events_per_s"])
+                    reads[f"ingest_{client}_{n}"].append(full["records"])
                 print(f"round {r + 1}, {n} process(es) each side: " + ", ".join(
                     f"{k.removesuffix(f'_{n}')} {v[-1]:,.0f}/s" for k, v in measured.items()
                     if k.endswith(f"_{n}")))
@@ -249,6 +254,7 @@ def main() -> int:
     targets = {}
     for key, values in measured.items():
         figures[f"{key}_events_per_s"] = spread(values)
+        figures[f"{key}_records_read"] = reads[key]
     for n in sizes:
         for client in RAW:
             full = figures[f"ingest_{client}_{n}_events_per_s"]
