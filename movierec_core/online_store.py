@@ -278,16 +278,19 @@ ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)
 """
 _USER_TABLES = ("seen_minutes", "interactions", "accounts", "erased")
 
-_UPSERT_WATCH = """
+# a (user, movie)'s watch row: the count and bitmap as given (already merged with the stored
+# ones), the highest minute and the last time the larger; one rule for both write paths
+_UPSERT_WATCH_FROM = """
 INSERT INTO interactions (user_id, movie_id, minutes, max_minute, stars, stars_time, last_time,
                           minute_bits)
-VALUES (?1, ?2, ?3, ?4, NULL, NULL, ?5, ?6)
+{rows}
 ON CONFLICT (user_id, movie_id) DO UPDATE SET
     minutes = excluded.minutes,
     minute_bits = excluded.minute_bits,
     max_minute = max(max_minute, excluded.max_minute),
     last_time = max(last_time, excluded.last_time)
 """
+_UPSERT_WATCH = _UPSERT_WATCH_FROM.format(rows="VALUES (?1, ?2, ?3, ?4, NULL, NULL, ?5, ?6)")
 
 # The batch path's two statements take the whole batch in one step each (JSON rows in, one
 # aggregate row out): SQLite then runs without the interpreter lock for the whole statement,
@@ -300,18 +303,10 @@ FROM json_each(?1) j JOIN interactions i
 ON i.user_id = json_extract(j.value, '$[0]') AND i.movie_id = json_extract(j.value, '$[1]')
 """
 # rows: [user, movie, minutes, max_minute, last_time, offset, length] of the bitmap in ?2
-_UPSERT_WATCH_ROWS = """
-INSERT INTO interactions (user_id, movie_id, minutes, max_minute, stars, stars_time, last_time,
-                          minute_bits)
+_UPSERT_WATCH_ROWS = _UPSERT_WATCH_FROM.format(rows="""\
 SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, NULL, NULL, value ->> 4,
        substr(?2, (value ->> 5) + 1, value ->> 6)
-FROM json_each(?1) WHERE true
-ON CONFLICT (user_id, movie_id) DO UPDATE SET
-    minutes = excluded.minutes,
-    minute_bits = excluded.minute_bits,
-    max_minute = max(max_minute, excluded.max_minute),
-    last_time = max(last_time, excluded.last_time)
-"""
+FROM json_each(?1) WHERE true""")
 
 _UPSERT_RATING = """
 INSERT INTO interactions (user_id, movie_id, minutes, max_minute, stars, stars_time, last_time)
