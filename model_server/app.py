@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from kserve.errors import InvalidInput, ModelNotReady
 from starlette.exceptions import HTTPException
 from starlette.routing import Match, Route
+from timing_asgi import TimingMiddleware
 
 from model_server.metrics import FALLBACKS, REQUEST_DURATION, REQUESTS
 from model_server.model import MovierecModel, _request_id, parse_user_id
@@ -30,10 +31,13 @@ TEXT = "text/plain; charset=utf-8"
 
 def mount(app: FastAPI, model: MovierecModel, *, k: int, admin: bool = True,
           auth: AdminAuth | None = None, limiter: RateLimiter | None = None,
-          max_body_bytes: int = 262_144) -> None:
+          max_body_bytes: int = 262_144, request_timings: bool = True) -> None:
     """Add movierec's routes to ``app`` (call before ``ModelServer.start``): ``/recommend``
     (rate-limited per client with ``limiter``), this model's V1 route, the admin endpoints and
-    KServe's repository endpoints behind ``auth``, and a request-body limit on every route."""
+    KServe's repository endpoints behind ``auth``, and a request-body limit on every route.
+    ``/recommend`` and V1 requests are answered ahead of the middleware (:class:`FastPaths`);
+    ``request_timings=False`` leaves out KServe's timing middleware, whose only output is the
+    ``kserve.trace`` log lines (silenced then)."""
     auth = auth or AdminAuth()
     duration = REQUEST_DURATION.labels(endpoint="recommend")
     ok: dict[str, object] = {}  # model version -> its requests_total{status="200"} child
@@ -45,31 +49,30 @@ def mount(app: FastAPI, model: MovierecModel, *, k: int, admin: bool = True,
                                                   model_version=version)
         child.inc()
 
-    async def recommend(request: Request) -> Response:
+    async def answer(user_id: str, client: str | None, given_id: str | None
+                     ) -> tuple[int, str, dict[str, str]]:
+        """``GET /recommend/<user_id>``: (status, plain-text body, headers), for the route and
+        for :class:`FastPaths` alike."""
         started = time.perf_counter()
         if limiter is not None:
-            wait = limiter.allow(request.client.host if request.client else "?")
+            wait = limiter.allow(client or "?")
             if wait > 0:
                 REQUESTS.labels(endpoint="recommend", status="429", model_version="").inc()
-                return Response("too many requests from this client", status_code=429,
-                                media_type=TEXT,
-                                headers={"retry-after": str(max(1, math.ceil(wait)))})
-        user_id = request.path_params["user_id"]
-        request_id = _request_id(request.headers)
+                return 429, "too many requests from this client", {
+                    "retry-after": str(max(1, math.ceil(wait)))}
+        request_id = _request_id({"x-request-id": given_id} if given_id else None)
         try:
             uid = parse_user_id(user_id)
         except OverflowError:  # digits, but no user can have it: still a list (EVENTS.md)
             uid = None
         except ValueError:
             REQUESTS.labels(endpoint="recommend", status="400", model_version="").inc()
-            return Response(f"invalid user id {user_id[:40]!r}: must be a non-negative integer",
-                            status_code=400, media_type=TEXT,
-                            headers={"x-request-id": request_id})
+            return 400, (f"invalid user id {user_id[:40]!r}: must be a non-negative "
+                         "integer"), {"x-request-id": request_id}
         if model.holder.current is None:
             REQUESTS.labels(endpoint="recommend", status="503", model_version="").inc()
-            return Response("no model version is loaded yet: the registry has none to serve",
-                            status_code=503, media_type=TEXT,
-                            headers={"x-request-id": request_id, "retry-after": "5"})
+            return 503, "no model version is loaded yet: the registry has none to serve", {
+                "x-request-id": request_id, "retry-after": "5"}
         try:
             if uid is None:
                 answer = model.holder.current.popular_answer(k)
@@ -88,9 +91,14 @@ def mount(app: FastAPI, model: MovierecModel, *, k: int, admin: bool = True,
             version = engine.version if engine is not None else ""
         count_ok(version)
         duration.observe(time.perf_counter() - started)
-        return Response(",".join(items), media_type=TEXT,
-                        headers={"x-request-id": request_id, "x-model-version": version,
-                                 "x-recommendation-source": source})
+        return 200, ",".join(items), {"x-request-id": request_id, "x-model-version": version,
+                                      "x-recommendation-source": source}
+
+    async def recommend(request: Request) -> Response:
+        status, body, headers = await answer(
+            request.path_params["user_id"], request.client.host if request.client else None,
+            request.headers.get("x-request-id"))
+        return Response(body, status_code=status, media_type=TEXT, headers=headers)
 
     async def recommend_missing_id(_request: Request) -> Response:
         REQUESTS.labels(endpoint="recommend", status="400", model_version="").inc()
@@ -151,6 +159,8 @@ def mount(app: FastAPI, model: MovierecModel, *, k: int, admin: bool = True,
     # KServe's model repository (load/unload any model): admin only
     app.router.routes.append(_AdminGuard("/v2/repository/{rest:path}", auth))
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    install_fast_paths(app, answer, _V1Predict(model), f"/v1/models/{model.name}:predict",
+                       max_body_bytes, without=() if request_timings else (TimingMiddleware,))
 
 
 def _admit(auth: AdminAuth, request: Request, audit_admitted: bool = True) -> AuthResult:
@@ -254,15 +264,23 @@ class _V1Predict:
         await response(scope, receive, send)
 
 
+def _cloud_event(headers) -> bool:
+    """A CloudEvent (binary mode: ``ce-*`` headers; structured: its content type), which
+    KServe's own V1 route decodes."""
+    for key, value in headers:
+        if key == b"ce-specversion" or (key == b"content-type"
+                                        and value.startswith(b"application/cloudevents")):
+            return True
+    return False
+
+
 class _PlainJsonRoute(Route):
     """Matches only requests that are not CloudEvents (``ce-*`` headers or a
     ``application/cloudevents...`` body): those go on to KServe's own V1 route."""
 
     def matches(self, scope):
-        for key, value in scope.get("headers", ()):
-            if key == b"ce-specversion" or (key == b"content-type"
-                                            and value.startswith(b"application/cloudevents")):
-                return Match.NONE, {}
+        if _cloud_event(scope.get("headers", ())):
+            return Match.NONE, {}
         return super().matches(scope)
 
 
@@ -291,3 +309,105 @@ def install_validation_handler(app: FastAPI) -> None:
         return JSONResponse({"error": f"invalid request body: {problems}"}, status_code=400)
 
     app.add_exception_handler(RequestValidationError, handler)
+
+
+_TEXT_TYPE = (b"content-type", TEXT.encode())
+
+
+class FastPaths:
+    """The outermost layer of the app's middleware stack: ``GET /recommend/<id>`` and this
+    model's plain-JSON V1 predict (a ``Content-Length`` within the body limit) are answered
+    here, ahead of KServe's and FastAPI's middleware and the router. Those layers cost more
+    per request than ranking does, and do nothing for these two: the answers, the request
+    metrics, the provenance log, the rate limit and the body limit are the routes' own.
+    Anything else (another path or method, a body on a GET, a CloudEvent, a chunked or
+    malformed body, a root path) goes down the stack as before. An unexpected error answers
+    500 ``{"error": ...}`` like KServe's handler (logged)."""
+
+    def __init__(self, app, recommend, v1, v1_path: str, max_body_bytes: int) -> None:
+        self.app = app
+        self.recommend = recommend
+        self.v1 = v1
+        self.v1_path = v1_path
+        self.max_body_bytes = int(max_body_bytes)
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and not scope.get("root_path"):
+            path, method = scope["path"], scope["method"]
+            if method == "GET" and path.startswith("/recommend/"):
+                user_id = path[11:]
+                if user_id and "/" not in user_id and self._bodyless(scope["headers"]):
+                    await self._guarded(lambda out: self._recommend(user_id, scope, out), scope,
+                                        send)
+                    return
+            elif (method == "POST" and path == self.v1_path
+                  and self._plain_body(scope["headers"])):
+                await self._guarded(lambda out: self.v1(scope, receive, out), scope, send)
+                return
+        await self.app(scope, receive, send)
+
+    @staticmethod
+    def _bodyless(headers) -> bool:
+        for key, value in headers:
+            if (key == b"transfer-encoding" or key == b"content-length"
+                    and value.strip() != b"0"):
+                return False
+        return True
+
+    def _plain_body(self, headers) -> bool:
+        length = None
+        for key, value in headers:
+            if key == b"content-length":
+                length = value.strip()
+            elif key == b"transfer-encoding":
+                return False
+        return (length is not None and length.isdigit() and int(length) <= self.max_body_bytes
+                and not _cloud_event(headers))
+
+    async def _recommend(self, user_id: str, scope, send) -> None:
+        given = None
+        for key, value in scope["headers"]:
+            if key == b"x-request-id":
+                given = value.decode("latin-1")
+                break
+        client = scope.get("client")
+        status, text, headers = await self.recommend(user_id, client[0] if client else None,
+                                                     given)
+        body = text.encode()
+        raw = [_TEXT_TYPE, (b"content-length", str(len(body)).encode())]
+        raw += [(name.encode(), value.encode("latin-1")) for name, value in headers.items()]
+        await send({"type": "http.response.start", "status": status, "headers": raw})
+        await send({"type": "http.response.body", "body": body})
+
+    @staticmethod
+    async def _guarded(answer, scope, send) -> None:
+        """``answer(send)``, with a 500 for an error raised before the response started."""
+        started = False
+
+        async def tracked(message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            await answer(tracked)
+        except Exception as exc:
+            log.exception("unexpected error on a fast path")
+            if started:
+                raise
+            await JSONResponse({"error": f"{type(exc).__name__} : {exc}"}, status_code=500)(
+                scope, None, send)
+
+
+def install_fast_paths(app: FastAPI, recommend, v1, v1_path: str, max_body_bytes: int, *,
+                       without: tuple[type, ...] = ()) -> None:
+    """Put :class:`FastPaths` outermost in ``app``'s middleware stack when it is built (at its
+    first request; Starlette builds it then), leaving out the middleware classes in
+    ``without``."""
+    build = app.build_middleware_stack
+
+    def build_stack():
+        app.user_middleware = [m for m in app.user_middleware if m.cls not in without]
+        return FastPaths(build(), recommend, v1, v1_path, max_body_bytes)
+
+    app.build_middleware_stack = build_stack

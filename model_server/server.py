@@ -174,7 +174,7 @@ def run(cfg: DictConfig) -> None:
                  auth=AdminAuth.from_environment(str(ms.admin_token_file or "")),
                  limiter=rate_limiter(float(ms.rate_limit_rps), float(ms.rate_limit_burst),
                                       [str(c) for c in ms.rate_limit_exempt]),
-                 max_body_bytes=int(ms.max_body_bytes))
+                 max_body_bytes=int(ms.max_body_bytes), request_timings=bool(ms.log_requests))
     server = kserve.ModelServer(http_port=serving.http_port, workers=ms.workers,
                                 enable_grpc=ms.grpc_port > 0, grpc_port=ms.grpc_port or 8081,
                                 enable_latency_logging=ms.log_requests)
