@@ -291,6 +291,13 @@ def test_the_compiled_ranker_scores_like_lightgbm_and_the_engine_serves_the_same
     rows32 = rows.astype(np.float32)
     np.testing.assert_allclose(loaded.score(rows32), Ranker.load(bundle).score(rows32),
                                rtol=1e-12, atol=1e-12)
+    # called directly with this thread's buffers (grown for 500 rows, then reused for fewer):
+    # bit for bit what lleaves' own predict answers
+    for batch in (rows, rows32[:7], rows[:1]):
+        np.testing.assert_array_equal(loaded.compiled.predict(batch),
+                                      loaded.compiled.model.predict(batch, n_jobs=1))
+    with pytest.raises(ValueError, match="dimension"):
+        loaded.compiled.predict(rows[:, :-1])
 
     plain = Engine.load(bundle)
     compiled = Engine.load(bundle, compile_ranker="blocking", compile_cache=str(cache))
