@@ -133,12 +133,16 @@ class Engine:
         limits = np.iinfo(self.user_ids.dtype)
         self._id_type, self._id_min, self._id_max = self.user_ids.dtype.type, limits.min, limits.max
         self._first_id = int(self.user_ids[0]) if self.user_ids.shape[0] else 0
-        self.seen_indptr = np.asarray(bundle.seen_indptr)
-        self.seen_indices = np.asarray(bundle.seen_indices)
+        # ids that run without a gap (most bundles): a user's row is the id's offset from the
+        # first, and the mapped array is never read per request (checked once from the file)
+        self._consecutive = self._ids_consecutive(bundle.user_ids, self.path / "user_ids.npy")
+        # a request needs a few bytes of the seen arrays: mapped, a million random users made
+        # every page of them resident (19 MiB at 1M users x 8 in bench/serve.py); read from
+        # the file on demand they stay in the page cache, shared and reclaimable
+        self.seen_indptr = self._on_demand(bundle.seen_indptr, self.path / "seen_indptr.npy")
+        self.seen_indices = self._on_demand(bundle.seen_indices, self.path / "seen_indices.npy")
         # the confidences are read only for users with fresh events: from the file, on demand
-        conf_file = self.path / "seen_confidence.npy"
-        self.seen_data = (NpyRows(conf_file) if isinstance(bundle.seen_data, np.memmap)
-                          and conf_file.is_file() else np.asarray(bundle.seen_data))
+        self.seen_data = self._on_demand(bundle.seen_data, self.path / "seen_confidence.npy")
         self.costs = np.array(bundle.costs, dtype=np.float32)
         popularity = np.asarray(bundle.popularity, dtype=np.float32)
         self.popular = top_k(popularity.copy(), min(FALLBACK_SIZE, self.n_items))
@@ -203,14 +207,36 @@ class Engine:
         log.info("ranker of %s compiled in %.1f s (lleaves)", self.version, seconds)
 
     # --- lookups -------------------------------------------------------------------------
+    @staticmethod
+    def _on_demand(array: np.ndarray, file: Path) -> np.ndarray | NpyRows:
+        """``array`` read by :class:`NpyRows` from its file when it is a memory map (sliced
+        only: ``[a:b]``), else as it is."""
+        if isinstance(array, np.memmap) and file.is_file():
+            return NpyRows(file)
+        return np.asarray(array)
+
+    @staticmethod
+    def _ids_consecutive(ids: np.ndarray, file: Path) -> bool:
+        """Whether the sorted user ids are exactly ``first, first + 1, ...`` (read from the file
+        into a transient buffer when mapped, so that the check leaves no page resident)."""
+        n = ids.shape[0]
+        if n == 0 or int(ids[-1]) - int(ids[0]) != n - 1:
+            return False
+        values = (NpyRows(file)[:] if isinstance(ids, np.memmap) and file.is_file()
+                  else np.asarray(ids))
+        return bool(np.all(np.diff(values) == 1))
+
     def user_row(self, user_id: int) -> int:
         """Training row of a user, -1 for a user the model has never seen."""
         ids = self.user_ids
         if not self._id_min <= user_id <= self._id_max:
             return -1
         # ids are sorted and, in most bundles, a run of consecutive integers: the row is then
-        # the id's offset from the first (one read instead of a binary search over 1M ids)
+        # the id's offset from the first (no read at all, instead of a binary search over 1M
+        # ids); otherwise a guess at that offset, then the search
         guess = user_id - self._first_id
+        if self._consecutive:
+            return guess if 0 <= guess < ids.shape[0] else -1
         if 0 <= guess < ids.shape[0] and ids[guess] == user_id:
             return guess
         # the key in the array's own type: a Python int against int32 ids would make numpy
@@ -275,7 +301,7 @@ class Engine:
         row = self.user_row(user_id)
         start = end = 0
         if row >= 0:
-            start, end = int(self.seen_indptr[row]), int(self.seen_indptr[row + 1])
+            start, end = (int(v) for v in self.seen_indptr[row:row + 2])
         hist_items = self.seen_indices[start:end].astype(np.int64)
         online_items, online_conf = self._online(interactions, now)
         fresh = False

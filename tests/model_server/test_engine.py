@@ -130,20 +130,38 @@ def test_user_rows_with_compact_int32_ids_and_ids_beyond_them(tmp_path):
 
 
 def test_user_rows_of_consecutive_ids_and_of_a_run_with_gaps(tmp_path):
-    """Rows are found by offset from the first id when the ids run without a gap, by binary
-    search otherwise: the same rows either way."""
+    """Rows are the offset from the first id when the bundle's ids run without a gap (found
+    once at load, from the file), by binary search otherwise: the same rows either way; the
+    mapped seen arrays are read from their files on demand, the same rows as mapped."""
     import numpy as np
+
+    from model_server.npy_rows import NpyRows
+    from movierec_core.models.bundle import load_bundle
 
     engine = Engine.load(tiny_bundle(tmp_path / "b"))  # ids 1000, 1010, ...: offsets miss
     expected = {1000 + 10 * r: r for r in range(60)}
-    for ids in (np.arange(7, 67), np.r_[np.arange(7, 37), np.arange(40, 70)]):
-        engine.user_ids = ids.astype(engine.user_ids.dtype)
-        engine._first_id = int(ids[0])
-        rows = {int(u): r for r, u in enumerate(ids)}
-        assert [engine.user_row(u) for u in range(0, 80)] == [rows.get(u, -1)
-                                                             for u in range(0, 80)]
-    engine = Engine.load(tiny_bundle(tmp_path / "c"))
+    assert not engine._consecutive
     assert {u: engine.user_row(u) for u in expected} == expected
+    for name, ids, consecutive in (("run", np.arange(7, 67), True),
+                                   ("gaps", np.r_[np.arange(7, 37), np.arange(40, 70)], False),
+                                   ("repeat", np.r_[np.arange(7, 36), 35, np.arange(37, 67)],
+                                    False)):
+        directory = tiny_bundle(tmp_path / name)
+        dtype = np.load(directory / "user_ids.npy").dtype
+        np.save(directory / "user_ids.npy", ids.astype(dtype))
+        engine = Engine.load(directory)
+        assert engine._consecutive is consecutive, name
+        rows = {}
+        for r, u in enumerate(ids.tolist()):
+            rows.setdefault(u, r)
+        assert [engine.user_row(u) for u in range(0, 80)] == [rows.get(u, -1)
+                                                             for u in range(0, 80)], name
+    mapped = load_bundle(directory)
+    assert isinstance(engine.seen_indptr, NpyRows) and isinstance(engine.seen_indices, NpyRows)
+    for row in range(60):
+        start, end = (int(v) for v in engine.seen_indptr[row:row + 2])
+        assert (start, end) == (int(mapped.seen_indptr[row]), int(mapped.seen_indptr[row + 1]))
+        assert engine.seen_indices[start:end].tolist() == mapped.seen_indices[start:end].tolist()
 
 
 def test_a_bundle_trained_with_recency_folds_in_online_events_by_their_age(

@@ -85,7 +85,7 @@ def test_two_stage_ranks_only_retrieved_unseen_candidates(tmp_path) -> None:
     _, engine = _engines(tmp_path, candidates=12)
     row, user = 7, 1070
     u = engine.model.user_factors[row]
-    start, end = engine.seen_indptr[row], engine.seen_indptr[row + 1]
+    start, end = engine.seen_indptr[row:row + 2]
     seen = set(engine.seen_indices[start:end].tolist())
     retrieved = set(engine.retrieval.search(u, 12 + len(seen)).tolist()) - seen
     answer = engine.rank(user, [], 5)
