@@ -7,8 +7,9 @@ nothing visible:
 2. parse (:func:`ingestor.pipeline.parse_batch`);
 3. dead-letter the rejected lines and wait for the broker's acknowledgement;
 4. write the lake (deduplicated on ``event_id``, fsynced) and the online store (idempotent);
-   by default on threads of their own, overlapping the next batch's 1-3 (``pipelined_store``);
-5. commit the batch's offsets (once 4 is done).
+   by default 3 and 4 run on threads of their own, overlapping the next batch's 1-2
+   (``pipelined_store``);
+5. commit the batch's offsets (once 3 and 4 are done).
 
 A replay after a crash between 3 and 5 is absorbed by the DLQ's held-offsets set and the lake's
 key dedupe. On a rebalance the uncommitted buffer is dropped (its partitions restart from the
@@ -93,7 +94,8 @@ class Ingestor:
         self._broker_down_since = 0.0
         self.first_record_at = 0.0  # wall clock, for benchmarks across worker processes
         self._pending: tuple[tuple[Future, ...], dict[int, int], float | None] | None = None
-        self._store_pool = (ThreadPoolExecutor(2, thread_name_prefix="lake-and-store")
+        # the lake files, the online-store upserts and the dead letters of a batch
+        self._store_pool = (ThreadPoolExecutor(3, thread_name_prefix="lake-and-store")
                             if cfg.ingestor.pipelined_store else None)
         self.last_commit_at = 0.0
 
@@ -295,24 +297,29 @@ class Ingestor:
         t_dlq = time.perf_counter()
 
         give_up = time.monotonic() + self.icfg.shutdown_commit_timeout_s if shutting_down else None
-        if parsed.rejected and self.dead_letters is not None:
-            self.dead_letters.send(parsed.rejected, self.icfg.retry_backoff_s,
-                                   self.icfg.retry_backoff_max_s, give_up)
-            for item in parsed.rejected:
+        pipelined = self._store_pool is not None and not shutting_down
+        dead = parsed.rejected if self.dead_letters is not None else []
+        if dead:
+            for item in dead:
                 metrics.DLQ.labels(str(item.rejection.reason)).inc()
-            metrics.EVENTS.labels("unknown", "invalid").inc(len(parsed.rejected))
+            metrics.EVENTS.labels("unknown", "invalid").inc(len(dead))
+            if not pipelined:
+                self._send_dead_letters(dead, give_up)
 
         t_lake = time.perf_counter()
-        if self._store_pool is not None and not shutting_down:
-            # pipelined: this batch's lake files and online-store upserts are written on two
-            # threads of their own, side by side (Parquet, fsync, numpy and sqlite release the
-            # GIL), while the next batch is polled and parsed; the previous batch's have
-            # finished and its offsets are committed first
+        if pipelined:
+            # pipelined: this batch's lake files, online-store upserts and dead letters are
+            # written on threads of their own, side by side (Parquet, fsync, numpy, sqlite and
+            # the wait for the DLQ's acknowledgements release the GIL), while the next batch is
+            # polled and parsed; the previous batch's have finished and its offsets are
+            # committed first. A batch's offsets are committed once all three are done.
             self._finish_pending()
             futures = [self._store_pool.submit(self._write_lake, parsed.tables)]
             if self.store is not None:
                 futures.append(self._store_pool.submit(self._write_store, parsed.tables,
                                                        parsed.events))
+            if dead:
+                futures.append(self._store_pool.submit(self._send_dead_letters, dead, give_up))
             self._pending = (tuple(futures), commit, give_up)
         else:
             self._finish_pending()
@@ -353,6 +360,17 @@ class Ingestor:
                 days.update(table.column("time").cast("date32").unique().to_pylist())
         log.debug("lake files written in %.3fs", time.perf_counter() - started)
         return days
+
+    def _send_dead_letters(self, rejected: list, give_up: float | None) -> set:
+        """A batch's rejected lines to the DLQ, acknowledged by the broker (retried while it is
+        away) before the batch's offsets can be committed; no days to report."""
+        assert self.dead_letters is not None
+        started = time.perf_counter()
+        self.dead_letters.send(rejected, self.icfg.retry_backoff_s,
+                               self.icfg.retry_backoff_max_s, give_up)
+        log.debug("%d dead letters acknowledged in %.3fs", len(rejected),
+                  time.perf_counter() - started)
+        return set()
 
     def _write_store(self, tables: dict, events: list) -> set:
         """A batch's online-store upserts (idempotent); no days to report."""

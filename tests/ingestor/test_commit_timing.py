@@ -5,6 +5,7 @@ not after the next batch (a quiet stream would otherwise hold its offsets). With
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import Future
 
 import pytest
@@ -13,6 +14,7 @@ from ingestor.app import _BRIEF_POLL_S, Ingestor
 from ingestor.config import register_configs
 from ingestor.consumers import Polled
 from movierec_core.config import compose
+from movierec_core.events import watch_line
 
 
 class ScriptedConsumer:
@@ -31,6 +33,9 @@ class ScriptedConsumer:
 
     def commit(self, offsets: dict[int, int]) -> None:
         self.log.append(("commit", offsets))
+
+    def assignment(self) -> set[int]:
+        return set()
 
 
 @pytest.mark.parametrize("background_group", [True, False])
@@ -54,3 +59,48 @@ def test_the_pipelined_batch_is_committed_once_written(tmp_path, background_grou
     assert before == [pytest.approx(expected, abs=1e-9)] * 3
     assert after and all(t <= 0.1 + 1e-9 for t in after)
     assert ingestor._pending is None and ingestor._next_offsets == {0: 10, 3: 7}
+
+
+class BlockingDeadLetters:
+    """A DLQ whose acknowledgement waits for ``released``; records the thread that sent."""
+
+    def __init__(self) -> None:
+        self.released = threading.Event()
+        self.sent: list[tuple[str, list[bytes]]] = []
+        self.forgotten: list[dict[int, int]] = []
+
+    def send(self, items, retry_backoff_s, max_backoff_s, give_up_at) -> int:
+        self.released.wait(10)
+        self.sent.append((threading.current_thread().name,
+                          [item.rejection.line for item in items]))
+        return len(items)
+
+    def forget_below(self, offsets: dict[int, int]) -> None:
+        self.forgotten.append(dict(offsets))
+
+
+def test_the_pipelined_batch_is_committed_only_once_its_dead_letters_are_acknowledged(
+        tmp_path) -> None:
+    """The dead letters are sent beside the lake and store writes, off the consumer's thread;
+    the batch's offsets are committed after the broker acknowledged them, never before."""
+    register_configs()
+    ingestor = Ingestor(compose("ingestor", [
+        f"data.lake_root={tmp_path / 'lake'}", "ingestor.online_store=false"]))
+    consumer = ScriptedConsumer(False, Future())
+    ingestor.consumer = consumer
+    dlq = ingestor.dead_letters = BlockingDeadLetters()
+    good = watch_line("2025-03-02T10:00:00", 7, "the+matrix+1999", 3).encode() + b"\n"
+    ingestor._buffer = Polled([good, b"not a telemetry line\n"], [0, 0], [41, 42], [0, 0])
+    ingestor._process_buffer()
+    assert dlq.sent == [] and ingestor._pending is not None  # sending on a pool thread
+    finishing = threading.Thread(target=ingestor._finish_pending)
+    finishing.start()
+    finishing.join(0.3)
+    assert finishing.is_alive() and consumer.log == []  # no commit while unacknowledged
+    dlq.released.set()
+    finishing.join(10)
+    assert not finishing.is_alive()
+    assert [(name.startswith("lake-and-store"), lines) for name, lines in dlq.sent] == [
+        (True, [b"not a telemetry line\n"])]
+    assert consumer.log == [("commit", {0: 43})] and dlq.forgotten == [{0: 43}]
+    ingestor._store_pool.shutdown(wait=True)
