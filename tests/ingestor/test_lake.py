@@ -9,8 +9,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from ingestor.lake import LakeWriter, SeenKeys, maintain, rebuild_sessions, recover, sessionise
+from ingestor.lake import (
+    LakeWriter,
+    SeenKeys,
+    _merge_sorted,
+    maintain,
+    rebuild_sessions,
+    recover,
+    sessionise,
+)
 from movierec_core.lake import SCHEMAS, USERS, WATCH_MINUTES, WATCH_SESSIONS, partition_dir
 from movierec_core.snapshot import (
     SnapshotCorrupt,
@@ -63,6 +73,18 @@ def test_seen_keys_finds_exactly_what_was_added() -> None:
     assert seen.contains(added).all()
     assert not seen.contains(np.setdiff1d(others, added)).any()
     assert len(seen._runs) < 10
+    assert len(seen) == np.unique(added).size  # every run sorted, no key in two of them
+    assert all(bool(np.all(np.diff(run) > 0)) for run in seen._runs)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(-(2**63), 2**63 - 1)), st.lists(st.integers(-(2**63), 2**63 - 1)),
+       st.lists(st.integers(-3, 3)))
+def test_merging_two_runs_is_their_union(a: list[int], b: list[int], shared: list[int]) -> None:
+    x = np.unique(np.array(a + shared, dtype=np.int64))
+    y = np.unique(np.array(b + shared, dtype=np.int64))
+    merged = _merge_sorted(x, y)
+    assert merged.dtype == np.int64 and merged.tolist() == np.union1d(x, y).tolist()
 
 
 def test_given_redelivered_rows_when_written_again_then_each_key_lands_once(tmp_path) -> None:
