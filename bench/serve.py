@@ -140,12 +140,12 @@ if interval_ms > 0 then
     ffi.C.clock_gettime(1, ts)  -- CLOCK_MONOTONIC
     return tonumber(ts.tv_sec) * 1000 + tonumber(ts.tv_nsec) / 1e6
   end
-  local due = nil
+  local due = nil  -- the slot of this thread's next request
   function delay()
     local now = now_ms()
     if due == nil then due = now end
+    local wait = due - now
     due = due + interval_ms
-    local wait = due - interval_ms - now
     if wait < 0 then return 0 end
     return wait
   end

@@ -49,8 +49,8 @@ def mount(app: FastAPI, model: MovierecModel, *, k: int, admin: bool = True,
                                                   model_version=version)
         child.inc()
 
-    async def answer(user_id: str, client: str | None, given_id: str | None
-                     ) -> tuple[int, str, dict[str, str]]:
+    async def respond(user_id: str, client: str | None, given_id: str | None
+                      ) -> tuple[int, str, dict[str, str]]:
         """``GET /recommend/<user_id>``: (status, plain-text body, headers), for the route and
         for :class:`FastPaths` alike."""
         started = time.perf_counter()
@@ -95,7 +95,7 @@ def mount(app: FastAPI, model: MovierecModel, *, k: int, admin: bool = True,
                                       "x-recommendation-source": source}
 
     async def recommend(request: Request) -> Response:
-        status, body, headers = await answer(
+        status, body, headers = await respond(
             request.path_params["user_id"], request.client.host if request.client else None,
             request.headers.get("x-request-id"))
         return Response(body, status_code=status, media_type=TEXT, headers=headers)
@@ -159,7 +159,7 @@ def mount(app: FastAPI, model: MovierecModel, *, k: int, admin: bool = True,
     # KServe's model repository (load/unload any model): admin only
     app.router.routes.append(_AdminGuard("/v2/repository/{rest:path}", auth))
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
-    install_fast_paths(app, answer, _V1Predict(model), f"/v1/models/{model.name}:predict",
+    install_fast_paths(app, respond, _V1Predict(model), f"/v1/models/{model.name}:predict",
                        max_body_bytes, without=() if request_timings else (TimingMiddleware,))
 
 

@@ -215,16 +215,14 @@ class Engine:
             return NpyRows(file)
         return np.asarray(array)
 
-    @staticmethod
-    def _ids_consecutive(ids: np.ndarray, file: Path) -> bool:
+    @classmethod
+    def _ids_consecutive(cls, ids: np.ndarray, file: Path) -> bool:
         """Whether the sorted user ids are exactly ``first, first + 1, ...`` (read from the file
         into a transient buffer when mapped, so that the check leaves no page resident)."""
         n = ids.shape[0]
         if n == 0 or int(ids[-1]) - int(ids[0]) != n - 1:
             return False
-        values = (NpyRows(file)[:] if isinstance(ids, np.memmap) and file.is_file()
-                  else np.asarray(ids))
-        return bool(np.all(np.diff(values) == 1))
+        return bool(np.all(np.diff(cls._on_demand(ids, file)[:]) == 1))
 
     def user_row(self, user_id: int) -> int:
         """Training row of a user, -1 for a user the model has never seen."""
