@@ -9,10 +9,10 @@ id and 9 of minute, at most six fractional digits, no longer than ``max_line_byt
 columns are read from their bytes in numpy (``_watch_columns``: commas, slashes, digits), with
 no Python object per line; a date and time ``datetime`` would refuse (30 February, hour 24,
 second 60, year 0) sends the line to the reference parser. With ``recommendations=True`` (the
-ingestor) a second pass does the same, with Arrow kernels, for the recommendation-request lines
-of the common shape (ASCII, a server name without spaces or commas, a status of at most three
-digits, for status 200 a result of valid movie ids separated by ``", "``, otherwise any
-printable ASCII error text).
+ingestor) a second pass does the same (RE2, then the fields from the bytes of the lines' commas
+and Arrow's splits) for the recommendation-request lines of the common shape (ASCII, a server
+name without spaces or commas, a status of at most three digits, for status 200 a result of
+valid movie ids separated by ``", "``, otherwise any printable ASCII error text).
 **Every other line** — ratings, account creations, anything doubtful, every invalid line — goes
 through the reference parser :func:`movierec_core.events.parse`, so the batch result is, line for line, what
 ``parse`` returns (``tests/movierec_core/test_batch.py`` checks that on every ``nasty`` kind,
@@ -55,7 +55,6 @@ RECOMMENDATION_PATTERN = (_TIME + r"recommendation request (?P<server>[!-+\--~]+
                           r"(?P<ms>[0-9]{1,9}) ms(?:\r?\n)?$")
 # a status-200 result the reference parser accepts: valid movie ids joined by ", " (or nothing)
 _IDS = rf"^(?:{_ID}(?:, {_ID})*)?$"
-_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
 _EPOCH = datetime(1970, 1, 1)
 
 
@@ -136,43 +135,6 @@ def _binary_array(values: Sequence[bytes]) -> pa.Array:
                                  [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(values))])
 
 
-def _valid_rows(raw: pa.Array, pattern: str, settings: ParserSettings
-                ) -> tuple[np.ndarray, dict[str, pa.Array], pa.Array]:
-    """The rows of ``raw`` that match ``pattern`` (a capturing regex starting with ``_TIME``),
-    are no longer than ``max_line_bytes`` and carry a timestamp that survives the round trip;
-    with those rows' named groups (binary) and their times (timestamp[us], the fraction
-    added)."""
-    struct = pc.extract_regex(raw, pattern=pattern)  # null where the shape differs
-    ok = pc.fill_null(pc.and_(pc.is_valid(struct),
-                              pc.less_equal(pc.binary_length(raw), settings.max_line_bytes)),
-                      False)
-    rows = np.flatnonzero(ok.to_numpy(zero_copy_only=False))
-    if not rows.size:
-        return rows, {}, pa.array([], pa.timestamp("us"))
-    struct = pc.take(struct, pa.array(rows))
-    fields = {struct.type.field(i).name: struct.field(i) for i in range(struct.type.num_fields)}
-    ts = pc.cast(fields["ts"], pa.string())
-    parsed = pc.strptime(ts, format=_TIME_FORMAT, unit="us", error_is_null=True)
-    # strptime rolls 30 February over into March and a 60th second into the next minute:
-    # the parsed fields must be the written ones (and datetime has no year 0)
-    ok = pc.is_valid(parsed)
-    for component, start in ((pc.year, 0), (pc.month, 5), (pc.day, 8), (pc.hour, 11),
-                             (pc.minute, 14), (pc.second, 17)):
-        written = pc.cast(pc.utf8_slice_codeunits(ts, start, start + (4 if start == 0 else 2)),
-                          pa.int64())
-        ok = pc.and_kleene(ok, pc.equal(pc.cast(component(parsed), pa.int64()), written))
-    ok = pc.fill_null(pc.and_kleene(ok, pc.invert(pc.starts_with(ts, "0000"))), False)
-    if not pc.all(ok).as_py():
-        keep = pa.array(np.flatnonzero(ok.to_numpy(zero_copy_only=False)))
-        rows = rows[keep.to_numpy()]
-        fields = {name: pc.take(column, keep) for name, column in fields.items()}
-        parsed = pc.take(parsed, keep)
-    frac = pc.fill_null(pc.cast(fields["frac"], pa.string()), "")
-    micros = pc.cast(pc.if_else(pc.equal(frac, ""), "0", pc.utf8_rpad(frac, 6, "0")), pa.int64())
-    time = pc.add(pc.cast(parsed, pa.int64()), micros).cast(pa.timestamp("us"))
-    return rows, fields, time
-
-
 _POW10 = 10 ** np.arange(19, dtype=np.int64)
 _DAYS_IN_MONTH = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], np.int64)
 
@@ -192,10 +154,22 @@ def _decimals(data: np.ndarray, start: np.ndarray, stop: np.ndarray) -> np.ndarr
     width = int((stop - start).max()) if len(start) else 0
     if width <= 0:
         return np.zeros(len(start), np.int64)
-    at = stop[:, None] - np.arange(width, 0, -1)
-    digits = data[np.maximum(at, 0)].astype(np.int64) - 48
-    digits[at < start[:, None]] = 0
+    if int(stop.min()) >= width:  # each span's row of the window ending at its stop
+        digits = _windows(data, width)[stop - width].astype(np.int64) - 48
+        digits[np.arange(width) < (width - (stop - start))[:, None]] = 0
+    else:
+        at = stop[:, None] - np.arange(width, 0, -1)
+        digits = data[np.maximum(at, 0)].astype(np.int64) - 48
+        digits[at < start[:, None]] = 0
     return digits @ _POW10[width - 1::-1]
+
+
+def _windows(data: np.ndarray, width: int) -> np.ndarray:
+    """A read-only (len - width + 1, width) view of ``data`` whose row i is ``data[i:i+width]``:
+    gathering n of its rows takes n indices, not n x width."""
+    return np.lib.stride_tricks.as_strided(data, shape=(len(data) - width + 1, width),
+                                           strides=(data.strides[0], data.strides[0]),
+                                           writeable=False)
 
 
 def _days_since_epoch(year: np.ndarray, month: np.ndarray, day: np.ndarray) -> np.ndarray:
@@ -207,29 +181,27 @@ def _days_since_epoch(year: np.ndarray, month: np.ndarray, day: np.ndarray) -> n
     return era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
 
 
-def _watch_columns(lines: pa.Array) -> tuple[np.ndarray, pa.Table] | None:
-    """The columns of lines known to match ``WATCH_PATTERN`` (a large_binary array whose values
-    are back to back), read from their bytes in numpy: per line exactly two commas (after the
-    time and the user id) and four slashes (the fourth ends the movie id), a 19-byte time, an
-    optional fraction, digits before ``.mpg``. Returns which lines carry a real date and time
-    (no 30 February, hour 24, second 60 or year 0: what ``datetime`` refuses) and their
-    columns, or None should the bytes not have that shape."""
+def _line_bytes(lines: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A large_binary array's bytes (uint8, the whole buffer), each line's first byte, its end
+    and its end without the ``\\n`` or ``\\r\\n`` the patterns allow."""
     n = len(lines)
     _, offsets, values = lines.buffers()
     off = np.frombuffer(offsets, np.int64)[lines.offset:lines.offset + n + 1]
     data = np.frombuffer(values, np.uint8)
     first, end = off[:-1], off[1:]
-    body = data[off[0]:off[-1]]
-    commas = np.flatnonzero(body == 44) + off[0]
-    slashes = np.flatnonzero(body == 47) + off[0]
-    if len(commas) != 2 * n or len(slashes) != 4 * n:
-        return None
-    commas, slashes = commas.reshape(n, 2), slashes.reshape(n, 4)
     newline = data[end - 1] == 10
     stop = end - newline
     stop = stop - (newline & (data[stop - 1] == 13))
+    return data, first, end, stop
+
+
+def _times(data: np.ndarray, first: np.ndarray, comma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The times of lines of the ``_TIME`` shape starting at ``first`` (a 19-byte date and
+    time, an optional fraction up to the ``comma``): which are real dates and times (no 30
+    February, hour 24, second 60 or year 0: what ``datetime`` refuses), and the microseconds
+    since the epoch (int64)."""
     # int32 digits (the fields and their checks fit; the seconds are taken in int64 below)
-    d = (data[first[:, None] + np.arange(19)] - np.uint8(48)).astype(np.int32)
+    d = (_windows(data, 19)[first] - np.uint8(48)).astype(np.int32)
     year = d[:, 0] * 1000 + d[:, 1] * 100 + d[:, 2] * 10 + d[:, 3]
     month, day = d[:, 5] * 10 + d[:, 6], d[:, 8] * 10 + d[:, 9]
     hour, minute, second = d[:, 11] * 10 + d[:, 12], d[:, 14] * 10 + d[:, 15], d[:, 17] * 10 + d[:, 18]
@@ -238,18 +210,40 @@ def _watch_columns(lines: pa.Array) -> tuple[np.ndarray, pa.Table] | None:
     ok = ((year >= 1) & (month >= 1) & (month <= 12) & (day >= 1) & (day <= days_in_month)
           & (hour <= 23) & (minute <= 59) & (second <= 59))
     frac_start = first + 20
-    frac_stop = np.where(data[first + 19] == 46, commas[:, 0], frac_start)  # '.'
+    frac_stop = np.where(data[first + 19] == 46, comma, frac_start)  # '.'
     micros = _decimals(data, frac_start, frac_stop) * _POW10[6 - (frac_stop - frac_start)]
     days = _days_since_epoch(year.astype(np.int64), month, day)
     seconds = ((days * 24 + hour) * 60 + minute) * 60 + second
-    idx, lengths = _spans(commas[:, 1] + 1 + len(_WATCH_PREFIX), slashes[:, 3])
-    movie_offsets = np.zeros(n + 1, np.int32)
-    np.cumsum(lengths, out=movie_offsets[1:])
-    movies = pa.StringArray.from_buffers(n, pa.py_buffer(movie_offsets),
-                                         pa.py_buffer(data[idx].tobytes()))
-    table = pa.table([pa.array(seconds * 1_000_000 + micros, pa.timestamp("us")),
+    return ok, seconds * 1_000_000 + micros
+
+
+def _strings(data: np.ndarray, start: np.ndarray, stop: np.ndarray) -> pa.Array:
+    """The ASCII or UTF-8 bytes at ``data[start_i:stop_i]`` as one string array (one gather)."""
+    idx, lengths = _spans(start, stop)
+    offsets = np.zeros(len(start) + 1, np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    return pa.StringArray.from_buffers(len(start), pa.py_buffer(offsets),
+                                       pa.py_buffer(data[idx].tobytes()))
+
+
+def _watch_columns(lines: pa.Array) -> tuple[np.ndarray, pa.Table] | None:
+    """The columns of lines known to match ``WATCH_PATTERN`` (a large_binary array whose values
+    are back to back), read from their bytes in numpy: per line exactly two commas (after the
+    time and the user id) and four slashes (the fourth ends the movie id), a 19-byte time, an
+    optional fraction, digits before ``.mpg``. Returns which lines carry a real date and time
+    (:func:`_times`) and their columns, or None should the bytes not have that shape."""
+    n = len(lines)
+    data, first, end, stop = _line_bytes(lines)
+    body = data[first[0]:end[-1]]
+    commas = np.flatnonzero(body == 44) + first[0]
+    slashes = np.flatnonzero(body == 47) + first[0]
+    if len(commas) != 2 * n or len(slashes) != 4 * n:
+        return None
+    commas, slashes = commas.reshape(n, 2), slashes.reshape(n, 4)
+    ok, micros = _times(data, first, commas[:, 0])
+    table = pa.table([pa.array(micros, pa.timestamp("us")),
                       pa.array(_decimals(data, commas[:, 0] + 1, commas[:, 1]), pa.int64()),
-                      movies,
+                      _strings(data, commas[:, 1] + 1 + len(_WATCH_PREFIX), slashes[:, 3]),
                       pa.array(_decimals(data, slashes[:, 3] + 1, stop - 4), pa.int32())],
                      schema=_WATCH_SCHEMA)
     if not ok.all():
@@ -257,42 +251,66 @@ def _watch_columns(lines: pa.Array) -> tuple[np.ndarray, pa.Table] | None:
     return ok, table
 
 
-def _digits_field(fields: dict[str, pa.Array], name: str, type_: pa.DataType) -> pa.Array:
-    return pc.cast(pc.cast(fields[name], pa.string()), type_)
+_RECO_PREFIX = len("recommendation request ")
+_STATUS_PREFIX = len(", status ")
 
 
 def _recommendations(raw: pa.Array, candidates: np.ndarray, settings: ParserSettings
                      ) -> tuple[np.ndarray, pa.Table]:
-    """The recommendation requests of the common shape among rows ``candidates`` of ``raw``."""
+    """The recommendation requests of the common shape among rows ``candidates`` of ``raw``.
+
+    One RE2 pass without captures finds the lines of ``RECOMMENDATION_PATTERN``; their fields
+    are then read from their bytes in numpy, like the watch lines': the first four commas end
+    the time, the user id, the server (no commas in it) and the status, the result runs from
+    ``", result: "`` to the line's last comma, the milliseconds from there to ``" ms"``."""
+    empty = np.zeros(0, np.int64), _RECO_SCHEMA.empty_table()
     sub = raw.take(pa.array(candidates))
     # a cheap prefilter: only lines that name the request kind go through the full pattern
     maybe = np.flatnonzero(pc.match_substring(sub, ",recommendation request ").to_numpy(
         zero_copy_only=False))
     if not maybe.size:
-        return np.zeros(0, np.int64), _RECO_SCHEMA.empty_table()
+        return empty
     sub = sub.take(pa.array(maybe))
-    rows, f, time = _valid_rows(sub, RECOMMENDATION_PATTERN, settings)
-    if rows.size:
-        result = pc.cast(f["result"], pa.string())
-        status = _digits_field(f, "status", pa.int16())
-        ok = pc.fill_null(pc.or_(pc.not_equal(status, 200),
-                                 pc.match_substring_regex(result, _IDS)), False)
-        keep = np.flatnonzero(ok.to_numpy(zero_copy_only=False))
-        if keep.size < rows.size:  # a status-200 result the reference rejects: it says why
-            take = pa.array(keep)
-            rows, time = rows[keep], pc.take(time, take)
-            f = {name: pc.take(column, take) for name, column in f.items()}
-            result, status = pc.take(result, take), pc.take(status, take)
+    ok = pc.and_(pc.match_substring_regex(sub, RECOMMENDATION_PATTERN),
+                 pc.less_equal(pc.binary_length(sub), settings.max_line_bytes))
+    rows = np.flatnonzero(ok.to_numpy(zero_copy_only=False))
     if not rows.size:
-        return np.zeros(0, np.int64), _RECO_SCHEMA.empty_table()
-    listed = pc.and_(pc.equal(status, 200), pc.not_equal(result, ""))
+        return empty
+    lines = sub.take(pa.array(rows))
+    data, first, end, stop = _line_bytes(lines)
+    commas = np.flatnonzero(data[first[0]:end[-1]] == 44) + first[0]
+    at = np.searchsorted(commas, first)  # each line's first comma
+    c = commas[at[:, None] + np.arange(4)]  # time, user, server, status end at these
+    last = commas[np.searchsorted(commas, end) - 1]  # ", <ms> ms"
+    valid, micros = _times(data, first, c[:, 0])
+    status = _decimals(data, c[:, 2] + _STATUS_PREFIX, c[:, 3])
+    # the result: after the first ", result: ", before the last ", " (Arrow's splits copy the
+    # ~400-byte lines several times faster than a gather of their bytes)
+    line = pc.utf8_rtrim(pc.cast(lines, pa.string()), characters="\r\n")
+    rest = pc.list_element(pc.split_pattern(line, ", result: ", max_splits=1), 1)
+    result = pc.list_element(pc.split_pattern(rest, ", ", max_splits=1, reverse=True), 0)
+    # a status-200 result the reference accepts: valid movie ids joined by ", " (else it says why)
+    valid &= (status != 200) | pc.fill_null(pc.match_substring_regex(result, _IDS),
+                                            False).to_numpy(zero_copy_only=False)
+    if not valid.all():
+        keep = np.flatnonzero(valid)
+        if not keep.size:
+            return empty
+        rows, stop, c, last = rows[keep], stop[keep], c[keep], last[keep]
+        take = pa.array(keep)
+        micros, status, result, line = (micros[keep], status[keep], result.take(take),
+                                        line.take(take))
+    status_200 = pa.array(status == 200)
+    listed = pc.and_(status_200, pc.not_equal(result, ""))
     ids = pc.split_pattern(pc.if_else(listed, result, pa.scalar(None, pa.string())), ", ")
     ids = pc.if_else(listed, ids, pa.scalar([], pa.list_(pa.string())))
-    error = pc.if_else(pc.equal(status, 200), "", result)
-    line = pc.utf8_rtrim(pc.cast(sub.take(pa.array(rows)), pa.string()), characters="\r\n")
-    table = pa.table([time, _digits_field(f, "user", pa.int64()),
-                      pc.cast(f["server"], pa.string()), status, ids, error,
-                      _digits_field(f, "ms", pa.int32()), line], schema=_RECO_SCHEMA)
+    table = pa.table([pa.array(micros, pa.timestamp("us")),
+                      pa.array(_decimals(data, c[:, 0] + 1, c[:, 1]), pa.int64()),
+                      _strings(data, c[:, 1] + 1 + _RECO_PREFIX, c[:, 2]),
+                      pa.array(status, pa.int16()), ids,
+                      pc.if_else(status_200, "", result),
+                      pa.array(_decimals(data, last + 2, stop - 3), pa.int32()), line],
+                     schema=_RECO_SCHEMA)
     return candidates[maybe[rows]], table
 
 

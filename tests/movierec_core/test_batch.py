@@ -123,6 +123,10 @@ RECOMMENDATIONS = [
     b"2025-03-02T14:11:13,1,recommendation request s, status 503, result: , 3 ms",  # no text
     b"2025-03-02T14:11:13,1,recommendation request s, status 007, result: x, 3 ms",
     b"2025-03-02T14:11:13,1,recommendation request s, status 200, result: a'b&c:d.e+(1999), 0 ms",
+    # the fields are read from the line's commas: an error text that looks like more fields
+    b"2024-02-29T23:59:59.5,7,recommendation request s, status 502, "
+    b"result: bad gateway, status 200, result: x, 5 ms, 999999999 ms",
+    b"2025-03-02T14:11:13,000123,recommendation request s-2, status 404, result: x,y, 1 ms",
 ]
 DOUBTFUL_RECOMMENDATIONS = [
     b"2025-03-02T14:11:13,1,recommendation request s, status 200, result: a,b, 3 ms",
@@ -161,7 +165,15 @@ def test_recommendation_requests_take_the_kernels_and_equal_the_reference() -> N
         ("toy+story+1995", "heat+1995", "the+lion+king+1994"), "", 87)
     assert events[2].error == "a, b, c" and events[2].movie_ids == ()
     assert result.reco.column("line").to_pylist()[1].endswith("600 ms")
+    assert events[7] == RecommendationRequest(
+        datetime(2024, 2, 29, 23, 59, 59, 500000), 7, "s", 502, (),
+        "bad gateway, status 200, result: x, 5 ms", 999999999)
+    assert (events[8].error, events[8].user_id, events[8].server) == ("x,y", 123, "s-2")
     assert_same_as_reference(RECOMMENDATIONS)
+    # among watch minutes and other lines, in any order, as one batch
+    mixed = [line for pair in zip(RECOMMENDATIONS, reversed(RECOMMENDATIONS), strict=True)
+             for line in (pair[0], b"2025-03-02T14:07:33,1,GET /data/m/x/5.mpg", pair[1])]
+    assert_same_as_reference(mixed + DOUBTFUL_RECOMMENDATIONS)
 
 
 def test_doubtful_recommendation_requests_go_to_the_reference_parser() -> None:
