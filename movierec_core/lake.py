@@ -72,9 +72,16 @@ def line_id(line: bytes) -> int:
 
 def line_ids(lines: Sequence[bytes]) -> np.ndarray:
     """``line_id`` of every line (int64), the digests joined and read as one array."""
-    blake2b = hashlib.blake2b
-    return np.frombuffer(b"".join([blake2b(line, digest_size=8).digest() for line in lines]),
-                         "<i8").astype(np.int64)
+    # a copy of one configured hasher per line: a third cheaper than blake2b(line,
+    # digest_size=8) (whose keyword parsing is most of its cost), same digests
+    copy = hashlib.blake2b(digest_size=8).copy
+    digests = []
+    append = digests.append
+    for line in lines:
+        hasher = copy()
+        hasher.update(line)
+        append(hasher.digest())
+    return np.frombuffer(b"".join(digests), "<i8").astype(np.int64)
 
 
 def partition_dir(root: Path | str, table: str, day: date | datetime) -> Path:
