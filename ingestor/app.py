@@ -272,8 +272,10 @@ class Ingestor:
                 self._finish_pending()
             self._buffer.extend(polled)
             received += len(polled)
-            if not polled and self._buffer and not brief:
-                break  # nothing more right now: write what we have
+            if not polled and self._buffer and (not brief or self._pending is None):
+                # nothing more right now (a brief poll counts once the previous batch is
+                # committed: a stream's last records are not held for one more poll)
+                break  # write what we have
         return received
 
     def _process_buffer(self, shutting_down: bool = False) -> None:
@@ -377,7 +379,8 @@ class Ingestor:
         if self.store is not None:
             started = time.perf_counter()
             self.store.apply_tables(tables.get(WATCH_MINUTES), events)
-            log.debug("online store upserted in %.3fs", time.perf_counter() - started)
+            log.debug("online store upserted in %.3fs (write lock after %.3fs)",
+                      time.perf_counter() - started, getattr(self.store, "last_lock_wait_s", 0.0))
         return set()
 
     def _erased_among(self, ids: set[int]) -> frozenset[int]:

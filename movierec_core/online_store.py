@@ -355,6 +355,7 @@ class SqliteOnlineStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._busy_timeout_s = busy_timeout_s
+        self.last_lock_wait_s = 0.0  # how long the last write waited for the write lock (logs)
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -381,7 +382,9 @@ class SqliteOnlineStore:
         """This thread's connection inside ``BEGIN IMMEDIATE`` (the write lock taken at once):
         committed when the block ends, rolled back when it raises."""
         conn = self._conn()
+        asked = time.perf_counter()
         conn.execute("BEGIN IMMEDIATE")
+        self.last_lock_wait_s = time.perf_counter() - asked
         try:
             yield conn
             conn.execute("COMMIT")

@@ -61,6 +61,41 @@ def test_the_pipelined_batch_is_committed_once_written(tmp_path, background_grou
     assert ingestor._pending is None and ingestor._next_offsets == {0: 10, 3: 7}
 
 
+class TailConsumer(ScriptedConsumer):
+    """The stream's last records come with the first poll; nothing after."""
+
+    def poll(self, timeout_s: float, max_records: int) -> Polled:
+        super().poll(timeout_s, max_records)
+        if len(self.log) == 1:
+            lines = [watch_line(f"2025-03-02T14:07:{i:02d}", 7, "heat+1995", i).encode()
+                     for i in range(3)]
+            return Polled(lines, [0] * 3, [11, 12, 13], [0] * 3)
+        return Polled()
+
+
+@pytest.mark.parametrize("background_group", [True, False])
+def test_the_last_records_are_not_held_for_one_more_poll(tmp_path, background_group) -> None:
+    """While the previous batch is written, librdkafka's consumer is polled briefly; once that
+    batch is committed, a brief poll that found nothing ends the batch (before: one more poll
+    of the full timeout held a stream's last records, ~0.2 s a worker in bench/ingest.py)."""
+    register_configs()
+    ingestor = Ingestor(compose("ingestor", [
+        f"data.lake_root={tmp_path / 'lake'}", "ingestor.batch_max_wait_s=5",
+        "ingestor.poll_timeout_ms=1000", f"data.online_store_path={tmp_path / 'online.sqlite'}"]))
+    write: Future = Future()
+    consumer = TailConsumer(background_group, write)
+    ingestor.consumer = consumer
+    ingestor._pending = ((write,), {0: 10}, None)
+    assert ingestor._fill_buffer() == 3
+    polls = [t for kind, t in consumer.log if kind == "poll"]
+    if background_group:  # brief polls until the write is done, committed, then no more polls
+        assert consumer.log[3] == ("commit", {0: 10}) and len(consumer.log) == 4
+        assert polls == [pytest.approx(_BRIEF_POLL_S, abs=1e-9)] * 3
+    else:  # kafka-python: full polls; the first that finds nothing ends the batch
+        assert polls == [pytest.approx(1.0, abs=1e-9)] * 2
+    assert ingestor._buffer.offsets == [11, 12, 13]
+
+
 class BlockingDeadLetters:
     """A DLQ whose acknowledgement waits for ``released``; records the thread that sent."""
 
