@@ -38,16 +38,26 @@ class ScriptedConsumer:
         return set()
 
 
-@pytest.mark.parametrize("background_group", [True, False])
-def test_the_pipelined_batch_is_committed_once_written(tmp_path, background_group) -> None:
+def pipelined(tmp_path, consumer_type, background_group: bool, wait_s: float, poll_ms: int,
+              offsets: dict[int, int]) -> tuple[Ingestor, ScriptedConsumer]:
+    """An ingestor whose previous batch (``offsets``) is being written, with a scripted
+    consumer of ``consumer_type`` that finishes the write at its third poll."""
     register_configs()
     ingestor = Ingestor(compose("ingestor", [
-        f"data.lake_root={tmp_path / 'lake'}", "ingestor.batch_max_wait_s=0.5",
-        "ingestor.poll_timeout_ms=100", f"data.online_store_path={tmp_path / 'online.sqlite'}"]))
+        f"data.lake_root={tmp_path / 'lake'}", f"ingestor.batch_max_wait_s={wait_s}",
+        f"ingestor.poll_timeout_ms={poll_ms}",
+        f"data.online_store_path={tmp_path / 'online.sqlite'}"]))
     write: Future = Future()
-    consumer = ScriptedConsumer(background_group, write)
+    consumer = consumer_type(background_group, write)
     ingestor.consumer = consumer
-    ingestor._pending = ((write,), {0: 10, 3: 7}, None)
+    ingestor._pending = ((write,), offsets, None)
+    return ingestor, consumer
+
+
+@pytest.mark.parametrize("background_group", [True, False])
+def test_the_pipelined_batch_is_committed_once_written(tmp_path, background_group) -> None:
+    ingestor, consumer = pipelined(tmp_path, ScriptedConsumer, background_group, 0.5, 100,
+                                   {0: 10, 3: 7})
     assert ingestor._fill_buffer() == 0
     commit_at = consumer.log.index(("commit", {0: 10, 3: 7}))
     assert commit_at == 3  # right after the poll during which the write finished
@@ -78,14 +88,7 @@ def test_the_last_records_are_not_held_for_one_more_poll(tmp_path, background_gr
     """While the previous batch is written, librdkafka's consumer is polled briefly; once that
     batch is committed, a brief poll that found nothing ends the batch (before: one more poll
     of the full timeout held a stream's last records, ~0.2 s a worker in bench/ingest.py)."""
-    register_configs()
-    ingestor = Ingestor(compose("ingestor", [
-        f"data.lake_root={tmp_path / 'lake'}", "ingestor.batch_max_wait_s=5",
-        "ingestor.poll_timeout_ms=1000", f"data.online_store_path={tmp_path / 'online.sqlite'}"]))
-    write: Future = Future()
-    consumer = TailConsumer(background_group, write)
-    ingestor.consumer = consumer
-    ingestor._pending = ((write,), {0: 10}, None)
+    ingestor, consumer = pipelined(tmp_path, TailConsumer, background_group, 5, 1000, {0: 10})
     assert ingestor._fill_buffer() == 3
     polls = [t for kind, t in consumer.log if kind == "poll"]
     if background_group:  # brief polls until the write is done, committed, then no more polls
