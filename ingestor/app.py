@@ -25,7 +25,7 @@ import signal
 import socket
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer
@@ -441,15 +441,27 @@ class Ingestor:
                 attempt += 1
 
     # ------------------------------------------------------------------------------ rebalance
-    # kafka-python 3 runs these on its I/O thread: they only note the change. Nothing needs
-    # dropping: a batch commits only offsets of records it wrote itself (max offset + 1 per
-    # partition), records fetched twice across a rebalance are deduplicated (lake: event_id,
-    # DLQ: source partition/offset), and a commit after losing a partition claims no more than
-    # what this instance wrote.
+    # kafka-python 3 runs these on its I/O thread, librdkafka's client inside poll(): they note
+    # the change (and wait for the pipelined batch's dead letters). Nothing needs dropping: a
+    # batch commits only offsets of records it wrote itself (max offset + 1 per partition),
+    # records fetched twice across a rebalance are deduplicated (lake: event_id, DLQ: source
+    # partition/offset), and a commit after losing a partition claims no more than what this
+    # instance wrote.
     def _on_revoked(self, revoked: list[int]) -> None:
         log.info("partitions revoked: %s", revoked)
         for partition in revoked:
             self._next_offsets.pop(partition, None)
+        pending = self._pending
+        if revoked and pending is not None:
+            # the batch handed to the pipeline sends its dead letters on a thread of its own:
+            # they reach the DLQ before the partitions go, since their next owner reads the
+            # DLQ's tail once and sends only the dead letters it does not find there (without
+            # this wait, two instances sharing a topic wrote 43 of 190 dead letters twice)
+            _, late = wait(pending[0], timeout=float(self.icfg.shutdown_commit_timeout_s))
+            if late:
+                log.warning("the pipelined batch was not written within %.0fs of a rebalance; "
+                            "its dead letters may be sent again by the partitions' next owner",
+                            self.icfg.shutdown_commit_timeout_s)
 
     def _on_assigned(self, assigned: list[int]) -> None:
         log.info("assigned partitions %s", assigned)

@@ -142,3 +142,20 @@ def test_the_pipelined_batch_is_committed_only_once_its_dead_letters_are_acknowl
         (True, [b"not a telemetry line\n"])]
     assert consumer.log == [("commit", {0: 43})] and dlq.forgotten == [{0: 43}]
     ingestor._store_pool.shutdown(wait=True)
+
+
+def test_a_revocation_waits_for_the_pipelined_dead_letters(tmp_path) -> None:
+    """The partitions' next owner reads the DLQ's tail once when assigned: the dead letters
+    this instance sends on the pipeline's threads are in the DLQ before the partitions go."""
+    ingestor, _ = pipelined(tmp_path, ScriptedConsumer, True, 0.5, 100, {0: 10})
+    write = ingestor._pending[0][0]
+    revoking = threading.Thread(target=ingestor._on_revoked, args=([0, 1],))
+    revoking.start()
+    revoking.join(0.3)
+    assert revoking.is_alive()  # still waiting for the batch's writes and dead letters
+    write.set_result(set())
+    revoking.join(5)
+    assert not revoking.is_alive()
+    ingestor._on_revoked([2])  # nothing pending left to wait for: returns at once
+    ingestor._pending = None
+    ingestor._on_revoked([3])
