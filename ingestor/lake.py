@@ -76,9 +76,13 @@ class SeenKeys:
         return found
 
     def add(self, keys: np.ndarray) -> None:
+        self.add_sorted(np.unique(np.asarray(keys, dtype=np.int64)))
+
+    def add_sorted(self, keys: np.ndarray) -> None:
+        """Add int64 keys that are sorted and distinct already (no sort of them again)."""
         if len(keys) == 0:
             return
-        self._runs.append(np.unique(np.asarray(keys, dtype=np.int64)))
+        self._runs.append(keys)
         # merge while the newest run is at least half the size of the one before (amortised log n)
         while len(self._runs) > 1 and len(self._runs[-1]) * 2 >= len(self._runs[-2]):
             last = self._runs.pop()
@@ -259,16 +263,20 @@ class LakeWriter:
             ordered = keys[order]
             first = np.ones(len(keys), dtype=bool)
             first[1:] = ordered[1:] != ordered[:-1]
-            fresh = np.sort(order[first][~seen.contains(ordered[first])])
-            duplicates = data.num_rows - len(fresh)
-            if len(fresh) == 0:
+            distinct = ordered[first]
+            new = ~seen.contains(distinct)
+            fresh_keys = distinct[new]  # sorted and distinct: the partition's next run
+            keep = np.zeros(len(keys), dtype=bool)  # the rows written, in line order
+            keep[order[first][new]] = True
+            duplicates = data.num_rows - len(fresh_keys)
+            if len(fresh_keys) == 0:
                 return WriteResult(0, duplicates, 0)
-            if len(fresh) < data.num_rows:
-                data = data.take(pa.array(fresh))
+            if len(fresh_keys) < data.num_rows:
+                data = data.filter(pa.array(keep))
             path, size = _write_parquet(data.cast(SCHEMAS[table_name]), directory, "part")
-            seen.add(keys[fresh])
+            seen.add_sorted(fresh_keys)
             self._seen[directory][0].add(path.name)
-            return WriteResult(len(fresh), duplicates, size, path)
+            return WriteResult(len(fresh_keys), duplicates, size, path)
 
     def write_dated(self, table_name: str, data: pa.Table) -> WriteResult:
         """Split ``data`` by the date of its ``time`` column and write each partition."""
