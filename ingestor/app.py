@@ -241,12 +241,16 @@ class Ingestor:
 
     # ------------------------------------------------------------------------------- batches
     def _fill_buffer(self) -> int:
-        """Poll until a batch is full or its time is up; returns records received."""
+        """Poll until a batch is full (``batch_max_records`` records, or ``batch_max_bytes`` of
+        values: the poll that crosses it is kept whole) or its time is up; returns records
+        received."""
         assert self.consumer is not None
         deadline = time.monotonic() + float(self.icfg.batch_max_wait_s)
         limit = int(self.icfg.batch_max_records)
+        max_bytes = int(self.icfg.batch_max_bytes)
         received = 0
-        while len(self._buffer) < limit and not self._stop.is_set():
+        while (len(self._buffer) < limit and self._buffer.nbytes < max_bytes
+               and not self._stop.is_set()):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break

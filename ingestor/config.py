@@ -13,10 +13,12 @@ class IngestorConfig:
 
     # consumer and batches; consumer: kafka-python | confluent (librdkafka, the `ingest` extra)
     consumer: str = "kafka-python"
-    # a batch is written and committed at this many records... (the store folds each batch
-    # per (user, movie): one process, 404,659 lines: 121k events/s at 25,000, 167k at 50,000,
-    # 195k at 100,000, no better at 200,000; Parquet files of ~1.3 MB instead of ~0.65)
-    batch_max_records: int = 100_000
+    # a batch is written and committed at this many records or values' bytes... (the store
+    # folds each batch per (user, movie): the bigger the batch, the fewer rows a record costs;
+    # docs/ingestor.md has the measurements). The bytes bound keeps a backlog of long lines
+    # from holding a batch of 200,000 of them in memory
+    batch_max_records: int = 200_000
+    batch_max_bytes: int = 64 * 1024 * 1024
     batch_max_wait_s: float = 1.0  # ...or after this long, whichever comes first
     poll_timeout_ms: int = 200
     fetch_max_bytes: int = 64 * 1024 * 1024

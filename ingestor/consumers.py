@@ -46,11 +46,13 @@ class Polled:
     partitions: list[int] = field(default_factory=list)
     offsets: list[int] = field(default_factory=list)
     timestamps_ms: list[int] = field(default_factory=list)
+    nbytes: int = 0  # the values' bytes gathered by extend() (a batch's size bound)
 
     def __len__(self) -> int:
         return len(self.values)
 
     def extend(self, other: Polled) -> None:
+        self.nbytes += sum(map(len, other.values))
         self.values += other.values
         self.partitions += other.partitions
         self.offsets += other.offsets

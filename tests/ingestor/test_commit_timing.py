@@ -159,3 +159,34 @@ def test_a_revocation_waits_for_the_pipelined_dead_letters(tmp_path) -> None:
     ingestor._on_revoked([2])  # nothing pending left to wait for: returns at once
     ingestor._pending = None
     ingestor._on_revoked([3])
+
+
+class SteadyConsumer:
+    """A backlog: every poll returns one more watch line (60 bytes each)."""
+
+    background_group = True
+
+    def __init__(self) -> None:
+        self.polls = 0
+
+    def poll(self, timeout_s: float, max_records: int) -> Polled:
+        self.polls += 1
+        line = watch_line(f"2025-03-02T14:07:{self.polls:02d}", 7, "heat+1995", 1).encode()
+        return Polled([line.ljust(60, b" ")], [0], [self.polls], [0])
+
+    def assignment(self) -> set[int]:
+        return {0}
+
+
+def test_a_batch_closes_at_its_bytes_bound(tmp_path) -> None:
+    """Long lines: the batch closes once its values hold ``batch_max_bytes`` (the poll that
+    crosses it is kept whole), long before ``batch_max_records`` or the batch's time."""
+    register_configs()
+    ingestor = Ingestor(compose("ingestor", [
+        f"data.lake_root={tmp_path / 'lake'}", "ingestor.batch_max_wait_s=30",
+        "ingestor.batch_max_records=1000", "ingestor.batch_max_bytes=150",
+        f"data.online_store_path={tmp_path / 'online.sqlite'}"]))
+    ingestor.consumer = consumer = SteadyConsumer()
+    assert ingestor._fill_buffer() == 3
+    assert consumer.polls == 3 and ingestor._buffer.nbytes == 180
+    assert ingestor._buffer.offsets == [1, 2, 3]
