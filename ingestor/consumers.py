@@ -153,12 +153,23 @@ class KafkaPythonConsumer:
             heartbeat_interval_ms=max(1000, s.session_timeout_ms // 4),
             max_poll_interval_ms=600_000, **s.security)
 
+        # what this member owns, from the listener's calls: kafka-python keeps a revoked
+        # assignment in assignment() until the group's next join completes, so a rejoin that
+        # stalls (seen under load in make test: revoked 0.2 s after the first join, no
+        # assignment for 14 minutes) looked assigned and the ingestor never rejoined
+        self._owned: set[int] = set()
+        owned = self._owned
+
         class Listener(ConsumerRebalanceListener):
             def on_partitions_revoked(self, revoked: Any) -> None:
-                on_revoked(sorted(tp.partition for tp in revoked or ()))
+                partitions = sorted(tp.partition for tp in revoked or ())
+                owned.difference_update(partitions)
+                on_revoked(partitions)
 
             def on_partitions_assigned(self, assigned: Any) -> None:
-                on_assigned(sorted(tp.partition for tp in assigned or ()))
+                partitions = sorted(tp.partition for tp in assigned or ())
+                owned.update(partitions)
+                on_assigned(partitions)
 
         # subscribe only once the topic's metadata is known: a group joined before it gets an
         # empty assignment, and kafka-python 3.0 can then stall in the rejoin
@@ -196,7 +207,8 @@ class KafkaPythonConsumer:
             raise BrokerUnavailable(str(exc)) from exc
 
     def assignment(self) -> set[int]:
-        return {tp.partition for tp in self._c.assignment()}
+        """The partitions this member owns: assigned and not revoked since."""
+        return set(self._owned)
 
     def highwater(self, partition: int) -> int | None:
         return self._c.highwater(self._tp(self.topic, partition))

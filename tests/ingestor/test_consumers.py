@@ -95,3 +95,26 @@ def test_next_offsets_claim_the_highest_offset_of_each_partition_plus_one() -> N
     polled = Polled([b""] * 6, [1, 0, 1, 1, 0, 2], [5, 3, 7, 6, 2, 0], [0] * 6)
     assert polled.next_offsets() == {0: 4, 1: 8, 2: 1}
     assert Polled().next_offsets() == {}
+
+
+def test_kafka_python_reports_a_revoked_assignment_as_gone(kafka_broker) -> None:
+    """kafka-python keeps a revoked assignment in its own ``assignment()`` until the next join
+    completes; a rejoin that stalls there looked assigned, so the ingestor's watchdog
+    (``rejoin_after_s``) never rejoined. The wrapper reports what the listener was told."""
+    topic = "consumers-revoked"
+    create_topic(kafka_broker.bootstrap, topic)
+    produce(kafka_broker.bootstrap, topic, [b"line"] * 100)
+    revoked: list[list[int]] = []
+    consumer = open_consumer("kafka-python", ConsumerSettings(
+        bootstrap=kafka_broker.bootstrap, topic=topic, group_id="g-revoked", client_id="test",
+        session_timeout_ms=6000), revoked.append, lambda p: None)
+    assert len(drain(consumer, 100)) == 100
+    assert consumer.assignment() == {0, 1, 2, 3}
+    # what kafka-python's coordinator does when a rebalance starts (eager protocol): the
+    # listener is told, the library's own assignment is replaced only when the join completes
+    own = consumer._c.assignment()
+    consumer._c._subscription.rebalance_listener.on_partitions_revoked(own)
+    assert revoked[-1] == [0, 1, 2, 3]  # (the first join revokes nothing: [])
+    assert {tp.partition for tp in consumer._c.assignment()} == {0, 1, 2, 3}
+    assert consumer.assignment() == set()
+    consumer.close()
