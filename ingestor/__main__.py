@@ -102,6 +102,13 @@ def _command(opts, parser, cfg, overrides) -> int:
         from ingestor.erasure_api import serve
 
         return serve(cfg)
+    if opts.command == "run":
+        # a batch bound of 0 would never let a poll happen: the ingestor would run, consume
+        # nothing and say nothing
+        bounds = ("batch_max_records", "batch_max_bytes", "batch_max_wait_s")
+        bad = [f"ingestor.{k}={cfg.ingestor[k]}" for k in bounds if not cfg.ingestor[k] > 0]
+        if bad:
+            parser.error(f"batch bounds must be positive: {', '.join(bad)}")
     if opts.command == "run" and int(cfg.ingestor.workers) > 1:
         from ingestor.supervisor import supervise
 

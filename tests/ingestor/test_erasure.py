@@ -190,3 +190,13 @@ def test_erase_refuses_ids_that_are_not_integers(tmp_path: Path) -> None:
                           f"data.lake_root={tmp_path}"], cwd=REPO, capture_output=True,
                          text=True, timeout=60)
     assert out.returncode == 2 and "user ids must be non-negative integers" in out.stderr
+
+
+@pytest.mark.parametrize("bound", ["batch_max_bytes=0", "batch_max_records=-1",
+                                   "batch_max_wait_s=0"])
+def test_run_refuses_batch_bounds_that_never_let_a_poll_happen(tmp_path: Path, bound) -> None:
+    out = subprocess.run([sys.executable, "-m", "ingestor", f"ingestor.{bound}",
+                          f"data.lake_root={tmp_path}", "kafka.bootstrap=127.0.0.1:1"],
+                         cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "batch bounds must be positive" in out.stderr, out.stderr
+    assert f"ingestor.{bound}" in out.stderr
