@@ -80,6 +80,34 @@ def test_router_process_exits_zero_promptly_on_sigterm(tmp_path):
         proc.wait()
 
 
+def test_router_sigterm_the_moment_its_port_is_bound_still_exits_zero(tmp_path):
+    """The window between bind and the handler: the process signals itself right after the
+    listening socket exists, where a probe or a rollout can first see the port; the default
+    action would end it with -15 (seen in CI under load)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from devstack.ports import free_port
+    from tests.conftest import REPO_ROOT
+
+    script = textwrap.dedent(f"""
+        import os, signal, sys
+        from experiments import router
+        bind = router.RouterHTTPServer.server_activate
+        def activate_then_term(self):
+            bind(self)
+            os.kill(os.getpid(), signal.SIGTERM)
+        router.RouterHTTPServer.server_activate = activate_then_term
+        from experiments.__main__ import main
+        sys.exit(main(["router", "serving.http_port={free_port()}",
+                       "experiments.state_dir={tmp_path}"]))
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
 def test_canary_with_the_challenger_already_champion_has_nothing_to_roll_out(tmp_path, capsys):
     """The pipeline's first run registers its model as champion at once; the canary step then
     exits 0 without touching traffic."""
