@@ -17,7 +17,6 @@ import http.client
 import json
 import logging
 import math
-import signal
 import socket
 import threading
 import time
@@ -33,6 +32,7 @@ from experiments.assignment import Allocation, bucket
 from experiments.metrics import CONTENT_TYPE_LATEST, ExperimentMetrics
 from movierec_core.rotating import RotatingFile
 from movierec_core.security import AdminAuth, AuthResult, RateLimiter, audit, rate_limiter
+from movierec_core.shutdown import StopOnSigterm
 
 log = logging.getLogger("experiments.router")
 
@@ -625,18 +625,9 @@ def follow_configmap(router: Router, cfg: Any, api: Any = None) -> Any:
 
 def serve(cfg: Any, pseudonyms: Any = None) -> None:
     # Kubernetes stops a pod with SIGTERM: finish in-flight requests and exit 0 at once, rather
-    # than being killed at the end of the grace period (30 s per pod on every rollout). The
-    # handler goes in before the socket is bound: a SIGTERM that comes as soon as the port
-    # answers (a rollout, a probe that gives up) must not meet the default action and exit -15.
-    stopping = threading.Event()
-    servers: list[RouterHTTPServer] = []
-
-    def on_term(*_: Any) -> None:
-        stopping.set()
-        for s in servers:
-            threading.Thread(target=s.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, on_term)
+    # than being killed at the end of the grace period (30 s per pod on every rollout); the
+    # handler goes in before the socket is bound
+    stop = StopOnSigterm()
     router = build_router(cfg, pseudonyms=pseudonyms)
     watcher = follow_configmap(router, cfg) if cfg.weights_configmap else None
     server = RouterHTTPServer(
@@ -647,12 +638,10 @@ def serve(cfg: Any, pseudonyms: Any = None) -> None:
         limits=Limits(int(cfg.max_body_bytes), int(cfg.max_connections),
                       float(cfg.socket_timeout_s), float(cfg.header_timeout_s)),
         allowed_hosts=[str(h) for h in cfg.allowed_upstream_hosts])
-    servers.append(server)
     log.info("router for experiment %s on %s:%d: %s", cfg.name, cfg.host, cfg.port,
              router.state.snapshot())
     try:
-        if not stopping.is_set():  # a SIGTERM before the append: shutdown() was never called
-            server.serve_forever(poll_interval=0.5)
+        stop.serve(server)
     except KeyboardInterrupt:
         pass
     finally:
