@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from movierec_core.security import AdminAuth, audit
+from movierec_core.shutdown import StopOnSigterm
 
 log = logging.getLogger("ingestor.erasure_api")
 
@@ -259,11 +260,14 @@ def build(cfg: Any, address: tuple[str, int]) -> ErasureServer:
 
 
 def serve(cfg: Any) -> int:
+    # the pod's SIGTERM: stop taking requests, let the running job finish (stop() waits up to
+    # 10 s; an unfinished one is run again at the next start) and exit 0
+    stop = StopOnSigterm()
     server = build(cfg, (str(cfg.ingestor.admin_host), int(cfg.ingestor.admin_port)))
     server.jobs.start()
     log.info("erasure API on http://%s:%d/admin/erasures", *server.server_address[:2])
     try:
-        server.serve_forever()
+        stop.serve(server)
     finally:
         server.jobs.stop()
         server.server_close()

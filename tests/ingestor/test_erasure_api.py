@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from devstack.ports import free_port
+from devstack.ports import free_port, wait_for_port
 from ingestor.erasure_api import JOBS_DIR
 from movierec_core.erasure import ledger_entries
 from movierec_core.online_store import SqliteOnlineStore
@@ -136,3 +136,23 @@ def test_a_job_the_process_keeps_dying_in_is_given_up(platform: dict,  # noqa: F
         job = wait_done(api["url"], "/admin/erasures/def456")
         assert job["status"] == "failed" and "gave up after 3 attempts" in job["error"]
         assert rows_of(api["lake"], ERASED)  # nothing erased by it
+
+
+def test_sigterm_stops_the_api_cleanly(platform: dict, tmp_path: Path) -> None:  # noqa: F811
+    """Kubernetes stops the pod's sidecar with SIGTERM: it exits 0 at once, its jobs stopped,
+    instead of dying by the signal (-15)."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ingestor", "erasure-api", f"ingestor.admin_port={port}",
+         f"data.lake_root={platform['lake']}", f"data.online_store_path={platform['store']}",
+         f"data.registry_root={platform['registry']}"],
+        cwd=REPO, env={**os.environ, "MOVIEREC_ADMIN_TOKEN": TOKEN},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert wait_for_port("127.0.0.1", port, timeout=60)
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 0, out
+    finally:
+        proc.kill()
+        proc.wait()
