@@ -109,11 +109,11 @@ def _command(opts, parser, cfg, overrides) -> int:
         bad = [f"ingestor.{k}={cfg.ingestor[k]}" for k in bounds if not cfg.ingestor[k] > 0]
         if bad:
             parser.error(f"batch bounds must be positive: {', '.join(bad)}")
-    if opts.command == "run" and int(cfg.ingestor.workers) > 1:
-        from ingestor.supervisor import supervise
+        if int(cfg.ingestor.workers) > 1:
+            from ingestor.supervisor import supervise
 
-        return supervise(int(cfg.ingestor.workers), overrides, int(cfg.ingestor.metrics_port))
-    if opts.command == "run":
+            return supervise(int(cfg.ingestor.workers), overrides,
+                             int(cfg.ingestor.metrics_port))
         from ingestor import metrics
         from ingestor.app import Ingestor, install_signal_handlers
 
